@@ -1,0 +1,291 @@
+//! Fused 3x3 SAME convolution (one input channel) + bias + ReLU + 2x2 max-pool.
+//!
+//! Fusing means the full `H x W x K` convolution map never exists: two
+//! convolution rows are computed, pooled into one row of the output, and
+//! reused. The pooled map is written channel-last (`(py * W/2 + px) * K + k`),
+//! the layout Keras flattens.
+//!
+//! Inside each 2x2 window the maximum goes to the first of the four cells in
+//! row-major order among equal values; backward sends the gradient there.
+
+use super::vector::{axpy, LANES};
+use wide::f32x8;
+
+/// A 3x3 kernel for one input channel and `K` output channels, indexed
+/// `[ky][kx][k]` (the Keras `[3, 3, 1, K]` layout without its unit axis).
+pub type ConvKernel<const K: usize> = [[[f32; K]; 3]; 3];
+
+const fn check_sizes<const H: usize, const W: usize, const K: usize, const FLAT: usize>() {
+    assert!(H >= 2 && W >= 2, "the image must be at least 2x2");
+    assert!(FLAT == (H / 2) * (W / 2) * K, "FLAT must be (H/2)*(W/2)*K");
+}
+
+/// Convolution + bias + ReLU + max-pool of `image`, written to `pooled`.
+///
+/// With `argmax`, also records for each pooled cell which of the four window
+/// cells won (0: top-left, 1: top-right, 2: bottom-left, 3: bottom-right),
+/// as training needs for backward.
+///
+/// ```
+/// use tinycnn::kernels::conv_relu_pool;
+/// // A 2x2 image, one kernel that only looks at the centre tap.
+/// let image = [[1.0, 2.0], [3.0, -4.0]];
+/// let mut kernel = [[[0.0; 1]; 3]; 3];
+/// kernel[1][1][0] = 1.0;
+/// let mut pooled = [0.0; 1];
+/// let mut argmax = [0u8; 1];
+/// conv_relu_pool::<2, 2, 1, 1>(&image, &kernel, &[0.5], &mut pooled, Some(&mut argmax));
+/// assert_eq!(pooled, [3.5]);
+/// assert_eq!(argmax, [2]);
+/// ```
+pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[f32; W]; H],
+    kernel: &ConvKernel<K>,
+    bias: &[f32; K],
+    pooled: &mut [f32; FLAT],
+    mut argmax: Option<&mut [u8; FLAT]>,
+) {
+    const { check_sizes::<H, W, K, FLAT>() };
+    let mut rows = [[[0.0f32; W]; K]; 2];
+    for py in 0..H / 2 {
+        for (r, row) in rows.iter_mut().enumerate() {
+            conv_rows(image, kernel, bias, 2 * py + r, row);
+        }
+        match argmax.as_deref_mut() {
+            Some(argmax) => pool_row_scalar(&rows, py, pooled, Some(argmax)),
+            None => pool_row(&rows, py, pooled),
+        }
+    }
+}
+
+/// Scalar twin of [`conv_relu_pool`]: the convolution written straight from
+/// its definition, one output value at a time.
+///
+/// ```
+/// use tinycnn::kernels::conv_relu_pool_scalar;
+/// let image = [[1.0, 2.0], [3.0, -4.0]];
+/// let mut kernel = [[[0.0; 1]; 3]; 3];
+/// kernel[1][1][0] = 1.0;
+/// let mut pooled = [0.0; 1];
+/// conv_relu_pool_scalar::<2, 2, 1, 1>(&image, &kernel, &[0.5], &mut pooled, None);
+/// assert_eq!(pooled, [3.5]);
+/// ```
+pub fn conv_relu_pool_scalar<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[f32; W]; H],
+    kernel: &ConvKernel<K>,
+    bias: &[f32; K],
+    pooled: &mut [f32; FLAT],
+    mut argmax: Option<&mut [u8; FLAT]>,
+) {
+    const { check_sizes::<H, W, K, FLAT>() };
+    let mut rows = [[[0.0f32; W]; K]; 2];
+    for py in 0..H / 2 {
+        for (r, row) in rows.iter_mut().enumerate() {
+            let y = 2 * py + r;
+            for (k, out) in row.iter_mut().enumerate() {
+                for (x, value) in out.iter_mut().enumerate() {
+                    let mut sum = bias[k];
+                    for (ky, taps) in kernel.iter().enumerate() {
+                        for (kx, tap) in taps.iter().enumerate() {
+                            if let Some(pixel) = pixel_at(image, y + ky, x + kx) {
+                                sum += tap[k] * pixel;
+                            }
+                        }
+                    }
+                    *value = sum;
+                }
+            }
+        }
+        pool_row_scalar(&rows, py, pooled, argmax.as_deref_mut());
+    }
+}
+
+/// The pixel at `(y - 1, x - 1)`, or `None` in the zero padding.
+#[inline]
+fn pixel_at<const H: usize, const W: usize>(
+    image: &[[f32; W]; H],
+    y_plus_1: usize,
+    x_plus_1: usize,
+) -> Option<f32> {
+    let y = y_plus_1.checked_sub(1)?;
+    let x = x_plus_1.checked_sub(1)?;
+    image.get(y)?.get(x).copied()
+}
+
+/// Convolution row `y` of every channel: each tap is one `axpy` over a whole
+/// image row, shifted by the tap's column offset, so the padding costs nothing.
+#[inline]
+fn conv_rows<const H: usize, const W: usize, const K: usize>(
+    image: &[[f32; W]; H],
+    kernel: &ConvKernel<K>,
+    bias: &[f32; K],
+    y: usize,
+    out: &mut [[f32; W]; K],
+) {
+    for (k, row) in out.iter_mut().enumerate() {
+        *row = [bias[k]; W];
+        for (ky, taps) in kernel.iter().enumerate() {
+            let Some(src) = (y + ky).checked_sub(1).and_then(|iy| image.get(iy)) else {
+                continue;
+            };
+            axpy(taps[0][k], &src[..W - 1], &mut row[1..]);
+            axpy(taps[1][k], src, row);
+            axpy(taps[2][k], &src[1..], row);
+        }
+    }
+}
+
+/// Pools two convolution rows into pooled row `py` (values only): the
+/// vertical maximum runs on SIMD lanes, the horizontal pairs after it.
+#[inline]
+fn pool_row<const W: usize, const K: usize, const FLAT: usize>(
+    rows: &[[[f32; W]; K]; 2],
+    py: usize,
+    pooled: &mut [f32; FLAT],
+) {
+    let pw = W / 2;
+    for k in 0..K {
+        let mut vertical = [0.0f32; W];
+        let (top_chunks, top_rest) = rows[0][k].as_chunks::<LANES>();
+        let (bottom_chunks, bottom_rest) = rows[1][k].as_chunks::<LANES>();
+        let (out_chunks, out_rest) = vertical.as_chunks_mut::<LANES>();
+        for ((t, b), o) in top_chunks.iter().zip(bottom_chunks).zip(out_chunks) {
+            *o = f32x8::new(*t).fast_max(f32x8::new(*b)).to_array();
+        }
+        for ((t, b), o) in top_rest.iter().zip(bottom_rest).zip(out_rest) {
+            *o = t.max(*b);
+        }
+        for px in 0..pw {
+            let value = vertical[2 * px].max(vertical[2 * px + 1]);
+            pooled[(py * pw + px) * K + k] = value.max(0.0);
+        }
+    }
+}
+
+/// Pools two convolution rows into pooled row `py` one window at a time,
+/// recording the winners when asked.
+#[inline]
+fn pool_row_scalar<const W: usize, const K: usize, const FLAT: usize>(
+    rows: &[[[f32; W]; K]; 2],
+    py: usize,
+    pooled: &mut [f32; FLAT],
+    mut argmax: Option<&mut [u8; FLAT]>,
+) {
+    let pw = W / 2;
+    for k in 0..K {
+        let (top, bottom) = (&rows[0][k], &rows[1][k]);
+        for px in 0..pw {
+            let window = [
+                top[2 * px],
+                top[2 * px + 1],
+                bottom[2 * px],
+                bottom[2 * px + 1],
+            ];
+            let mut best = 0;
+            for (i, v) in window.iter().enumerate().skip(1) {
+                if *v > window[best] {
+                    best = i;
+                }
+            }
+            let cell = (py * pw + px) * K + k;
+            pooled[cell] = window[best].max(0.0);
+            if let Some(argmax) = argmax.as_deref_mut() {
+                argmax[cell] = best as u8;
+            }
+        }
+    }
+}
+
+/// Accumulates the gradients of the convolution's kernel and bias, given the
+/// gradient at the pooled output.
+///
+/// Only cells with a positive pooled value pass gradient (ReLU); each sends it
+/// to the window cell recorded in `argmax`.
+///
+/// ```
+/// use tinycnn::kernels::conv_relu_pool_backward;
+/// let image = [[1.0, 2.0], [3.0, -4.0]];
+/// let (pooled, argmax) = ([3.5], [2u8]); // the winner was image[1][0]
+/// let mut kernel_grad = [[[0.0; 1]; 3]; 3];
+/// let mut bias_grad = [0.0];
+/// conv_relu_pool_backward::<2, 2, 1, 1>(&image, &pooled, &argmax, &[2.0], &mut kernel_grad, &mut bias_grad);
+/// assert_eq!(bias_grad, [2.0]);
+/// assert_eq!(kernel_grad[1][1][0], 6.0); // 2 * image[1][0]
+/// assert_eq!(kernel_grad[0][1][0], 2.0); // 2 * image[0][0]
+/// assert_eq!(kernel_grad[2][1][0], 0.0); // below the image: padding
+/// ```
+pub fn conv_relu_pool_backward<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[f32; W]; H],
+    pooled: &[f32; FLAT],
+    argmax: &[u8; FLAT],
+    pooled_grad: &[f32; FLAT],
+    kernel_grad: &mut ConvKernel<K>,
+    bias_grad: &mut [f32; K],
+) {
+    const { check_sizes::<H, W, K, FLAT>() };
+    for_each_active_cell::<W, K, FLAT>(pooled, argmax, pooled_grad, |y, x, k, g| {
+        bias_grad[k] += g;
+        for (ky, taps) in kernel_grad.iter_mut().enumerate() {
+            for (kx, tap) in taps.iter_mut().enumerate() {
+                if let Some(pixel) = pixel_at(image, y + ky, x + kx) {
+                    tap[k] += g * pixel;
+                }
+            }
+        }
+    });
+}
+
+/// Accumulates the gradient with respect to the input image into
+/// `image_grad`, given the gradient at the pooled output.
+///
+/// ```
+/// use tinycnn::kernels::conv_relu_pool_input_grad;
+/// let mut kernel = [[[0.0; 1]; 3]; 3];
+/// kernel[0][0][0] = 5.0; // looks up and to the left
+/// let mut image_grad = [[0.0; 2]; 2];
+/// conv_relu_pool_input_grad::<2, 2, 1, 1>(&kernel, &[1.0], &[3], &[1.0], &mut image_grad);
+/// assert_eq!(image_grad, [[5.0, 0.0], [0.0, 0.0]]);
+/// ```
+pub fn conv_relu_pool_input_grad<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    kernel: &ConvKernel<K>,
+    pooled: &[f32; FLAT],
+    argmax: &[u8; FLAT],
+    pooled_grad: &[f32; FLAT],
+    image_grad: &mut [[f32; W]; H],
+) {
+    const { check_sizes::<H, W, K, FLAT>() };
+    for_each_active_cell::<W, K, FLAT>(pooled, argmax, pooled_grad, |y, x, k, g| {
+        for (ky, taps) in kernel.iter().enumerate() {
+            for (kx, tap) in taps.iter().enumerate() {
+                let target = (y + ky)
+                    .checked_sub(1)
+                    .zip((x + kx).checked_sub(1))
+                    .and_then(|(iy, ix)| image_grad.get_mut(iy)?.get_mut(ix));
+                if let Some(cell) = target {
+                    *cell += g * tap[k];
+                }
+            }
+        }
+    });
+}
+
+/// Calls `f(y, x, k, gradient)` for every pooled cell that passes gradient,
+/// with `(y, x)` the winning convolution position.
+#[inline]
+fn for_each_active_cell<const W: usize, const K: usize, const FLAT: usize>(
+    pooled: &[f32; FLAT],
+    argmax: &[u8; FLAT],
+    pooled_grad: &[f32; FLAT],
+    mut f: impl FnMut(usize, usize, usize, f32),
+) {
+    let pw = W / 2;
+    for (cell, ((&value, &which), &g)) in pooled.iter().zip(argmax).zip(pooled_grad).enumerate() {
+        if value <= 0.0 || g == 0.0 {
+            continue;
+        }
+        let k = cell % K;
+        let (py, px) = ((cell / K) / pw, (cell / K) % pw);
+        let which = usize::from(which & 3);
+        f(2 * py + which / 2, 2 * px + which % 2, k, g);
+    }
+}

@@ -1,0 +1,20 @@
+//! Pure functions on arrays and slices: the hot loops of the network.
+//!
+//! Every SIMD kernel (built on [`wide`]) has a scalar twin, named with a
+//! `_scalar` suffix and the same signature, written for clarity; the tests
+//! hold the two against each other. The model calls the SIMD ones. Nothing
+//! here knows about models, optimizers or files.
+
+mod conv;
+mod dense;
+mod softmax;
+mod update;
+mod vector;
+
+pub use conv::{
+    conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_grad, conv_relu_pool_scalar, ConvKernel,
+};
+pub use dense::{dense, dense_backward, dense_backward_scalar, dense_scalar, relu};
+pub use softmax::{softmax, softmax_cross_entropy};
+pub use update::{adam_update, adam_update_scalar, momentum_update, momentum_update_scalar, AdamStep};
+pub use vector::{all_finite, axpy, axpy_scalar, dot, dot_scalar, LANES};

@@ -1,0 +1,80 @@
+//! The two loops everything else is built from: `y += a * x` and `x . y`.
+//!
+//! Each SIMD function has a scalar twin with the same signature, kept as the
+//! reference the SIMD one is tested against.
+
+use wide::f32x8;
+
+/// Lanes of the SIMD vector type the kernels use.
+pub const LANES: usize = 8;
+
+/// `y[i] += a * x[i]` for every `i` below the shorter of the two lengths.
+///
+/// ```
+/// let mut y = [1.0; 10];
+/// tinycnn::kernels::axpy(2.0, &[3.0; 10], &mut y);
+/// assert_eq!(y, [7.0; 10]);
+/// ```
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (x_chunks, x_rest) = x[..n].as_chunks::<LANES>();
+    let (y_chunks, y_rest) = y[..n].as_chunks_mut::<LANES>();
+    let av = f32x8::splat(a);
+    for (xc, yc) in x_chunks.iter().zip(y_chunks) {
+        *yc = f32x8::new(*xc).mul_add(av, f32x8::new(*yc)).to_array();
+    }
+    axpy_scalar(a, x_rest, y_rest);
+}
+
+/// Scalar twin of [`axpy`].
+///
+/// ```
+/// let mut y = [1.0; 3];
+/// tinycnn::kernels::axpy_scalar(-1.0, &[1.0, 2.0, 3.0], &mut y);
+/// assert_eq!(y, [0.0, -1.0, -2.0]);
+/// ```
+#[inline]
+pub fn axpy_scalar(a: f32, x: &[f32], y: &mut [f32]) {
+    for (xv, yv) in x.iter().zip(y) {
+        *yv += a * xv;
+    }
+}
+
+/// The dot product over the shorter of the two lengths.
+///
+/// ```
+/// assert_eq!(tinycnn::kernels::dot(&[1.0; 20], &[0.5; 20]), 10.0);
+/// ```
+#[inline]
+pub fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let (x_chunks, x_rest) = x[..n].as_chunks::<LANES>();
+    let (y_chunks, y_rest) = y[..n].as_chunks::<LANES>();
+    let mut acc = f32x8::splat(0.0);
+    for (xc, yc) in x_chunks.iter().zip(y_chunks) {
+        acc = f32x8::new(*xc).mul_add(f32x8::new(*yc), acc);
+    }
+    acc.reduce_add() + dot_scalar(x_rest, y_rest)
+}
+
+/// Scalar twin of [`dot`].
+///
+/// ```
+/// assert_eq!(tinycnn::kernels::dot_scalar(&[1.0, 2.0], &[3.0, 4.0]), 11.0);
+/// ```
+#[inline]
+pub fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
+    x.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
+/// `true` when no value is NaN or infinite.
+///
+/// ```
+/// assert!(tinycnn::kernels::all_finite(&[0.0, -1e30]));
+/// assert!(!tinycnn::kernels::all_finite(&[0.0, f32::NAN]));
+/// ```
+#[inline]
+pub fn all_finite(values: &[f32]) -> bool {
+    values.iter().all(|v| v.is_finite())
+}

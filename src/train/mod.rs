@@ -1,0 +1,9 @@
+//! Training: backward into static buffers, optimizers, dropout and the fit loop.
+
+mod dropout;
+mod optim;
+mod trainer;
+
+pub use dropout::dropout;
+pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdMomentum};
+pub use trainer::{EpochStats, FitConfig, History, Progress, Trainer};
