@@ -47,7 +47,8 @@ pub mod train;
 pub mod weights;
 
 pub use error::Error;
-pub use model::{argmax, Evaluation, ParamBuffer, Params, Workspace};
+pub use kernels::argmax;
+pub use model::{Evaluation, ParamBuffer, Params, Workspace};
 pub use train::Trainer;
 
 /// [`Params`] at the default (Fashion-MNIST) sizes, nameable in expressions:

@@ -1,7 +1,9 @@
 //! The network's parameters, its inference working memory, and the forward pass.
 
 use crate::data::Samples;
-use crate::kernels::{all_finite, conv_relu_pool, dense, relu, softmax, softmax_cross_entropy, ConvKernel};
+use crate::kernels::{
+    all_finite, argmax, conv_relu_pool, dense, relu, softmax, softmax_cross_entropy, ConvKernel,
+};
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use rand_core::RngCore;
@@ -100,18 +102,33 @@ impl<const N: usize> ParamBuffer for [f32; N] {
     const ZERO: Self = [0.0; N];
 }
 
-impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
-    ParamBuffer for Params<H, W, K, FLAT, HIDDEN, CLASSES>
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > ParamBuffer for Params<H, W, K, FLAT, HIDDEN, CLASSES>
 {
     const ZERO: Self = Self::zeroed();
 }
 
-impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
-    Params<H, W, K, FLAT, HIDDEN, CLASSES>
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Params<H, W, K, FLAT, HIDDEN, CLASSES>
 {
     const SIZES_OK: () = {
         assert!(H >= 2 && W >= 2, "the input must be at least 2x2");
-        assert!(K >= 1 && HIDDEN >= 1 && CLASSES >= 1, "every layer needs at least one unit");
+        assert!(
+            K >= 1 && HIDDEN >= 1 && CLASSES >= 1,
+            "every layer needs at least one unit"
+        );
         assert!(FLAT == (H / 2) * (W / 2) * K, "FLAT must be (H/2)*(W/2)*K");
     };
 
@@ -123,7 +140,8 @@ impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HI
 
     /// Bytes of working memory for inference: the [`Workspace`] plus the two
     /// convolution rows the fused kernel keeps on the stack.
-    pub const INFERENCE_BYTES: usize = core::mem::size_of::<Workspace<FLAT, HIDDEN, CLASSES>>() + 2 * K * W * 4;
+    pub const INFERENCE_BYTES: usize =
+        core::mem::size_of::<Workspace<FLAT, HIDDEN, CLASSES>>() + 2 * K * W * 4;
 
     /// All parameters zero, usable in a `static`.
     ///
@@ -169,7 +187,11 @@ impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HI
         let conv_limit = glorot_limit(9, 9 * K);
         let dense1_limit = glorot_limit(FLAT, HIDDEN);
         let dense2_limit = glorot_limit(HIDDEN, CLASSES);
-        fill_uniform(self.conv_kernel.as_flattened_mut().as_flattened_mut(), conv_limit, rng);
+        fill_uniform(
+            self.conv_kernel.as_flattened_mut().as_flattened_mut(),
+            conv_limit,
+            rng,
+        );
         fill_uniform(self.dense1_kernel.as_flattened_mut(), dense1_limit, rng);
         fill_uniform(self.dense2_kernel.as_flattened_mut(), dense2_limit, rng);
         self.conv_bias = [0.0; K];
@@ -284,7 +306,9 @@ impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HI
         workspace: &mut Workspace<FLAT, HIDDEN, CLASSES>,
     ) -> Result<Evaluation, Error> {
         if samples.is_empty() {
-            return Err(Error::Empty { what: "evaluation set" });
+            return Err(Error::Empty {
+                what: "evaluation set",
+            });
         }
         let mut image = [[0.0f32; W]; H];
         let mut grad = [0.0f32; CLASSES];
@@ -362,7 +386,11 @@ unsafe impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Zeroab
 impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Workspace<FLAT, HIDDEN, CLASSES> {
     /// A zeroed workspace, usable in a `static`.
     pub const fn new() -> Self {
-        Self { pooled: [0.0; FLAT], hidden: [0.0; HIDDEN], logits: [0.0; CLASSES] }
+        Self {
+            pooled: [0.0; FLAT],
+            hidden: [0.0; HIDDEN],
+            logits: [0.0; CLASSES],
+        }
     }
 
     /// The hidden layer (after ReLU) of the last forward pass.
@@ -376,26 +404,12 @@ impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Workspace<FLA
     }
 }
 
-impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default for Workspace<FLAT, HIDDEN, CLASSES> {
+impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default
+    for Workspace<FLAT, HIDDEN, CLASSES>
+{
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Index of the largest value, the first one on a tie (0 for an empty slice).
-///
-/// ```
-/// assert_eq!(tinycnn::argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
-/// ```
-#[inline]
-pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {

@@ -19,8 +19,19 @@ fn parse_header<'a, const N: usize>(
     magic: u32,
 ) -> Result<([usize; N], &'a [u8]), Error> {
     let header_len = 4 + 4 * N;
-    let header = bytes.get(..header_len).ok_or(Error::Length { what, expected: header_len, found: bytes.len() })?;
-    let word = |i: usize| u32::from_be_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
+    let header = bytes.get(..header_len).ok_or(Error::Length {
+        what,
+        expected: header_len,
+        found: bytes.len(),
+    })?;
+    let word = |i: usize| {
+        u32::from_be_bytes([
+            header[4 * i],
+            header[4 * i + 1],
+            header[4 * i + 2],
+            header[4 * i + 3],
+        ])
+    };
     let found = word(0);
     if found != magic {
         return Err(Error::BadMagic { what, found });
@@ -29,13 +40,18 @@ fn parse_header<'a, const N: usize>(
     let mut total = 1usize;
     for (i, dim) in dims.iter_mut().enumerate() {
         *dim = word(i + 1) as usize;
-        total = total
-            .checked_mul(*dim)
-            .ok_or(Error::Dimensions { what, detail: "dimensions overflow the address space" })?;
+        total = total.checked_mul(*dim).ok_or(Error::Dimensions {
+            what,
+            detail: "dimensions overflow the address space",
+        })?;
     }
     let data = &bytes[header_len..];
     if data.len() != total {
-        return Err(Error::Length { what, expected: header_len + total, found: bytes.len() });
+        return Err(Error::Length {
+            what,
+            expected: header_len + total,
+            found: bytes.len(),
+        });
     }
     Ok((dims, data))
 }
@@ -65,7 +81,12 @@ impl<'a> IdxImages<'a> {
     /// [`Error::Length`] when it is shorter or longer than its header says.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let ([count, rows, cols], pixels) = parse_header::<3>(bytes, "IDX image file", IMAGES_MAGIC)?;
-        Ok(Self { pixels, count, rows, cols })
+        Ok(Self {
+            pixels,
+            count,
+            rows,
+            cols,
+        })
     }
 
     /// Number of images.
@@ -91,7 +112,10 @@ impl<'a> IdxImages<'a> {
     /// The pixels of image `index`, row-major, or `None` past the end.
     pub fn image(&self, index: usize) -> Option<&'a [u8]> {
         let size = self.rows * self.cols;
-        self.pixels.get(index.checked_mul(size)?..)?.get(..size).filter(|_| index < self.count)
+        self.pixels
+            .get(index.checked_mul(size)?..)?
+            .get(..size)
+            .filter(|_| index < self.count)
     }
 }
 
@@ -159,7 +183,10 @@ impl<'a, const H: usize, const W: usize> IdxDataset<'a, H, W> {
     /// [`Error::Dimensions`] when the images are not `H x W` or the two counts differ.
     pub fn new(images: IdxImages<'a>, labels: IdxLabels<'a>) -> Result<Self, Error> {
         if images.rows() != H || images.cols() != W {
-            return Err(Error::Dimensions { what: "IDX image file", detail: "image size differs from the model's input" });
+            return Err(Error::Dimensions {
+                what: "IDX image file",
+                detail: "image size differs from the model's input",
+            });
         }
         if images.len() != labels.len() {
             return Err(Error::Dimensions {
@@ -187,7 +214,10 @@ impl<const H: usize, const W: usize> Samples<H, W> for IdxDataset<'_, H, W> {
     }
 
     fn read(&self, index: usize, image: &mut [[f32; W]; H]) -> Result<usize, Error> {
-        let pixels = self.images.image(index).ok_or(Error::IndexOutOfRange { index, len: self.len() })?;
+        let pixels = self.images.image(index).ok_or(Error::IndexOutOfRange {
+            index,
+            len: self.len(),
+        })?;
         for (out, &p) in image.as_flattened_mut().iter_mut().zip(pixels) {
             *out = f32::from(p) / 255.0;
         }

@@ -50,7 +50,10 @@ impl<const H: usize, const W: usize> Samples<H, W> for [([[f32; W]; H], usize)] 
     }
 
     fn read(&self, index: usize, image: &mut [[f32; W]; H]) -> Result<usize, Error> {
-        let (pixels, label) = self.get(index).ok_or(Error::IndexOutOfRange { index, len: self.len() })?;
+        let (pixels, label) = self.get(index).ok_or(Error::IndexOutOfRange {
+            index,
+            len: self.len(),
+        })?;
         *image = *pixels;
         Ok(*label)
     }
@@ -91,7 +94,10 @@ impl<const H: usize, const W: usize, S: Samples<H, W> + ?Sized> Samples<H, W> fo
     }
 
     fn read(&self, index: usize, image: &mut [[f32; W]; H]) -> Result<usize, Error> {
-        let inner = self.indices.get(index).ok_or(Error::IndexOutOfRange { index, len: self.indices.len() })?;
+        let inner = self.indices.get(index).ok_or(Error::IndexOutOfRange {
+            index,
+            len: self.indices.len(),
+        })?;
         self.inner.read(*inner as usize, image)
     }
 }
@@ -147,15 +153,22 @@ pub fn split_stratified<const CLASSES: usize>(
     out: &mut [u32],
 ) -> Result<usize, Error> {
     if !(0.0..=1.0).contains(&fraction) {
-        return Err(Error::InvalidConfig { what: "validation fraction must be in [0, 1]" });
+        return Err(Error::InvalidConfig {
+            what: "validation fraction must be in [0, 1]",
+        });
     }
     let found = out.len();
-    let out = out.get_mut(..labels.len()).ok_or(Error::Length { what: "split output", expected: labels.len(), found })?;
+    let out = out.get_mut(..labels.len()).ok_or(Error::Length {
+        what: "split output",
+        expected: labels.len(),
+        found,
+    })?;
     let mut wanted = [0usize; CLASSES];
     for &label in labels {
-        *wanted
-            .get_mut(usize::from(label))
-            .ok_or(Error::LabelOutOfRange { label: label.into(), classes: CLASSES })? += 1;
+        *wanted.get_mut(usize::from(label)).ok_or(Error::LabelOutOfRange {
+            label: label.into(),
+            classes: CLASSES,
+        })? += 1;
     }
     for w in &mut wanted {
         *w = libm::roundf(*w as f32 * fraction) as usize;

@@ -8,7 +8,7 @@
 //! Inside each 2x2 window the maximum goes to the first of the four cells in
 //! row-major order among equal values; backward sends the gradient there.
 
-use super::vector::{axpy, LANES};
+use super::vector::{self, axpy, LANES};
 use wide::f32x8;
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
@@ -172,21 +172,10 @@ fn pool_row_scalar<const W: usize, const K: usize, const FLAT: usize>(
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
     let pw = W / 2;
-    for k in 0..K {
-        let (top, bottom) = (&rows[0][k], &rows[1][k]);
+    for (k, (top, bottom)) in rows[0].iter().zip(&rows[1]).enumerate() {
         for px in 0..pw {
-            let window = [
-                top[2 * px],
-                top[2 * px + 1],
-                bottom[2 * px],
-                bottom[2 * px + 1],
-            ];
-            let mut best = 0;
-            for (i, v) in window.iter().enumerate().skip(1) {
-                if *v > window[best] {
-                    best = i;
-                }
-            }
+            let window = [top[2 * px], top[2 * px + 1], bottom[2 * px], bottom[2 * px + 1]];
+            let best = vector::argmax(&window);
             let cell = (py * pw + px) * K + k;
             pooled[cell] = window[best].max(0.0);
             if let Some(argmax) = argmax.as_deref_mut() {

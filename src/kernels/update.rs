@@ -103,7 +103,13 @@ pub fn momentum_update(params: &mut [f32], velocity: &mut [f32], grads: &[f32], 
 /// assert_eq!((v, p), ([-0.25], [0.75]));
 /// ```
 #[inline]
-pub fn momentum_update_scalar(params: &mut [f32], velocity: &mut [f32], grads: &[f32], lr: f32, momentum: f32) {
+pub fn momentum_update_scalar(
+    params: &mut [f32],
+    velocity: &mut [f32],
+    grads: &[f32],
+    lr: f32,
+    momentum: f32,
+) {
     for ((p, v), &g) in params.iter_mut().zip(velocity).zip(grads) {
         *v = momentum * *v - lr * g;
         *p += *v;

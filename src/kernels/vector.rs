@@ -78,3 +78,19 @@ pub fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
 pub fn all_finite(values: &[f32]) -> bool {
     values.iter().all(|v| v.is_finite())
 }
+
+/// Index of the largest value, the first one on a tie (0 for an empty slice).
+///
+/// ```
+/// assert_eq!(tinycnn::kernels::argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+/// ```
+#[inline]
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}

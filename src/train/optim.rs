@@ -19,16 +19,26 @@ fn check_rate(lr: f32) -> Result<(), Error> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
-        Err(Error::InvalidConfig { what: "learning rate must be finite and positive" })
+        Err(Error::InvalidConfig {
+            what: "learning rate must be finite and positive",
+        })
     }
 }
 
 fn check_lengths(params: &[f32], grads: &[f32], state: usize) -> Result<(), Error> {
     if grads.len() != params.len() {
-        return Err(Error::Length { what: "gradient", expected: params.len(), found: grads.len() });
+        return Err(Error::Length {
+            what: "gradient",
+            expected: params.len(),
+            found: grads.len(),
+        });
     }
     if state != params.len() {
-        return Err(Error::Length { what: "parameters", expected: state, found: params.len() });
+        return Err(Error::Length {
+            what: "parameters",
+            expected: state,
+            found: params.len(),
+        });
     }
     Ok(())
 }
@@ -100,7 +110,11 @@ impl<P: ParamBuffer> SgdMomentum<P> {
     /// [`Error::InvalidConfig`] unless `lr` is finite and positive and
     /// `momentum` is in `[0, 1)`.
     pub fn new(lr: f32, momentum: f32) -> Result<Self, Error> {
-        let mut opt = Self { lr: 0.0, momentum: 0.0, velocity: P::ZERO };
+        let mut opt = Self {
+            lr: 0.0,
+            momentum: 0.0,
+            velocity: P::ZERO,
+        };
         opt.configure(lr, momentum)?;
         Ok(opt)
     }
@@ -113,7 +127,9 @@ impl<P: ParamBuffer> SgdMomentum<P> {
     pub fn configure(&mut self, lr: f32, momentum: f32) -> Result<(), Error> {
         check_rate(lr)?;
         if !(0.0..1.0).contains(&momentum) {
-            return Err(Error::InvalidConfig { what: "momentum must be in [0, 1)" });
+            return Err(Error::InvalidConfig {
+                what: "momentum must be in [0, 1)",
+            });
         }
         self.lr = lr;
         self.momentum = momentum;
@@ -146,15 +162,24 @@ pub struct AdamConfig {
 
 impl AdamConfig {
     /// Keras's defaults: lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7.
-    pub const KERAS: Self = Self { lr: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    pub const KERAS: Self = Self {
+        lr: 0.001,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-7,
+    };
 
     fn check(&self) -> Result<(), Error> {
         check_rate(self.lr)?;
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return Err(Error::InvalidConfig { what: "Adam betas must be in [0, 1)" });
+            return Err(Error::InvalidConfig {
+                what: "Adam betas must be in [0, 1)",
+            });
         }
         if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
-            return Err(Error::InvalidConfig { what: "Adam epsilon must be finite and not negative" });
+            return Err(Error::InvalidConfig {
+                what: "Adam epsilon must be finite and not negative",
+            });
         }
         Ok(())
     }
@@ -213,7 +238,12 @@ impl<P: ParamBuffer> Adam<P> {
     /// static mut ADAM: Adam<Params> = Adam::zeroed_state();
     /// ```
     pub const fn zeroed_state() -> Self {
-        Self { config: AdamConfig::KERAS, steps: 0, m: P::ZERO, v: P::ZERO }
+        Self {
+            config: AdamConfig::KERAS,
+            steps: 0,
+            m: P::ZERO,
+            v: P::ZERO,
+        }
     }
 
     /// Sets the configuration and restarts from zero moments and step 0.
@@ -245,11 +275,19 @@ impl<P: ParamBuffer> Optimizer for Adam<P> {
         check_lengths(params, grads, self.m.as_flat().len())?;
         let c = self.config;
         let t = self.steps.saturating_add(1);
-        let alpha = c.lr * libm::sqrtf(1.0 - libm::powf(c.beta2, t as f32)) / (1.0 - libm::powf(c.beta1, t as f32));
+        let alpha =
+            c.lr * libm::sqrtf(1.0 - libm::powf(c.beta2, t as f32)) / (1.0 - libm::powf(c.beta1, t as f32));
         if !all_finite(&[alpha]) {
-            return Err(Error::InvalidConfig { what: "Adam step size is not finite" });
+            return Err(Error::InvalidConfig {
+                what: "Adam step size is not finite",
+            });
         }
-        let step = AdamStep { alpha, beta1: c.beta1, beta2: c.beta2, epsilon: c.epsilon };
+        let step = AdamStep {
+            alpha,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            epsilon: c.epsilon,
+        };
         adam_update(params, self.m.as_flat_mut(), self.v.as_flat_mut(), grads, step);
         self.steps = t;
         Ok(())

@@ -63,8 +63,14 @@ pub struct Trainer<
 
 // SAFETY: only `f32` and `u8` arrays, a `Params` and a `Workspace` (both
 // all-float), and an `f32`: all zero bytes form a valid value (dropout 0).
-unsafe impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
-    Zeroable for Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
+unsafe impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Zeroable for Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
 {
 }
 
@@ -119,8 +125,14 @@ pub struct EpochStats {
 /// Per-epoch statistics of a fit, at most `E` epochs.
 pub type History<const E: usize = 64> = heapless::Vec<EpochStats, E>;
 
-impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
-    Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
 {
     /// A trainer with zero gradients and no dropout, usable in a `static`.
     ///
@@ -158,7 +170,9 @@ impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HI
     /// [`Error::InvalidConfig`] unless `rate` is in `[0, 1)`.
     pub fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
         if !(0.0..1.0).contains(&rate) {
-            return Err(Error::InvalidConfig { what: "dropout rate must be in [0, 1)" });
+            return Err(Error::InvalidConfig {
+                what: "dropout rate must be in [0, 1)",
+            });
         }
         self.dropout = rate;
         Ok(())
@@ -274,7 +288,13 @@ impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HI
             &mut g.conv_bias,
         );
         if let Some(image_grad) = image_grad {
-            conv_relu_pool_input_grad(&params.conv_kernel, &self.ws.pooled, &self.argmax, &self.pooled_grad, image_grad);
+            conv_relu_pool_input_grad(
+                &params.conv_kernel,
+                &self.ws.pooled,
+                &self.argmax,
+                &self.pooled_grad,
+                image_grad,
+            );
         }
         Ok(loss)
     }
@@ -341,13 +361,21 @@ impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HI
             return Err(Error::Empty { what: "training set" });
         }
         if u32::try_from(n).is_err() {
-            return Err(Error::InvalidConfig { what: "training set has more than 2^32 samples" });
+            return Err(Error::InvalidConfig {
+                what: "training set has more than 2^32 samples",
+            });
         }
         if batch_size == 0 || batch_size > n {
-            return Err(Error::InvalidConfig { what: "batch size must be between 1 and the training set size" });
+            return Err(Error::InvalidConfig {
+                what: "batch size must be between 1 and the training set size",
+            });
         }
         let found = order.len();
-        let order = order.get_mut(..n).ok_or(Error::Length { what: "order buffer", expected: n, found })?;
+        let order = order.get_mut(..n).ok_or(Error::Length {
+            what: "order buffer",
+            expected: n,
+            found,
+        })?;
         for (i, slot) in order.iter_mut().enumerate() {
             *slot = i as u32;
         }
@@ -404,39 +432,69 @@ impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HI
         O: Optimizer,
     {
         if config.epochs > E {
-            return Err(Error::InvalidConfig { what: "more epochs than the history can hold" });
+            return Err(Error::InvalidConfig {
+                what: "more epochs than the history can hold",
+            });
         }
         let mut history = History::new();
         for epoch in 0..config.epochs {
-            let train_loss = self.train_epoch(params, optimizer, train, order, config.batch_size, rng, epoch, progress)?;
-            let stats = EpochStats { epoch, train_loss, validation: params.evaluate(validation, &mut self.ws)? };
+            let train_loss = self.train_epoch(
+                params,
+                optimizer,
+                train,
+                order,
+                config.batch_size,
+                rng,
+                epoch,
+                progress,
+            )?;
+            let stats = EpochStats {
+                epoch,
+                train_loss,
+                validation: params.evaluate(validation, &mut self.ws)?,
+            };
             progress.epoch_done(&stats);
-            history.push(stats).map_err(|_| Error::InvalidConfig { what: "more epochs than the history can hold" })?;
+            history.push(stats).map_err(|_| Error::InvalidConfig {
+                what: "more epochs than the history can hold",
+            })?;
         }
         Ok(history)
     }
 }
 
-impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default
-    for Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Default for Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
 {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const H: usize, const W: usize, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
-    Params<H, W, K, FLAT, HIDDEN, CLASSES>
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Params<H, W, K, FLAT, HIDDEN, CLASSES>
 {
     /// Working memory of training with plain SGD, beyond the parameters: the
     /// [`Trainer`] (the batch gradient and one sample's activations) and the
     /// convolution rows on the stack. The permutation buffer adds 4 bytes per
     /// training sample.
-    pub const TRAINING_BYTES_SGD: usize = core::mem::size_of::<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>>() + 2 * K * W * 4;
+    pub const TRAINING_BYTES_SGD: usize =
+        core::mem::size_of::<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>>() + 2 * K * W * 4;
 
     /// Working memory of training with [`Adam`](super::Adam), beyond the
     /// parameters: [`TRAINING_BYTES_SGD`](Self::TRAINING_BYTES_SGD) plus
     /// both moments.
-    pub const TRAINING_BYTES_ADAM: usize =
-        Self::TRAINING_BYTES_SGD + core::mem::size_of::<super::Adam<Params<H, W, K, FLAT, HIDDEN, CLASSES>>>();
+    pub const TRAINING_BYTES_ADAM: usize = Self::TRAINING_BYTES_SGD
+        + core::mem::size_of::<super::Adam<Params<H, W, K, FLAT, HIDDEN, CLASSES>>>();
 }

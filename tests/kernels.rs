@@ -1,0 +1,229 @@
+//! SIMD kernels against their scalar twins, and small cases worked by hand.
+// Index loops mirror the formulas they check.
+#![allow(clippy::needless_range_loop)]
+
+mod common;
+use common::*;
+use tinycnn::kernels::*;
+
+const LENGTHS: [usize; 9] = [0, 1, 7, 8, 9, 15, 16, 17, 100];
+
+#[test]
+fn axpy_matches_scalar_on_every_tail_length() {
+    let mut r = rng(1);
+    for n in LENGTHS {
+        let x = random_vec(&mut r, n, -2.0, 2.0);
+        let y0 = random_vec(&mut r, n, -2.0, 2.0);
+        let a = uniform(&mut r, -3.0, 3.0);
+        let (mut simd, mut scalar) = (y0.clone(), y0.clone());
+        axpy(a, &x, &mut simd);
+        axpy_scalar(a, &x, &mut scalar);
+        assert_all_close(&simd, &scalar, 1e-6, 1e-6, "axpy");
+        if n > 0 {
+            assert_ne!(simd, y0, "axpy changed nothing for n = {n}");
+        }
+    }
+}
+
+#[test]
+fn dot_matches_scalar_on_every_tail_length() {
+    let mut r = rng(2);
+    for n in LENGTHS {
+        let x = random_vec(&mut r, n, -1.0, 1.0);
+        let y = random_vec(&mut r, n, -1.0, 1.0);
+        let (s, f) = (dot(&x, &y), dot_scalar(&x, &y));
+        assert!(close(s, f, 1e-5, 1e-5), "n = {n}: {s} vs {f}");
+    }
+}
+
+fn check_conv<const H: usize, const W: usize, const K: usize, const FLAT: usize>(seed: u64) {
+    let mut r = rng(seed);
+    let image: [[f32; W]; H] = random_image(&mut r);
+    let kernel: ConvKernel<K> =
+        core::array::from_fn(|_| core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0)));
+    let bias: [f32; K] = random_array(&mut r, -0.3, 0.3);
+    let (mut p_simd, mut p_scalar) = ([0.0f32; FLAT], [0.0f32; FLAT]);
+    let (mut a_simd, mut a_scalar) = ([0u8; FLAT], [0u8; FLAT]);
+    conv_relu_pool::<H, W, K, FLAT>(&image, &kernel, &bias, &mut p_simd, Some(&mut a_simd));
+    conv_relu_pool_scalar::<H, W, K, FLAT>(&image, &kernel, &bias, &mut p_scalar, Some(&mut a_scalar));
+    assert_all_close(&p_simd, &p_scalar, 1e-5, 1e-5, "pooled");
+    // Winners agree except where two window values are within rounding of each other.
+    let differing = a_simd.iter().zip(&a_scalar).filter(|(a, b)| a != b).count();
+    assert!(
+        differing * 100 <= FLAT,
+        "{differing} of {FLAT} pooling winners differ"
+    );
+    // The inference path (no argmax, SIMD vertical max) gives the same values.
+    let mut p_infer = [0.0f32; FLAT];
+    conv_relu_pool::<H, W, K, FLAT>(&image, &kernel, &bias, &mut p_infer, None);
+    assert_eq!(p_infer, p_simd);
+    if FLAT >= 1000 {
+        // Random weights should leave both active and ReLU-zeroed cells.
+        let zeros = p_simd.iter().filter(|&&v| v == 0.0).count();
+        assert!(zeros > 0 && zeros < FLAT, "{zeros} of {FLAT} zero");
+    }
+}
+
+#[test]
+fn conv_relu_pool_matches_scalar() {
+    check_conv::<28, 28, 10, 1960>(3);
+    check_conv::<9, 13, 3, 72>(4); // odd sizes: the last row and column are not pooled
+    check_conv::<2, 2, 1, 1>(5);
+    check_conv::<6, 18, 7, 189>(6); // rows longer than one lane and not a multiple of it
+}
+
+#[test]
+fn conv_by_hand_on_a_3x3_image() {
+    // image 1..9 row-major; kernel taps 1..9 for channel 0 and only the centre for channel 1.
+    let image = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]];
+    let mut kernel = [[[0.0f32; 2]; 3]; 3];
+    for ky in 0..3 {
+        for kx in 0..3 {
+            kernel[ky][kx][0] = (ky * 3 + kx + 1) as f32;
+        }
+    }
+    kernel[1][1][1] = -1.0;
+    // Channel 0 at (0,0) with SAME padding: taps (1,1),(1,2),(2,1),(2,2) see 1,2,4,5:
+    // 5*1 + 6*2 + 8*4 + 9*5 = 94; at (0,1): taps (1,0..2),(2,0..2) see 1,2,3,4,5,6:
+    // 4*1+5*2+6*3+7*4+8*5+9*6 = 154; (1,0): 2*1+3*2+5*4+6*5+8*7+9*8 = 186;
+    // (1,1): 1*1+2*2+...+9*9 = 285. Max is 285 at the bottom-right of the window (index 3).
+    let (mut pooled, mut argmax) = ([0.0f32; 2], [0u8; 2]);
+    conv_relu_pool::<3, 3, 2, 2>(&image, &kernel, &[1.0, 0.5], &mut pooled, Some(&mut argmax));
+    assert_eq!(pooled[0], 286.0);
+    assert_eq!(argmax[0], 3);
+    // Channel 1 is 0.5 - pixel: max over 1,2,4,5 is -0.5, and ReLU makes it 0.
+    assert_eq!(pooled[1], 0.0);
+    assert_eq!(argmax[1], 0);
+}
+
+#[test]
+fn max_pool_ties_go_to_the_first_cell_in_row_major_order() {
+    // Centre-tap kernel: the conv output is the image itself.
+    let mut kernel = [[[0.0f32; 1]; 3]; 3];
+    kernel[1][1][0] = 1.0;
+    let cases: [([[f32; 2]; 2], u8); 4] = [
+        ([[1.0, 1.0], [1.0, 1.0]], 0),
+        ([[0.0, 2.0], [2.0, 0.0]], 1),
+        ([[0.0, 0.0], [3.0, 3.0]], 2),
+        ([[0.0, 1.0], [1.0, 4.0]], 3),
+    ];
+    for (image, expected) in cases {
+        let (mut pooled, mut argmax) = ([0.0f32], [9u8]);
+        conv_relu_pool::<2, 2, 1, 1>(&image, &kernel, &[0.0], &mut pooled, Some(&mut argmax));
+        assert_eq!(argmax[0], expected, "{image:?}");
+        let mut scalar_argmax = [9u8];
+        conv_relu_pool_scalar::<2, 2, 1, 1>(&image, &kernel, &[0.0], &mut pooled, Some(&mut scalar_argmax));
+        assert_eq!(scalar_argmax[0], expected, "{image:?}");
+        // The gradient goes to that one cell only.
+        let mut image_grad = [[0.0f32; 2]; 2];
+        conv_relu_pool_input_grad::<2, 2, 1, 1>(&kernel, &pooled, &argmax, &[1.0], &mut image_grad);
+        let flat = image_grad.as_flattened();
+        assert_eq!(flat.iter().sum::<f32>(), 1.0);
+        assert_eq!(flat[usize::from(expected)], 1.0);
+    }
+}
+
+#[test]
+fn dense_matches_scalar_with_zeros_in_the_input() {
+    let mut r = rng(7);
+    let mut input: [f32; 37] = random_array(&mut r, -1.0, 1.0);
+    input.iter_mut().step_by(3).for_each(|v| *v = 0.0);
+    let kernel: [[f32; 13]; 37] = core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0));
+    let bias: [f32; 13] = random_array(&mut r, -1.0, 1.0);
+    let (mut a, mut b) = ([0.0; 13], [0.0; 13]);
+    dense(&input, &kernel, &bias, &mut a);
+    dense_scalar(&input, &kernel, &bias, &mut b);
+    assert_all_close(&a, &b, 1e-5, 1e-5, "dense");
+    // Against the definition, zeros included.
+    for j in 0..13 {
+        let expected: f32 = bias[j] + (0..37).map(|i| input[i] * kernel[i][j]).sum::<f32>();
+        assert!(close(a[j], expected, 1e-5, 1e-5));
+    }
+}
+
+#[test]
+fn dense_backward_matches_scalar() {
+    let mut r = rng(8);
+    let mut input: [f32; 29] = random_array(&mut r, 0.0, 1.0);
+    input.iter_mut().step_by(4).for_each(|v| *v = 0.0);
+    let kernel: [[f32; 19]; 29] = core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0));
+    let out_grad: [f32; 19] = random_array(&mut r, -1.0, 1.0);
+    let start: [[f32; 19]; 29] = core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0));
+    let (mut kg_a, mut kg_b) = (start, start);
+    let (mut bg_a, mut bg_b) = ([0.5; 19], [0.5; 19]);
+    let (mut ig_a, mut ig_b) = ([7.0; 29], [7.0; 29]);
+    dense_backward(&input, &kernel, &out_grad, &mut kg_a, &mut bg_a, Some(&mut ig_a));
+    dense_backward_scalar(&input, &kernel, &out_grad, &mut kg_b, &mut bg_b, Some(&mut ig_b));
+    assert_all_close(
+        kg_a.as_flattened(),
+        kg_b.as_flattened(),
+        1e-6,
+        1e-6,
+        "kernel grad",
+    );
+    assert_all_close(&bg_a, &bg_b, 1e-6, 1e-6, "bias grad");
+    assert_all_close(&ig_a, &ig_b, 1e-5, 1e-5, "input grad");
+    assert_eq!(ig_a[0], 0.0);
+    assert_ne!(kg_a, start);
+}
+
+#[test]
+fn softmax_cross_entropy_by_hand() {
+    // logits (1, 2, 3): softmax = e^z / (e + e^2 + e^3) = (0.09003057, 0.24472847, 0.66524096)
+    let mut grad = [0.0f32; 3];
+    let loss = softmax_cross_entropy(&[1.0, 2.0, 3.0], 0, 0.5, &mut grad).unwrap();
+    assert!(close(loss, 2.407_606, 1e-6, 0.0), "loss {loss}"); // -ln(0.09003057)
+    assert_all_close(
+        &grad,
+        &[0.5 * (0.090_030_57 - 1.0), 0.5 * 0.244_728_47, 0.5 * 0.665_240_96],
+        1e-6,
+        0.0,
+        "grad",
+    );
+    // Huge logits stay finite.
+    let loss = softmax_cross_entropy(&[1e30, -1e30, 0.0], 1, 1.0, &mut grad).unwrap();
+    assert!(loss.is_finite() && loss > 1e29);
+    assert_eq!(
+        softmax_cross_entropy(&[0.0; 3], 3, 1.0, &mut grad),
+        Err(tinycnn::Error::LabelOutOfRange { label: 3, classes: 3 })
+    );
+    let mut p = [0.0f32; 3];
+    softmax(&[1.0, 2.0, 3.0], &mut p);
+    assert_all_close(
+        &p,
+        &[0.090_030_57, 0.244_728_47, 0.665_240_96],
+        1e-7,
+        0.0,
+        "softmax",
+    );
+}
+
+#[test]
+fn adam_and_momentum_match_scalar() {
+    let mut r = rng(9);
+    for n in LENGTHS {
+        let grads = random_vec(&mut r, n, -1.0, 1.0);
+        let p0 = random_vec(&mut r, n, -1.0, 1.0);
+        let m0 = random_vec(&mut r, n, -0.1, 0.1);
+        let v0 = random_vec(&mut r, n, 0.0, 0.1);
+        let step = AdamStep {
+            alpha: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+        };
+        let (mut pa, mut ma, mut va) = (p0.clone(), m0.clone(), v0.clone());
+        let (mut pb, mut mb, mut vb) = (p0.clone(), m0.clone(), v0.clone());
+        adam_update(&mut pa, &mut ma, &mut va, &grads, step);
+        adam_update_scalar(&mut pb, &mut mb, &mut vb, &grads, step);
+        assert_all_close(&pa, &pb, 1e-6, 1e-5, "adam params");
+        assert_all_close(&ma, &mb, 1e-7, 1e-6, "adam m");
+        assert_all_close(&va, &vb, 1e-7, 1e-6, "adam v");
+        let (mut pa, mut va) = (p0.clone(), m0.clone());
+        let (mut pb, mut vb) = (p0.clone(), m0.clone());
+        momentum_update(&mut pa, &mut va, &grads, 0.1, 0.9);
+        momentum_update_scalar(&mut pb, &mut vb, &grads, 0.1, 0.9);
+        assert_all_close(&pa, &pb, 1e-6, 1e-6, "momentum params");
+        assert_all_close(&va, &vb, 1e-6, 1e-6, "momentum velocity");
+    }
+}

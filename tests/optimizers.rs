@@ -1,0 +1,73 @@
+//! One step of each optimizer, computed by hand.
+
+use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd, SgdMomentum};
+use tinycnn::Error;
+
+#[test]
+fn one_sgd_step_by_hand() {
+    let mut p = [1.0f32, -2.0, 0.5];
+    Sgd::new(0.1).unwrap().step(&mut p, &[1.0, -1.0, 0.0]).unwrap();
+    assert_eq!(p, [0.9, -1.9, 0.5]);
+}
+
+#[test]
+fn momentum_accumulates_velocity() {
+    let mut opt = SgdMomentum::<[f32; 2]>::new(0.1, 0.9).unwrap();
+    let mut p = [0.0f32, 0.0];
+    opt.step(&mut p, &[1.0, 0.0]).unwrap(); // v = -0.1
+    opt.step(&mut p, &[1.0, 0.0]).unwrap(); // v = -0.09 - 0.1 = -0.19
+    assert!((p[0] - (-0.29)).abs() < 1e-6, "{}", p[0]);
+    assert_eq!(p[1], 0.0);
+}
+
+#[test]
+fn two_adam_steps_by_hand() {
+    let config = AdamConfig {
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-7,
+    };
+    let mut adam = Adam::<[f32; 1]>::new(config).unwrap();
+    let mut p = [1.0f32];
+    // Step 1, g = 0.5: m = 0.05, v = 0.00025, alpha = 0.01 * sqrt(0.001) / 0.1,
+    // p = 1 - alpha * 0.05 / (sqrt(0.00025) + 1e-7) = 1 - 0.0099999...
+    adam.step(&mut p, &[0.5]).unwrap();
+    let alpha1 = 0.01 * (0.001f64).sqrt() / 0.1;
+    let expected1 = 1.0 - alpha1 * 0.05 / (0.00025f64.sqrt() + 1e-7);
+    assert!(
+        (f64::from(p[0]) - expected1).abs() < 1e-6,
+        "{} vs {expected1}",
+        p[0]
+    );
+    // Step 2, g = -1: m = 0.045 - 0.1 = -0.055, v = 0.00024975 + 0.001 = 0.00124975.
+    adam.step(&mut p, &[-1.0]).unwrap();
+    let alpha2 = 0.01 * (1.0 - 0.999f64.powi(2)).sqrt() / (1.0 - 0.9f64.powi(2));
+    let expected2 = expected1 - alpha2 * -0.055 / (0.001_249_75f64.sqrt() + 1e-7);
+    assert!(
+        (f64::from(p[0]) - expected2).abs() < 1e-6,
+        "{} vs {expected2}",
+        p[0]
+    );
+    assert_eq!(adam.steps(), 2);
+}
+
+#[test]
+fn optimizers_refuse_bad_settings_and_sizes() {
+    assert!(matches!(Sgd::new(0.0), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(Sgd::new(f32::NAN), Err(Error::InvalidConfig { .. })));
+    assert!(SgdMomentum::<[f32; 1]>::new(0.1, 1.0).is_err());
+    assert!(Adam::<[f32; 1]>::new(AdamConfig {
+        beta2: 1.0,
+        ..AdamConfig::KERAS
+    })
+    .is_err());
+    let mut adam = Adam::<[f32; 2]>::new(AdamConfig::KERAS).unwrap();
+    let mut p = [0.0f32; 3];
+    assert!(matches!(adam.step(&mut p, &[0.0; 3]), Err(Error::Length { .. })));
+    assert!(matches!(
+        Sgd::new(0.1).unwrap().step(&mut p, &[0.0; 2]),
+        Err(Error::Length { .. })
+    ));
+    assert_eq!(p, [0.0; 3]);
+}
