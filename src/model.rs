@@ -349,6 +349,88 @@ impl<
     }
 }
 
+/// One named tensor of [`Params`], in the Keras layout of the weight files.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tensor<'a> {
+    /// The name in weight files, e.g. `"dense1.kernel"`.
+    pub name: &'static str,
+    /// The shape, outermost axis first; only the first `rank` entries count.
+    pub shape: [usize; 4],
+    /// Number of axes.
+    pub rank: usize,
+    /// The values, row-major.
+    pub values: &'a [f32],
+}
+
+impl Tensor<'_> {
+    /// The shape as a slice of `rank` axes.
+    pub fn dims(&self) -> &[usize] {
+        &self.shape[..self.rank]
+    }
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Params<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    /// Names and shapes of the six tensors, in storage order.
+    pub const TENSOR_SHAPES: [(&'static str, [usize; 4], usize); 6] = [
+        ("conv.kernel", [3, 3, 1, K], 4),
+        ("conv.bias", [K, 0, 0, 0], 1),
+        ("dense1.kernel", [FLAT, HIDDEN, 0, 0], 2),
+        ("dense1.bias", [HIDDEN, 0, 0, 0], 1),
+        ("dense2.kernel", [HIDDEN, CLASSES, 0, 0], 2),
+        ("dense2.bias", [CLASSES, 0, 0, 0], 1),
+    ];
+
+    /// The six tensors with their names and Keras shapes, in storage order.
+    ///
+    /// ```
+    /// let params = tinycnn::FashionParams::boxed();
+    /// let names: Vec<_> = params.tensors().iter().map(|t| t.name).collect();
+    /// assert_eq!(names, ["conv.kernel", "conv.bias", "dense1.kernel", "dense1.bias", "dense2.kernel", "dense2.bias"]);
+    /// assert_eq!(params.tensors()[2].dims(), &[1960, 100]);
+    /// ```
+    pub fn tensors(&self) -> [Tensor<'_>; 6] {
+        let values: [&[f32]; 6] = [
+            self.conv_kernel.as_flattened().as_flattened(),
+            &self.conv_bias,
+            self.dense1_kernel.as_flattened(),
+            &self.dense1_bias,
+            self.dense2_kernel.as_flattened(),
+            &self.dense2_bias,
+        ];
+        let mut i = 0;
+        values.map(|values| {
+            let (name, shape, rank) = Self::TENSOR_SHAPES[i];
+            i += 1;
+            Tensor {
+                name,
+                shape,
+                rank,
+                values,
+            }
+        })
+    }
+
+    /// The six tensors' values, mutable, in the order of [`tensors`](Self::tensors).
+    pub fn tensor_values_mut(&mut self) -> [&mut [f32]; 6] {
+        [
+            self.conv_kernel.as_flattened_mut().as_flattened_mut(),
+            &mut self.conv_bias,
+            self.dense1_kernel.as_flattened_mut(),
+            &mut self.dense1_bias,
+            self.dense2_kernel.as_flattened_mut(),
+            &mut self.dense2_bias,
+        ]
+    }
+}
+
 /// Loss and accuracy over a data set, as [`Params::evaluate`] measures them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -94,6 +94,17 @@ impl<'a> IdxImages<'a> {
         self.count
     }
 
+    /// A view of pixels that [`parse`](Self::parse) accepted before.
+    #[cfg(feature = "std")]
+    pub(crate) const fn from_checked(pixels: &'a [u8], count: usize, rows: usize, cols: usize) -> Self {
+        Self {
+            pixels,
+            count,
+            rows,
+            cols,
+        }
+    }
+
     /// `true` when the file holds no images.
     pub const fn is_empty(&self) -> bool {
         self.count == 0
@@ -140,6 +151,12 @@ impl<'a> IdxLabels<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let ([_count], labels) = parse_header::<1>(bytes, "IDX label file", LABELS_MAGIC)?;
         Ok(Self { labels })
+    }
+
+    /// A view of labels that [`parse`](Self::parse) accepted before.
+    #[cfg(feature = "std")]
+    pub(crate) const fn from_checked(labels: &'a [u8]) -> Self {
+        Self { labels }
     }
 
     /// The labels, one byte each.
@@ -195,6 +212,12 @@ impl<'a, const H: usize, const W: usize> IdxDataset<'a, H, W> {
             });
         }
         Ok(Self { images, labels })
+    }
+
+    /// A pair that [`new`](Self::new) accepted before.
+    #[cfg(feature = "std")]
+    pub(crate) const fn from_checked(images: IdxImages<'a>, labels: IdxLabels<'a>) -> Self {
+        Self { images, labels }
     }
 
     /// The images.

@@ -120,7 +120,7 @@ impl<P: ParamBuffer> SgdMomentum<P> {
     }
 
     /// Sets the learning rate and momentum, keeping the velocity; use it on a
-    /// value made with [`bytemuck::zeroed_box`] or held in a `static`.
+    /// value made with `bytemuck::zeroed_box` or held in a `static`.
     ///
     /// # Errors
     /// As [`new`](Self::new).
@@ -219,7 +219,7 @@ unsafe impl<P: Zeroable> Zeroable for Adam<P> {}
 
 impl<P: ParamBuffer> Adam<P> {
     /// Adam with both moments zero. For the default model this is 1.6 MB:
-    /// on the host use [`bytemuck::zeroed_box`] and
+    /// on the host use `bytemuck::zeroed_box` and
     /// [`configure`](Self::configure) instead of building it on the stack.
     ///
     /// # Errors

@@ -308,7 +308,7 @@ impl<
     /// # Errors
     /// [`Error::Empty`] for an empty batch, [`Error::Diverged`], and whatever
     /// reading a sample or [`accumulate`](Self::accumulate) returns.
-    pub fn train_batch<S: Samples<H, W> + ?Sized, O: Optimizer>(
+    pub fn train_batch<S: Samples<H, W> + ?Sized, O: Optimizer + ?Sized>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         optimizer: &mut O,
@@ -345,7 +345,7 @@ impl<
     /// size, and whatever [`train_batch`](Self::train_batch) returns; on an
     /// error the parameters keep the last good step.
     #[allow(clippy::too_many_arguments)]
-    pub fn train_epoch<S: Samples<H, W> + ?Sized, O: Optimizer>(
+    pub fn train_epoch<S: Samples<H, W> + ?Sized, O: Optimizer + ?Sized>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         optimizer: &mut O,
@@ -429,7 +429,7 @@ impl<
     where
         S: Samples<H, W> + ?Sized,
         V: Samples<H, W> + ?Sized,
-        O: Optimizer,
+        O: Optimizer + ?Sized,
     {
         if config.epochs > E {
             return Err(Error::InvalidConfig {

@@ -1,0 +1,74 @@
+//! What the host examples share: finding the data, and reporting accuracy.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use tinycnn::data::Samples;
+use tinycnn::host::{FashionMnist, HostError, CLASS_NAMES, DATA_DIR_ENV, SYSTEM_DATA_DIR};
+use tinycnn::{FashionParams, FashionWorkspace};
+
+/// The subset shipped in this repository.
+pub const SUBSET_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
+
+/// Loads Fashion-MNIST from `--data`, else `$TINYCNN_DATA`, else the system
+/// package's directory, else the shipped subset (saying so, and how to get
+/// the full set).
+pub fn load_data(explicit: Option<&Path>) -> Result<FashionMnist, HostError> {
+    if let Some(dir) = explicit {
+        return FashionMnist::load(dir);
+    }
+    if let Some(dir) = std::env::var_os(DATA_DIR_ENV) {
+        return FashionMnist::load(Path::new(&dir));
+    }
+    let system = Path::new(SYSTEM_DATA_DIR);
+    if system.join("train-images-idx3-ubyte.gz").exists() || system.join("train-images-idx3-ubyte").exists() {
+        return FashionMnist::load(system);
+    }
+    eprintln!(
+        "note: full Fashion-MNIST not found in {SYSTEM_DATA_DIR}; using the 6,000/1,000-image subset in {SUBSET_DIR} \
+         (full set: `sudo apt-get install dataset-fashion-mnist`, or download Zalando's files and pass --data DIR)"
+    );
+    FashionMnist::load(&PathBuf::from(SUBSET_DIR))
+}
+
+/// Predictions over a data set as a confusion matrix: `[true][predicted]`.
+pub fn confusion<S: Samples<28, 28> + ?Sized>(
+    params: &FashionParams,
+    samples: &S,
+) -> Result<[[usize; 10]; 10], tinycnn::Error> {
+    let mut matrix = [[0usize; 10]; 10];
+    let mut ws = FashionWorkspace::new();
+    let mut image = [[0.0f32; 28]; 28];
+    for i in 0..samples.len() {
+        let label = samples.read(i, &mut image)?;
+        let predicted = params.predict(&image, &mut ws)?;
+        matrix[label][predicted] += 1;
+    }
+    Ok(matrix)
+}
+
+/// Prints per-class accuracy and the confusion matrix; returns the accuracy.
+pub fn report(matrix: &[[usize; 10]; 10]) -> f64 {
+    let total: usize = matrix.iter().flatten().sum();
+    let correct: usize = (0..10).map(|c| matrix[c][c]).sum();
+    println!("\nper-class accuracy:");
+    for (c, row) in matrix.iter().enumerate() {
+        let n: usize = row.iter().sum();
+        println!(
+            "  {:>2} {:<12} {:.4}  ({} / {})",
+            c,
+            CLASS_NAMES[c],
+            row[c] as f64 / n.max(1) as f64,
+            row[c],
+            n
+        );
+    }
+    println!("\nconfusion matrix (rows: true class, columns: predicted):");
+    println!("      {}", (0..10).map(|c| format!("{c:>5}")).collect::<String>());
+    for (c, row) in matrix.iter().enumerate() {
+        println!(
+            "  {c:>2}  {}",
+            row.iter().map(|n| format!("{n:>5}")).collect::<String>()
+        );
+    }
+    correct as f64 / total.max(1) as f64
+}

@@ -1,0 +1,293 @@
+//! Trains the CNN on Fashion-MNIST with one of the book's two recipes.
+//!
+//! ```text
+//! cargo run --release --example train -- --recipe adam
+//! cargo run --release --example train -- --recipe sgd --epochs 5 --out runs/quick
+//! ```
+//! Writes `model.safetensors`, `history.csv` and `training.png` into `--out`
+//! (default `runs/<recipe>`).
+
+mod common;
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand_core::SeedableRng;
+use rand_pcg::Pcg32;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+use tinycnn::data::{split_stratified, Samples, Subset};
+use tinycnn::train::{Adam, AdamConfig, Optimizer, Progress, Sgd};
+use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
+
+/// The seed of the train/validation split: fixed, as in the book, whatever `--seed`.
+const SPLIT_SEED: u64 = 42;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Recipe {
+    /// Plain SGD, lr 0.01, batch 128, no dropout.
+    Sgd,
+    /// Adam (Keras defaults), batch 32, dropout 0.5 after flatten.
+    Adam,
+}
+
+/// Train the Fashion-MNIST CNN.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// Training recipe.
+    #[arg(long, value_enum, default_value = "adam")]
+    recipe: Recipe,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    /// Mini-batch size (default: the recipe's).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Learning rate (default: the recipe's).
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Seed of the initialization, shuffling and dropout.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Directory with the four Fashion-MNIST IDX files (.gz or raw).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Output directory (default: runs/<recipe>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+struct EpochRow {
+    epoch: usize,
+    train_loss: f32,
+    val_loss: f32,
+    val_accuracy: f32,
+    seconds: f64,
+}
+
+/// Draws the per-epoch progress bar, counting images.
+struct Bar {
+    bar: ProgressBar,
+    batch_size: usize,
+}
+
+impl Progress for Bar {
+    fn batch_done(&mut self, _epoch: usize, batch: usize, _batches: usize, loss: f32) {
+        self.bar.inc(self.batch_size as u64);
+        if batch % 16 == 0 {
+            self.bar.set_message(format!("loss {loss:.4}"));
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let (default_batch, default_lr, dropout) = match args.recipe {
+        Recipe::Sgd => (128, 0.01, 0.0),
+        Recipe::Adam => (32, AdamConfig::KERAS.lr, 0.5),
+    };
+    let batch_size = args.batch.unwrap_or(default_batch);
+    let lr = args.lr.unwrap_or(default_lr);
+    let recipe_name = format!("{:?}", args.recipe).to_lowercase();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("runs").join(&recipe_name));
+    std::fs::create_dir_all(&out)
+        .map_err(|e| format!("{}: cannot create output directory: {e}", out.display()))?;
+
+    let data = common::load_data(args.data.as_deref())?;
+    let train_all = data.train();
+    let test = data.test();
+    let mut split = vec![0u32; train_all.len()];
+    let n_val = split_stratified::<10>(
+        train_all.labels().as_slice(),
+        0.2,
+        &mut Pcg32::seed_from_u64(SPLIT_SEED),
+        &mut split,
+    )?;
+    let (val_idx, train_idx) = split.split_at(n_val);
+    let train = Subset::new(&train_all, train_idx);
+    let validation = Subset::new(&train_all, val_idx);
+    println!(
+        "data: {} ({} train, {} validation, {} test); recipe {recipe_name}: batch {batch_size}, lr {lr}, dropout {dropout}, {} epochs, seed {}",
+        data.dir().display(),
+        train.len(),
+        validation.len(),
+        test.len(),
+        args.epochs,
+        args.seed
+    );
+
+    let mut rng = Pcg32::seed_from_u64(args.seed);
+    let mut params = FashionParams::boxed();
+    params.init_glorot(&mut rng);
+    let mut trainer = FashionTrainer::boxed();
+    trainer.set_dropout(dropout)?;
+    let mut optimizer: Box<dyn Optimizer> = match args.recipe {
+        Recipe::Sgd => Box::new(Sgd::new(lr)?),
+        Recipe::Adam => {
+            let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
+            adam.configure(AdamConfig {
+                lr,
+                ..AdamConfig::KERAS
+            })?;
+            adam
+        }
+    };
+
+    let mut order = vec![0u32; train.len()];
+    let mut rows = Vec::new();
+    let mut ws = FashionWorkspace::new();
+    let batches = train.len() / batch_size;
+    println!(
+        "\n{:>5} {:>10} {:>10} {:>9} {:>8} {:>9}",
+        "epoch", "train_loss", "val_loss", "val_acc", "seconds", "images/s"
+    );
+    for epoch in 0..args.epochs {
+        let bar = ProgressBar::new((batches * batch_size) as u64);
+        bar.set_style(ProgressStyle::with_template(
+            "epoch {prefix:>3} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta} {msg}",
+        )?);
+        bar.set_prefix(format!("{}", epoch + 1));
+        let mut progress = Bar { bar, batch_size };
+        let start = Instant::now();
+        let train_loss = trainer.train_epoch(
+            &mut params,
+            &mut *optimizer,
+            &train,
+            &mut order,
+            batch_size,
+            &mut rng,
+            epoch,
+            &mut progress,
+        )?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        progress.bar.finish_and_clear();
+        let val = params.evaluate(&validation, &mut ws)?;
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "{:>5} {:>10.4} {:>10.4} {:>9.4} {:>8.2} {:>9.0}",
+            epoch + 1,
+            train_loss,
+            val.loss,
+            val.accuracy,
+            seconds,
+            (batches * batch_size) as f64 / train_seconds
+        );
+        rows.push(EpochRow {
+            epoch: epoch + 1,
+            train_loss,
+            val_loss: val.loss,
+            val_accuracy: val.accuracy,
+            seconds,
+        });
+    }
+
+    let matrix = common::confusion(&params, &test)?;
+    let accuracy = common::report(&matrix);
+    tinycnn::host::save_safetensors(&params, &out.join("model.safetensors"))?;
+    write_history(&out.join("history.csv"), &rows)?;
+    if let Err(e) = plot(&out.join("training.png"), &rows) {
+        eprintln!(
+            "warning: {}: plot not written: {e}",
+            out.join("training.png").display()
+        );
+    }
+    println!(
+        "\nwrote {}/{{model.safetensors, history.csv, training.png}}",
+        out.display()
+    );
+    println!("test accuracy={accuracy:.4}");
+    Ok(())
+}
+
+fn write_history(path: &Path, rows: &[EpochRow]) -> Result<(), tinycnn::host::HostError> {
+    let mut csv = String::from("epoch,train_loss,val_loss,val_accuracy,seconds\n");
+    for r in rows {
+        csv += &format!(
+            "{},{},{},{},{:.3}\n",
+            r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.seconds
+        );
+    }
+    tinycnn::host::write_atomically(path, csv.as_bytes())
+}
+
+/// Loss (train and validation) and validation accuracy per epoch. Text needs a
+/// TrueType font from the system; without one the curves are drawn unlabelled.
+fn plot(path: &Path, rows: &[EpochRow]) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    const FONTS: [&str; 3] = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    ];
+    let font = FONTS.iter().find_map(|f| std::fs::read(f).ok());
+    let labelled = match font {
+        Some(bytes) => plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            Box::leak(bytes.into_boxed_slice()),
+        )
+        .is_ok(),
+        None => false,
+    };
+    let root = BitMapBackend::new(path, (1100, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    let epochs = rows.len().max(2) as f64;
+    let max_loss = rows
+        .iter()
+        .flat_map(|r| [r.train_loss, r.val_loss])
+        .fold(0.0f32, f32::max) as f64
+        * 1.05;
+    let min_acc = rows.iter().map(|r| r.val_accuracy).fold(1.0f32, f32::min) as f64 - 0.01;
+    let mut loss_chart = ChartBuilder::on(&left);
+    let mut acc_chart = ChartBuilder::on(&right);
+    for chart in [&mut loss_chart, &mut acc_chart] {
+        chart
+            .margin(15)
+            .x_label_area_size(if labelled { 35 } else { 0 })
+            .y_label_area_size(if labelled { 50 } else { 0 });
+    }
+    if labelled {
+        loss_chart.caption("loss", ("sans-serif", 22));
+        acc_chart.caption("validation accuracy", ("sans-serif", 22));
+    }
+    let mut loss = loss_chart.build_cartesian_2d(1.0..epochs, 0.0..max_loss.max(1e-3))?;
+    let mut acc = acc_chart.build_cartesian_2d(1.0..epochs, min_acc.max(0.0)..1.0)?;
+    if labelled {
+        loss.configure_mesh().x_desc("epoch").draw()?;
+        acc.configure_mesh().x_desc("epoch").draw()?;
+    }
+    let points = |f: fn(&EpochRow) -> f32| rows.iter().map(move |r| (r.epoch as f64, f(r) as f64));
+    let train_series = loss.draw_series(LineSeries::new(points(|r| r.train_loss), BLUE.stroke_width(2)))?;
+    if labelled {
+        train_series
+            .label("train")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+    }
+    let val_series = loss.draw_series(LineSeries::new(points(|r| r.val_loss), RED.stroke_width(2)))?;
+    if labelled {
+        val_series
+            .label("validation")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+        loss.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()?;
+    }
+    acc.draw_series(LineSeries::new(points(|r| r.val_accuracy), GREEN.stroke_width(2)))?;
+    root.present()?;
+    Ok(())
+}
