@@ -41,7 +41,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let params = load_weights(&args.weights)?;
     let data = common::load_data(args.data.as_deref())?;
     let test = data.test();
-    println!("weights: {}\ndata: {} ({} test images)", args.weights.display(), data.dir().display(), test.len());
+    println!(
+        "weights: {}\ndata: {} ({} test images)",
+        args.weights.display(),
+        data.dir().display(),
+        test.len()
+    );
     let matrix = common::confusion(&params, &test)?;
     let accuracy = common::report(&matrix);
     println!("accuracy={accuracy:.4}");

@@ -31,7 +31,11 @@ fn main() -> ExitCode {
         .and_then(|params| tinycnn::host::save_blob(&params, &args.out));
     match result {
         Ok(()) => {
-            println!("wrote {} ({} bytes)", args.out.display(), FashionParams::BLOB_BYTES);
+            println!(
+                "wrote {} ({} bytes)",
+                args.out.display(),
+                FashionParams::BLOB_BYTES
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

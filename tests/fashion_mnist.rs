@@ -11,10 +11,17 @@ use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
 
 #[test]
 fn three_epochs_of_adam_on_the_subset_reach_80_percent() {
-    let data = FashionMnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset")).unwrap();
+    let data =
+        FashionMnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset")).unwrap();
     let all = data.train();
     let mut split = vec![0u32; all.len()];
-    let n_val = split_stratified::<10>(all.labels().as_slice(), 0.2, &mut Pcg32::seed_from_u64(42), &mut split).unwrap();
+    let n_val = split_stratified::<10>(
+        all.labels().as_slice(),
+        0.2,
+        &mut Pcg32::seed_from_u64(42),
+        &mut split,
+    )
+    .unwrap();
     assert_eq!(n_val, 1200);
     let (val_idx, train_idx) = split.split_at(n_val);
     let (train, validation) = (Subset::new(&all, train_idx), Subset::new(&all, val_idx));
@@ -27,9 +34,22 @@ fn three_epochs_of_adam_on_the_subset_reach_80_percent() {
     let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
     adam.configure(AdamConfig::KERAS).unwrap();
     let mut order = vec![0u32; train.len()];
-    let config = FitConfig { epochs: 3, batch_size: 32 };
-    let history: History<3> =
-        trainer.fit(&mut params, &mut *adam, &train, &validation, &mut order, config, &mut rng, &mut ()).unwrap();
+    let config = FitConfig {
+        epochs: 3,
+        batch_size: 32,
+    };
+    let history: History<3> = trainer
+        .fit(
+            &mut params,
+            &mut *adam,
+            &train,
+            &validation,
+            &mut order,
+            config,
+            &mut rng,
+            &mut (),
+        )
+        .unwrap();
     assert!(history[2].train_loss < history[0].train_loss, "{history:?}");
     assert!(history[2].validation.accuracy > 0.78, "{history:?}");
     let test = params.score(&data.test(), &mut FashionWorkspace::new()).unwrap();

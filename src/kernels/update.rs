@@ -117,29 +117,41 @@ pub fn momentum_update_scalar(
 }
 
 /// Lane-wise square root. `wide` has no Arm backend for 32-bit Cortex-M and
-/// falls back to a software square root there, while the M4F/M7/M33 FPU has
-/// `vsqrt.f32`: use it lane by lane where the target has it.
+/// falls back to a software square root there, while the FPU of every
+/// hard-float (`eabihf`) Cortex-M has `vsqrt.f32`: use it lane by lane there.
 #[inline]
 fn sqrt(v: f32x8) -> f32x8 {
-    #[cfg(all(target_arch = "arm", target_feature = "vfp2"))]
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
     {
         f32x8::new(v.to_array().map(hardware_sqrt))
     }
-    #[cfg(not(all(target_arch = "arm", target_feature = "vfp2")))]
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
     {
         v.sqrt()
     }
 }
 
-/// The FPU's square root instruction.
-#[cfg(all(target_arch = "arm", target_feature = "vfp2"))]
+/// The FPU's square root instruction. Rust exposes the FPU's registers to
+/// `asm!` only with the double-precision `vfp2` feature, which single-precision
+/// FPUs (M4F, M33) lack, so the value passes through a core register and `s0`
+/// is saved around the instruction.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 #[inline]
 fn hardware_sqrt(x: f32) -> f32 {
-    let root: f32;
-    // SAFETY: `vsqrt.f32` only reads and writes the named FPU registers; it
-    // touches no memory and no flags other than the FPU's status bits.
+    let bits: u32;
+    // SAFETY: the sequence reads and writes only `x`'s register and `s0`,
+    // which it pushes first and pops last, so no register the compiler uses
+    // changes; the push and pop stay within the stack below the stack pointer.
     unsafe {
-        core::arch::asm!("vsqrt.f32 {0}, {1}", out(sreg) root, in(sreg) x, options(pure, nomem, nostack));
+        core::arch::asm!(
+            "vpush {{s0}}",
+            "vmov s0, {x}",
+            "vsqrt.f32 s0, s0",
+            "vmov {x}, s0",
+            "vpop {{s0}}",
+            x = inout(reg) x.to_bits() => bits,
+            options(pure, nomem),
+        );
     }
-    root
+    f32::from_bits(bits)
 }
