@@ -1,0 +1,255 @@
+//! What the firmware examples share. On a Cortex-M board (QEMU's MPS2) they
+//! print through semihosting, exit with the program's status, count
+//! instructions and measure the stack; on the host the same examples run
+//! natively, so CI can compare the two.
+#![allow(dead_code, unused_macros, unused_imports)]
+
+use tinycnn::data::Samples;
+use tinycnn::weights::Aligned;
+use tinycnn::Error;
+
+/// A model trained on the host with the `adam` recipe (20 epochs, seed 1, full
+/// Fashion-MNIST) and written by the `export` example.
+pub static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!("fashion-adam.tcnn"));
+
+/// Fashion-MNIST test images, embedded: the first 500 of the test set.
+pub static TEST: Embedded = Embedded {
+    images: include_bytes!(concat!(env!("OUT_DIR"), "/t10k_images.bin")),
+    labels: include_bytes!(concat!(env!("OUT_DIR"), "/t10k_labels.bin")),
+    inverted: false,
+};
+
+/// Fashion-MNIST training images, embedded: the first 2,000 of the training set.
+pub static TRAIN: Embedded = Embedded {
+    images: include_bytes!(concat!(env!("OUT_DIR"), "/train_images.bin")),
+    labels: include_bytes!(concat!(env!("OUT_DIR"), "/train_labels.bin")),
+    inverted: false,
+};
+
+/// Raw `u8` images (28x28, row-major) and labels in flash.
+#[derive(Clone, Copy)]
+pub struct Embedded {
+    images: &'static [u8],
+    labels: &'static [u8],
+    inverted: bool,
+}
+
+impl Embedded {
+    /// The first `n` samples (all of them when there are fewer).
+    pub fn first(self, n: usize) -> Self {
+        let n = n.min(self.labels.len());
+        Self { images: &self.images[..n * 784], labels: &self.labels[..n], inverted: self.inverted }
+    }
+
+    /// Samples `start..end`.
+    pub fn range(self, start: usize, end: usize) -> Self {
+        let end = end.min(self.labels.len());
+        let start = start.min(end);
+        Self { images: &self.images[start * 784..end * 784], labels: &self.labels[start..end], inverted: self.inverted }
+    }
+
+    /// The same samples with every pixel inverted (`1 - p`): a shifted data set.
+    pub fn inverted(self) -> Self {
+        Self { inverted: true, ..self }
+    }
+}
+
+impl Samples<28, 28> for Embedded {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn read(&self, index: usize, image: &mut [[f32; 28]; 28]) -> Result<usize, Error> {
+        let len = self.labels.len();
+        let label = *self.labels.get(index).ok_or(Error::IndexOutOfRange { index, len })?;
+        for (out, &p) in image.as_flattened_mut().iter_mut().zip(&self.images[index * 784..(index + 1) * 784]) {
+            let v = f32::from(p) / 255.0;
+            *out = if self.inverted { 1.0 - v } else { v };
+        }
+        Ok(usize::from(label))
+    }
+}
+
+/// Prints a line: semihosting on the board, stdout on the host.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        #[cfg(target_os = "none")]
+        cortex_m_semihosting::hprintln!($($arg)*);
+        #[cfg(not(target_os = "none"))]
+        println!($($arg)*);
+    }};
+}
+pub(crate) use out;
+
+/// A `&'static mut` to a zero-initialized value: a `static` in `.bss` on the
+/// board (no stack copy, no heap), leaked zeroed heap memory on the host.
+/// Each use site must run at most once; a second run panics.
+macro_rules! zeroed_static {
+    ($t:ty, $init:expr) => {{
+        #[cfg(target_os = "none")]
+        {
+            static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+            static mut VALUE: $t = $init;
+            assert!(!TAKEN.load(core::sync::atomic::Ordering::Relaxed), "zeroed_static! ran twice");
+            TAKEN.store(true, core::sync::atomic::Ordering::Relaxed);
+            // SAFETY: the single-threaded firmware reaches this line once (checked
+            // just above), no interrupt handler touches VALUE, so this is the only
+            // reference to it ever made.
+            unsafe { &mut *core::ptr::addr_of_mut!(VALUE) }
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            let value: Box<$t> = bytemuck::zeroed_box();
+            Box::leak(value)
+        }
+    }};
+}
+pub(crate) use zeroed_static;
+
+/// Counts instructions between two points, when the board can.
+pub struct Meter {
+    start: u64,
+}
+
+impl Meter {
+    /// Starts counting.
+    pub fn start() -> Self {
+        Self { start: instructions() }
+    }
+
+    /// Instructions since `start` (0 on the host, which does not count).
+    pub fn read(&self) -> u64 {
+        instructions().saturating_sub(self.start)
+    }
+}
+
+#[cfg(target_os = "none")]
+pub use device::*;
+
+#[cfg(not(target_os = "none"))]
+pub use host::*;
+
+#[cfg(not(target_os = "none"))]
+mod host {
+    /// Runs `run` and exits with its status.
+    pub fn main(run: fn() -> bool) -> ! {
+        std::process::exit(if run() { 0 } else { 1 })
+    }
+
+    /// The host does not count instructions.
+    pub fn instructions() -> u64 {
+        0
+    }
+
+    /// Static RAM and peak stack: not measured on the host.
+    pub fn ram_report() -> (usize, usize) {
+        (0, 0)
+    }
+}
+
+#[cfg(target_os = "none")]
+mod device {
+    use core::sync::atomic::{AtomicU32, Ordering};
+    use cortex_m::peripheral::{syst::SystClkSource, SYST};
+    use cortex_m_rt::{exception, ExceptionFrame};
+    use cortex_m_semihosting::{debug, hprintln};
+    use panic_semihosting as _;
+
+    /// Instructions per SysTick tick: with `-icount shift=0` QEMU runs one
+    /// instruction per virtual nanosecond, and SysTick counts the 25 MHz core
+    /// clock of the MPS2 AN385/AN386 (20 MHz on the AN505).
+    const INSTRUCTIONS_PER_TICK: u64 = if cfg!(mps2_an505) { 50 } else { 40 };
+    const RELOAD: u32 = 0x00FF_FFFF;
+    static WRAPS: AtomicU32 = AtomicU32::new(0);
+    /// Words of the stack painted at start, to find the peak later.
+    const PAINT: u32 = 0x5A5A_A5A5;
+
+    extern "C" {
+        static mut __sbss: u32;
+        static mut __ebss: u32;
+        static mut __sdata: u32;
+        static mut __edata: u32;
+        static mut __sheap: u32;
+        static _stack_start: u32;
+    }
+
+    /// Sets up the instruction counter and paints the free stack, runs `run`,
+    /// and exits QEMU with its status.
+    pub fn main(run: fn() -> bool) -> ! {
+        paint_stack();
+        if let Some(mut p) = cortex_m::Peripherals::take() {
+            start_systick(&mut p.SYST);
+        }
+        exit(run())
+    }
+
+    fn start_systick(syst: &mut SYST) {
+        syst.set_clock_source(SystClkSource::Core);
+        syst.set_reload(RELOAD);
+        syst.clear_current();
+        syst.enable_interrupt();
+        syst.enable_counter();
+        // QEMU loads the counter on the first tick: wait for it.
+        while SYST::get_current() == 0 {}
+    }
+
+    #[exception]
+    fn SysTick() {
+        WRAPS.store(WRAPS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Instructions executed since the counter started.
+    pub fn instructions() -> u64 {
+        loop {
+            let wraps = WRAPS.load(Ordering::Relaxed);
+            let current = SYST::get_current();
+            if WRAPS.load(Ordering::Relaxed) == wraps {
+                let ticks = u64::from(wraps) * u64::from(RELOAD + 1) + u64::from(RELOAD - current);
+                return ticks * INSTRUCTIONS_PER_TICK;
+            }
+        }
+    }
+
+    fn stack_bounds() -> (usize, usize) {
+        // Only the addresses of the linker's symbols are taken, never their values.
+        (core::ptr::addr_of!(__sheap) as usize, core::ptr::addr_of!(_stack_start) as usize)
+    }
+
+    /// Fills the free stack below the current frame with a pattern.
+    fn paint_stack() {
+        let (bottom, _) = stack_bounds();
+        let sp = cortex_m::register::msp::read() as usize;
+        let mut p = bottom;
+        while p + 512 < sp {
+            // SAFETY: [bottom, sp - 512) lies between the end of the statics and
+            // the live stack frames: memory no one uses yet.
+            unsafe { core::ptr::write_volatile(p as *mut u32, PAINT) };
+            p += 4;
+        }
+    }
+
+    /// Bytes of statics (`.data` + `.bss`) and the deepest stack use so far.
+    pub fn ram_report() -> (usize, usize) {
+        let statics = (core::ptr::addr_of!(__ebss) as usize - core::ptr::addr_of!(__sbss) as usize)
+            + (core::ptr::addr_of!(__edata) as usize - core::ptr::addr_of!(__sdata) as usize);
+        let (bottom, top) = stack_bounds();
+        let mut p = bottom;
+        // SAFETY: reads of the stack region, word-aligned, inside RAM.
+        while p < top && unsafe { core::ptr::read_volatile(p as *const u32) } == PAINT {
+            p += 4;
+        }
+        (statics, top - p)
+    }
+
+    /// Ends the QEMU run with success or failure.
+    pub fn exit(success: bool) -> ! {
+        debug::exit(if success { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+        loop {}
+    }
+
+    #[exception]
+    unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+        hprintln!("HardFault at pc {:#010x}", frame.pc());
+        exit(false)
+    }
+}
