@@ -24,7 +24,11 @@ fn main() {
         for (split, count) in [("t10k", TEST_IMAGES), ("train", TRAIN_IMAGES)] {
             let images = gunzip(&subset.join(format!("{split}-images-idx3-ubyte.gz")));
             let labels = gunzip(&subset.join(format!("{split}-labels-idx1-ubyte.gz")));
-            fs::write(out.join(format!("{split}_images.bin")), &images[16..16 + count * 784]).unwrap();
+            fs::write(
+                out.join(format!("{split}_images.bin")),
+                &images[16..16 + count * 784],
+            )
+            .unwrap();
             fs::write(out.join(format!("{split}_labels.bin")), &labels[8..8 + count]).unwrap();
         }
     }
@@ -37,7 +41,11 @@ fn main() {
         }
         // QEMU's MPS2 boards: an385/an386 (Cortex-M3/M4) and an505 (Cortex-M33).
         // The 4 MiB "flash" is RAM that QEMU loads the ELF into.
-        let (flash, ram) = if target.starts_with("thumbv8m") { (0x1000_0000, 0x3800_0000) } else { (0, 0x2000_0000) };
+        let (flash, ram) = if target.starts_with("thumbv8m") {
+            (0x1000_0000, 0x3800_0000)
+        } else {
+            (0, 0x2000_0000)
+        };
         let memory = format!(
             "MEMORY\n{{\n  FLASH : ORIGIN = {flash:#010x}, LENGTH = 4M\n  RAM : ORIGIN = {ram:#010x}, LENGTH = 4M\n}}\n"
         );

@@ -26,6 +26,24 @@ pub static TRAIN: Embedded = Embedded {
     inverted: false,
 };
 
+/// A count set when the example is built (`TINYCNN_EPOCHS=10 cargo m4 m4_train`),
+/// else `default`.
+pub const fn build_setting(value: Option<&str>, default: usize) -> usize {
+    let Some(text) = value else { return default };
+    let bytes = text.as_bytes();
+    let mut n = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(
+            bytes[i].is_ascii_digit(),
+            "a build setting must be a whole number"
+        );
+        n = n * 10 + (bytes[i] - b'0') as usize;
+        i += 1;
+    }
+    n
+}
+
 /// Raw `u8` images (28x28, row-major) and labels in flash.
 #[derive(Clone, Copy)]
 pub struct Embedded {
@@ -38,19 +56,30 @@ impl Embedded {
     /// The first `n` samples (all of them when there are fewer).
     pub fn first(self, n: usize) -> Self {
         let n = n.min(self.labels.len());
-        Self { images: &self.images[..n * 784], labels: &self.labels[..n], inverted: self.inverted }
+        Self {
+            images: &self.images[..n * 784],
+            labels: &self.labels[..n],
+            inverted: self.inverted,
+        }
     }
 
     /// Samples `start..end`.
     pub fn range(self, start: usize, end: usize) -> Self {
         let end = end.min(self.labels.len());
         let start = start.min(end);
-        Self { images: &self.images[start * 784..end * 784], labels: &self.labels[start..end], inverted: self.inverted }
+        Self {
+            images: &self.images[start * 784..end * 784],
+            labels: &self.labels[start..end],
+            inverted: self.inverted,
+        }
     }
 
     /// The same samples with every pixel inverted (`1 - p`): a shifted data set.
     pub fn inverted(self) -> Self {
-        Self { inverted: true, ..self }
+        Self {
+            inverted: true,
+            ..self
+        }
     }
 }
 
@@ -61,8 +90,15 @@ impl Samples<28, 28> for Embedded {
 
     fn read(&self, index: usize, image: &mut [[f32; 28]; 28]) -> Result<usize, Error> {
         let len = self.labels.len();
-        let label = *self.labels.get(index).ok_or(Error::IndexOutOfRange { index, len })?;
-        for (out, &p) in image.as_flattened_mut().iter_mut().zip(&self.images[index * 784..(index + 1) * 784]) {
+        let label = *self
+            .labels
+            .get(index)
+            .ok_or(Error::IndexOutOfRange { index, len })?;
+        for (out, &p) in image
+            .as_flattened_mut()
+            .iter_mut()
+            .zip(&self.images[index * 784..(index + 1) * 784])
+        {
             let v = f32::from(p) / 255.0;
             *out = if self.inverted { 1.0 - v } else { v };
         }
@@ -90,7 +126,10 @@ macro_rules! zeroed_static {
         {
             static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
             static mut VALUE: $t = $init;
-            assert!(!TAKEN.load(core::sync::atomic::Ordering::Relaxed), "zeroed_static! ran twice");
+            assert!(
+                !TAKEN.load(core::sync::atomic::Ordering::Relaxed),
+                "zeroed_static! ran twice"
+            );
             TAKEN.store(true, core::sync::atomic::Ordering::Relaxed);
             // SAFETY: the single-threaded firmware reaches this line once (checked
             // just above), no interrupt handler touches VALUE, so this is the only
@@ -114,7 +153,9 @@ pub struct Meter {
 impl Meter {
     /// Starts counting.
     pub fn start() -> Self {
-        Self { start: instructions() }
+        Self {
+            start: instructions(),
+        }
     }
 
     /// Instructions since `start` (0 on the host, which does not count).
@@ -212,7 +253,10 @@ mod device {
 
     fn stack_bounds() -> (usize, usize) {
         // Only the addresses of the linker's symbols are taken, never their values.
-        (core::ptr::addr_of!(__sheap) as usize, core::ptr::addr_of!(_stack_start) as usize)
+        (
+            core::ptr::addr_of!(__sheap) as usize,
+            core::ptr::addr_of!(_stack_start) as usize,
+        )
     }
 
     /// Fills the free stack below the current frame with a pattern.
@@ -243,7 +287,11 @@ mod device {
 
     /// Ends the QEMU run with success or failure.
     pub fn exit(success: bool) -> ! {
-        debug::exit(if success { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
+        debug::exit(if success {
+            debug::EXIT_SUCCESS
+        } else {
+            debug::EXIT_FAILURE
+        });
         loop {}
     }
 
@@ -252,4 +300,47 @@ mod device {
         hprintln!("HardFault at pc {:#010x}", frame.pc());
         exit(false)
     }
+}
+
+/// Classifies the embedded test images with the embedded model and prints the
+/// `RESULT` line; `false` on any error.
+pub fn infer_test_images() -> bool {
+    let params = match tinycnn::FashionParams::from_blob(&MODEL.0) {
+        Ok(params) => params,
+        Err(e) => {
+            out!("error: model blob: {}", e);
+            return false;
+        }
+    };
+    let workspace = zeroed_static!(tinycnn::Workspace, tinycnn::Workspace::new());
+    let test = TEST;
+    let mut image = [[0.0f32; 28]; 28];
+    let (mut correct, mut instructions) = (0usize, 0u64);
+    for i in 0..test.len() {
+        let Ok(label) = test.read(i, &mut image) else {
+            return false;
+        };
+        let meter = Meter::start();
+        let predicted = params.predict(&image, workspace);
+        instructions += meter.read();
+        match predicted {
+            Ok(class) => correct += usize::from(class == label),
+            Err(e) => {
+                out!("error: image {}: {}", i, e);
+                return false;
+            }
+        }
+    }
+    let (statics, stack) = ram_report();
+    out!(
+        "RESULT example={} images={} correct={} accuracy={:.4} instructions_per_image={} ram_static_bytes={} stack_peak_bytes={}",
+        env!("CARGO_CRATE_NAME"),
+        test.len(),
+        correct,
+        correct as f32 / test.len() as f32,
+        instructions / test.len() as u64,
+        statics,
+        stack
+    );
+    true
 }

@@ -8,7 +8,7 @@
 //! Inside each 2x2 window the maximum goes to the first of the four cells in
 //! row-major order among equal values; backward sends the gradient there.
 
-use super::vector::{self, axpy, LANES};
+use super::vector::{self, larger, LANES};
 use wide::f32x8;
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
@@ -84,15 +84,7 @@ pub fn conv_relu_pool_scalar<const H: usize, const W: usize, const K: usize, con
             let y = 2 * py + r;
             for (k, out) in row.iter_mut().enumerate() {
                 for (x, value) in out.iter_mut().enumerate() {
-                    let mut sum = bias[k];
-                    for (ky, taps) in kernel.iter().enumerate() {
-                        for (kx, tap) in taps.iter().enumerate() {
-                            if let Some(pixel) = pixel_at(image, y + ky, x + kx) {
-                                sum += tap[k] * pixel;
-                            }
-                        }
-                    }
-                    *value = sum;
+                    *value = conv_pixel(image, kernel, bias, y, x, k);
                 }
             }
         }
@@ -112,8 +104,11 @@ fn pixel_at<const H: usize, const W: usize>(
     image.get(y)?.get(x).copied()
 }
 
-/// Convolution row `y` of every channel: each tap is one `axpy` over a whole
-/// image row, shifted by the tap's column offset, so the padding costs nothing.
+/// Convolution row `y` of every channel. Eight interior pixels at a time
+/// take all nine taps while their sum stays in registers (the last group
+/// overlaps the one before it rather than leaving a remainder); the two edge
+/// columns, where a tap column is padding, are summed on their own. Every sum
+/// runs in the same order as in the scalar twin.
 #[inline]
 fn conv_rows<const H: usize, const W: usize, const K: usize>(
     image: &[[f32; W]; H],
@@ -122,17 +117,79 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
     y: usize,
     out: &mut [[f32; W]; K],
 ) {
+    // The three source rows; a row outside the image is padding and adds nothing.
+    let sources: [Option<&[f32; W]>; 3] =
+        core::array::from_fn(|ky| (y + ky).checked_sub(1).and_then(|iy| image.get(iy)));
     for (k, row) in out.iter_mut().enumerate() {
-        *row = [bias[k]; W];
-        for (ky, taps) in kernel.iter().enumerate() {
-            let Some(src) = (y + ky).checked_sub(1).and_then(|iy| image.get(iy)) else {
-                continue;
-            };
-            axpy(taps[0][k], &src[..W - 1], &mut row[1..]);
-            axpy(taps[1][k], src, row);
-            axpy(taps[2][k], &src[1..], row);
+        if W < LANES + 2 {
+            for (x, value) in row.iter_mut().enumerate() {
+                *value = conv_pixel(image, kernel, bias, y, x, k);
+            }
+            continue;
+        }
+        let taps: [[f32x8; 3]; 3] =
+            core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])));
+        let last = W - 1 - LANES;
+        let mut x = 1;
+        loop {
+            let at = x.min(last);
+            let mut sum = f32x8::splat(bias[k]);
+            for (source, taps) in sources.iter().zip(&taps) {
+                if let Some(source) = source {
+                    sum = lanes(*source, at - 1).mul_add(taps[0], sum);
+                    sum = lanes(*source, at).mul_add(taps[1], sum);
+                    sum = lanes(*source, at + 1).mul_add(taps[2], sum);
+                }
+            }
+            row[at..at + LANES].copy_from_slice(&sum.to_array());
+            if at == last {
+                break;
+            }
+            x += LANES;
+        }
+        let (mut left, mut right) = (bias[k], bias[k]);
+        for (source, taps) in sources.iter().zip(kernel) {
+            if let Some(source) = source {
+                left += taps[1][k] * source[0];
+                left += taps[2][k] * source[1];
+                right += taps[0][k] * source[W - 2];
+                right += taps[1][k] * source[W - 1];
+            }
+        }
+        row[0] = left;
+        row[W - 1] = right;
+    }
+}
+
+/// `LANES` values of `values` from `at` (zeros past the end, which the
+/// callers' bounds never reach).
+#[inline]
+fn lanes(values: &[f32], at: usize) -> f32x8 {
+    values
+        .get(at..at + LANES)
+        .and_then(|chunk| <[f32; LANES]>::try_from(chunk).ok())
+        .map_or(f32x8::splat(0.0), f32x8::new)
+}
+
+/// One convolution output, straight from the definition.
+#[inline]
+fn conv_pixel<const H: usize, const W: usize, const K: usize>(
+    image: &[[f32; W]; H],
+    kernel: &ConvKernel<K>,
+    bias: &[f32; K],
+    y: usize,
+    x: usize,
+    k: usize,
+) -> f32 {
+    let mut sum = bias[k];
+    for (ky, taps) in kernel.iter().enumerate() {
+        for (kx, tap) in taps.iter().enumerate() {
+            if let Some(pixel) = pixel_at(image, y + ky, x + kx) {
+                sum += tap[k] * pixel;
+            }
         }
     }
+    sum
 }
 
 /// Pools two convolution rows into pooled row `py` (values only): the
@@ -153,11 +210,11 @@ fn pool_row<const W: usize, const K: usize, const FLAT: usize>(
             *o = f32x8::new(*t).fast_max(f32x8::new(*b)).to_array();
         }
         for ((t, b), o) in top_rest.iter().zip(bottom_rest).zip(out_rest) {
-            *o = t.max(*b);
+            *o = larger(*t, *b);
         }
         for px in 0..pw {
-            let value = vertical[2 * px].max(vertical[2 * px + 1]);
-            pooled[(py * pw + px) * K + k] = value.max(0.0);
+            let value = larger(vertical[2 * px], vertical[2 * px + 1]);
+            pooled[(py * pw + px) * K + k] = larger(value, 0.0);
         }
     }
 }
@@ -177,7 +234,7 @@ fn pool_row_scalar<const W: usize, const K: usize, const FLAT: usize>(
             let window = [top[2 * px], top[2 * px + 1], bottom[2 * px], bottom[2 * px + 1]];
             let best = vector::argmax(&window);
             let cell = (py * pw + px) * K + k;
-            pooled[cell] = window[best].max(0.0);
+            pooled[cell] = larger(window[best], 0.0);
             if let Some(argmax) = argmax.as_deref_mut() {
                 argmax[cell] = best as u8;
             }

@@ -17,4 +17,4 @@ pub use conv::{
 pub use dense::{dense, dense_backward, dense_backward_scalar, dense_scalar, relu};
 pub use softmax::{softmax, softmax_cross_entropy};
 pub use update::{adam_update, adam_update_scalar, momentum_update, momentum_update_scalar, AdamStep};
-pub use vector::{all_finite, argmax, axpy, axpy_scalar, dot, dot_scalar, LANES};
+pub use vector::{all_finite, argmax, axpy, axpy_scalar, dot, dot_scalar, larger, LANES};

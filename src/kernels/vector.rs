@@ -94,3 +94,20 @@ pub fn argmax(values: &[f32]) -> usize {
     }
     best
 }
+
+/// The larger of two values, as a compare and a select. For numbers it equals
+/// `f32::max`, which on targets without a hardware maximum (Cortex-M) becomes
+/// a call to a library routine that also sorts out NaNs; the kernels only
+/// see finite values.
+///
+/// ```
+/// assert_eq!(tinycnn::kernels::larger(-1.0, 2.0), 2.0);
+/// ```
+#[inline]
+pub fn larger(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
