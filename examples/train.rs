@@ -75,7 +75,7 @@ struct Bar {
 impl Progress for Bar {
     fn batch_done(&mut self, _epoch: usize, batch: usize, _batches: usize, loss: f32) {
         self.bar.inc(self.batch_size as u64);
-        if batch % 16 == 0 {
+        if batch.is_multiple_of(16) {
             self.bar.set_message(format!("loss {loss:.4}"));
         }
     }

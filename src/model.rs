@@ -223,16 +223,22 @@ impl<
         if !all_finite(image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
-        self.forward_parts(image, workspace, None, |_| ());
+        self.features(image, workspace)?;
+        dense(
+            &workspace.hidden,
+            &self.dense2_kernel,
+            &self.dense2_bias,
+            &mut workspace.logits,
+        );
         Ok(&workspace.logits)
     }
 
-    /// The forward pass into `workspace`, recording pooling winners in
-    /// `argmax` when given, and letting `after_pool` change the pooled map
-    /// before the dense layers (training applies dropout there). The caller
-    /// has checked the image.
+    /// The forward pass up to the hidden layer, into `workspace`, recording
+    /// pooling winners in `argmax` when given, and letting `after_pool` change
+    /// the pooled map before dense1 (training applies dropout there). The
+    /// caller has checked the image.
     #[inline]
-    pub(crate) fn forward_parts(
+    pub(crate) fn hidden_parts(
         &self,
         image: &[[f32; W]; H],
         ws: &mut Workspace<FLAT, HIDDEN, CLASSES>,
@@ -243,7 +249,31 @@ impl<
         after_pool(&mut ws.pooled);
         dense(&ws.pooled, &self.dense1_kernel, &self.dense1_bias, &mut ws.hidden);
         relu(&mut ws.hidden);
-        dense(&ws.hidden, &self.dense2_kernel, &self.dense2_bias, &mut ws.logits);
+    }
+
+    /// The hidden layer (after ReLU) for one image: the features the last
+    /// layer classifies, as used to fine-tune only that layer
+    /// ([`train::HeadTrainer`](crate::train::HeadTrainer)).
+    ///
+    /// ```
+    /// use tinycnn::{Params, Workspace};
+    /// let mut params = Params::<2, 2, 1, 1, 2, 2>::zeroed();
+    /// params.dense1_bias = [0.5, -0.5];
+    /// assert_eq!(params.features(&[[0.0; 2]; 2], &mut Workspace::new()), Ok(&[0.5, 0.0]));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn features<'w>(
+        &self,
+        image: &[[f32; W]; H],
+        workspace: &'w mut Workspace<FLAT, HIDDEN, CLASSES>,
+    ) -> Result<&'w [f32; HIDDEN], Error> {
+        if !all_finite(image.as_flattened()) {
+            return Err(Error::NonFinite { what: "image" });
+        }
+        self.hidden_parts(image, workspace, None, |_| ());
+        Ok(&workspace.hidden)
     }
 
     /// The predicted class: the index of the largest logit (the first one on a tie).
@@ -305,27 +335,9 @@ impl<
         samples: &S,
         workspace: &mut Workspace<FLAT, HIDDEN, CLASSES>,
     ) -> Result<Evaluation, Error> {
-        if samples.is_empty() {
-            return Err(Error::Empty {
-                what: "evaluation set",
-            });
-        }
         let mut image = [[0.0f32; W]; H];
-        let mut grad = [0.0f32; CLASSES];
-        let mut loss_sum = 0.0f64;
-        let mut correct = 0;
-        for index in 0..samples.len() {
-            let label = samples.read(index, &mut image)?;
-            let logits = self.forward(&image, workspace)?;
-            loss_sum += f64::from(softmax_cross_entropy(logits, label, 1.0, &mut grad)?);
-            correct += usize::from(argmax(logits) == label);
-        }
-        let total = samples.len();
-        Ok(Evaluation {
-            loss: (loss_sum / total as f64) as f32,
-            accuracy: correct as f32 / total as f32,
-            correct,
-            total,
+        evaluate_logits(samples, &mut image, |image| {
+            self.forward(image, workspace).copied()
         })
     }
 
@@ -347,6 +359,41 @@ impl<
     ) -> Result<f32, Error> {
         Ok(self.evaluate(samples, workspace)?.accuracy)
     }
+}
+
+/// Mean loss and accuracy over `samples`, read one at a time into `image`,
+/// with `logits_of` giving each image's logits.
+pub(crate) fn evaluate_logits<
+    const H: usize,
+    const W: usize,
+    const CLASSES: usize,
+    S: Samples<H, W> + ?Sized,
+>(
+    samples: &S,
+    image: &mut [[f32; W]; H],
+    mut logits_of: impl FnMut(&[[f32; W]; H]) -> Result<[f32; CLASSES], Error>,
+) -> Result<Evaluation, Error> {
+    if samples.is_empty() {
+        return Err(Error::Empty {
+            what: "evaluation set",
+        });
+    }
+    let mut grad = [0.0f32; CLASSES];
+    let mut loss_sum = 0.0f64;
+    let mut correct = 0;
+    for index in 0..samples.len() {
+        let label = samples.read(index, image)?;
+        let logits = logits_of(image)?;
+        loss_sum += f64::from(softmax_cross_entropy(&logits, label, 1.0, &mut grad)?);
+        correct += usize::from(argmax(&logits) == label);
+    }
+    let total = samples.len();
+    Ok(Evaluation {
+        loss: (loss_sum / total as f64) as f32,
+        accuracy: correct as f32 / total as f32,
+        correct,
+        total,
+    })
 }
 
 /// One named tensor of [`Params`], in the Keras layout of the weight files.

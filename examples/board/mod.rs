@@ -292,7 +292,9 @@ mod device {
         } else {
             debug::EXIT_FAILURE
         });
-        loop {}
+        loop {
+            cortex_m::asm::wfi();
+        }
     }
 
     #[exception]

@@ -1,9 +1,11 @@
 //! Training: backward into static buffers, optimizers, dropout and the fit loop.
 
 mod dropout;
+mod head;
 mod optim;
 mod trainer;
 
 pub use dropout::dropout;
+pub use head::{Head, HeadTrainer};
 pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdMomentum};
 pub use trainer::{EpochStats, FitConfig, History, Progress, Trainer};

@@ -140,6 +140,7 @@ impl<P: ParamBuffer> SgdMomentum<P> {
 impl<P: ParamBuffer> Optimizer for SgdMomentum<P> {
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
         check_lengths(params, grads, self.velocity.as_flat().len())?;
+        check_rate(self.lr)?;
         momentum_update(params, self.velocity.as_flat_mut(), grads, self.lr, self.momentum);
         Ok(())
     }
@@ -231,15 +232,28 @@ impl<P: ParamBuffer> Adam<P> {
         Ok(adam)
     }
 
-    /// Adam with Keras's settings and zero moments, usable in a `static`.
+    /// Adam with every byte zero, usable in a `static` that lands in `.bss`
+    /// (no flash copy at start-up). It has no learning rate yet: call
+    /// [`configure`](Self::configure) before the first step, which otherwise
+    /// returns [`Error::InvalidConfig`].
     ///
     /// ```
-    /// use tinycnn::{train::Adam, Params};
+    /// use tinycnn::{train::{Adam, AdamConfig, Optimizer}, Params};
     /// static mut ADAM: Adam<Params> = Adam::zeroed_state();
+    /// let mut small = Adam::<[f32; 1]>::zeroed_state();
+    /// assert!(small.step(&mut [0.0], &[1.0]).is_err());
+    /// small.configure(AdamConfig::KERAS).unwrap();
+    /// assert!(small.step(&mut [0.0], &[1.0]).is_ok());
     /// ```
     pub const fn zeroed_state() -> Self {
+        let config = AdamConfig {
+            lr: 0.0,
+            beta1: 0.0,
+            beta2: 0.0,
+            epsilon: 0.0,
+        };
         Self {
-            config: AdamConfig::KERAS,
+            config,
             steps: 0,
             m: P::ZERO,
             v: P::ZERO,
@@ -273,6 +287,7 @@ impl<P: ParamBuffer> Adam<P> {
 impl<P: ParamBuffer> Optimizer for Adam<P> {
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
         check_lengths(params, grads, self.m.as_flat().len())?;
+        self.config.check()?;
         let c = self.config;
         let t = self.steps.saturating_add(1);
         let alpha =

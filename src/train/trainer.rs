@@ -4,7 +4,8 @@ use super::dropout::dropout;
 use super::optim::Optimizer;
 use crate::data::{shuffle, Samples};
 use crate::kernels::{
-    all_finite, conv_relu_pool_backward, conv_relu_pool_input_grad, dense_backward, softmax_cross_entropy,
+    all_finite, conv_relu_pool_backward, conv_relu_pool_input_grad, dense, dense_backward,
+    softmax_cross_entropy,
 };
 use crate::model::{Evaluation, ParamBuffer, Params, Workspace};
 use crate::Error;
@@ -251,11 +252,17 @@ impl<
             return Err(Error::NonFinite { what: "image" });
         }
         let rate = self.dropout;
-        params.forward_parts(&self.image, &mut self.ws, Some(&mut self.argmax), |pooled| {
+        params.hidden_parts(&self.image, &mut self.ws, Some(&mut self.argmax), |pooled| {
             if rate > 0.0 {
                 dropout(pooled, rate, rng);
             }
         });
+        dense(
+            &self.ws.hidden,
+            &params.dense2_kernel,
+            &params.dense2_bias,
+            &mut self.ws.logits,
+        );
         let loss = softmax_cross_entropy(&self.ws.logits, label, scale, &mut self.logits_grad)?;
         let g = &mut self.grads;
         dense_backward(
@@ -356,38 +363,15 @@ impl<
         epoch: usize,
         progress: &mut impl Progress,
     ) -> Result<f32, Error> {
-        let n = samples.len();
-        if n == 0 {
-            return Err(Error::Empty { what: "training set" });
-        }
-        if u32::try_from(n).is_err() {
-            return Err(Error::InvalidConfig {
-                what: "training set has more than 2^32 samples",
-            });
-        }
-        if batch_size == 0 || batch_size > n {
-            return Err(Error::InvalidConfig {
-                what: "batch size must be between 1 and the training set size",
-            });
-        }
-        let found = order.len();
-        let order = order.get_mut(..n).ok_or(Error::Length {
-            what: "order buffer",
-            expected: n,
-            found,
-        })?;
-        for (i, slot) in order.iter_mut().enumerate() {
-            *slot = i as u32;
-        }
-        shuffle(order, rng);
-        let batches = n / batch_size;
-        let mut loss_sum = 0.0f64;
-        for (b, batch) in order.chunks_exact(batch_size).enumerate() {
-            let loss = self.train_batch(params, optimizer, samples, batch, rng)?;
-            loss_sum += f64::from(loss);
-            progress.batch_done(epoch, b, batches, loss);
-        }
-        Ok((loss_sum / batches as f64) as f32)
+        run_epoch(
+            samples.len(),
+            order,
+            batch_size,
+            rng,
+            epoch,
+            progress,
+            |batch, rng| self.train_batch(params, optimizer, samples, batch, rng),
+        )
     }
 
     /// The book's loop: `config.epochs` epochs of
@@ -460,6 +444,50 @@ impl<
         }
         Ok(history)
     }
+}
+
+/// One epoch over `n` samples: a fresh permutation in `order`, then `step` on
+/// each full batch of indices; returns the mean of the batch losses.
+pub(crate) fn run_epoch<R: RngCore>(
+    n: usize,
+    order: &mut [u32],
+    batch_size: usize,
+    rng: &mut R,
+    epoch: usize,
+    progress: &mut impl Progress,
+    mut step: impl FnMut(&[u32], &mut R) -> Result<f32, Error>,
+) -> Result<f32, Error> {
+    if n == 0 {
+        return Err(Error::Empty { what: "training set" });
+    }
+    if u32::try_from(n).is_err() {
+        return Err(Error::InvalidConfig {
+            what: "training set has more than 2^32 samples",
+        });
+    }
+    if batch_size == 0 || batch_size > n {
+        return Err(Error::InvalidConfig {
+            what: "batch size must be between 1 and the training set size",
+        });
+    }
+    let found = order.len();
+    let order = order.get_mut(..n).ok_or(Error::Length {
+        what: "order buffer",
+        expected: n,
+        found,
+    })?;
+    for (i, slot) in order.iter_mut().enumerate() {
+        *slot = i as u32;
+    }
+    shuffle(order, rng);
+    let batches = n / batch_size;
+    let mut loss_sum = 0.0f64;
+    for (b, batch) in order.chunks_exact(batch_size).enumerate() {
+        let loss = step(batch, rng)?;
+        loss_sum += f64::from(loss);
+        progress.batch_done(epoch, b, batches, loss);
+    }
+    Ok((loss_sum / batches as f64) as f32)
 }
 
 impl<

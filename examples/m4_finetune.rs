@@ -1,0 +1,95 @@
+//! Fine-tuning on a Cortex-M4F (QEMU `mps2-an386`), the realistic case for a
+//! microcontroller with little RAM: the model trained on the host stays in
+//! flash, and only its last layer trains, in RAM, to a shifted data set:
+//! Fashion-MNIST with inverted pixels (`1 - p`), which the host model never saw.
+//!
+//! ```text
+//! cargo m4 m4_finetune
+//! cargo run --release --example m4_finetune     # the same on the host
+//! ```
+//! Ends with `RESULT example=m4_finetune accuracy_before=... accuracy_after=... ram_static_bytes=...`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod board;
+
+use board::{build_setting, out, zeroed_static, Meter};
+use rand_core::SeedableRng;
+use tinycnn::train::{Head, HeadTrainer, Sgd};
+use tinycnn::FashionParams;
+
+/// Inverted training images to adapt on.
+const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 1000);
+const EPOCHS: usize = build_setting(option_env!("TINYCNN_EPOCHS"), 5);
+const BATCH: usize = 16;
+const LEARNING_RATE: f32 = 0.05;
+
+#[cfg_attr(target_os = "none", cortex_m_rt::entry)]
+fn main() -> ! {
+    board::main(run)
+}
+
+fn run() -> bool {
+    let params = match FashionParams::from_blob(&board::MODEL.0) {
+        Ok(params) => params,
+        Err(e) => {
+            out!("error: model blob: {}", e);
+            return false;
+        }
+    };
+    let trainer = zeroed_static!(HeadTrainer, HeadTrainer::new());
+    let head = zeroed_static!(Head, <Head as tinycnn::ParamBuffer>::ZERO);
+    let order = zeroed_static!([u32; IMAGES], [0; IMAGES]);
+    head.copy_from(params);
+    let train = board::TRAIN.first(IMAGES).inverted();
+    let test = board::TEST.inverted();
+
+    let Ok(before) = trainer.evaluate(params, head, &test) else {
+        return false;
+    };
+    let before = before.accuracy;
+    out!(
+        "inverted test images, host model as it is: accuracy {:.4}",
+        before
+    );
+    let Ok(mut sgd) = Sgd::new(LEARNING_RATE) else {
+        return false;
+    };
+    let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
+    let meter = Meter::start();
+    for epoch in 0..EPOCHS {
+        match trainer.train_epoch(
+            params,
+            head,
+            &mut sgd,
+            &train,
+            order,
+            BATCH,
+            &mut rng,
+            epoch,
+            &mut (),
+        ) {
+            Ok(loss) => out!("epoch {} train_loss {:.4}", epoch + 1, loss),
+            Err(e) => {
+                out!("error: {}", e);
+                return false;
+            }
+        }
+    }
+    let instructions = meter.read() / (IMAGES / BATCH * BATCH * EPOCHS) as u64;
+    let Ok(after) = trainer.evaluate(params, head, &test) else {
+        return false;
+    };
+    let after = after.accuracy;
+    let (statics, stack) = board::ram_report();
+    out!(
+        "RESULT example=m4_finetune images={} epochs={} accuracy_before={:.4} accuracy_after={:.4} instructions_per_image={} ram_static_bytes={} stack_peak_bytes={}",
+        IMAGES,
+        EPOCHS,
+        before,
+        after,
+        instructions,
+        statics,
+        stack
+    );
+    after > before + 0.2
+}
