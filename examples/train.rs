@@ -5,7 +5,8 @@
 //! cargo run --release --example train -- --recipe sgd --epochs 5 --out runs/quick
 //! ```
 //! Writes `model.safetensors`, `history.csv` and `training.png` into `--out`
-//! (default `runs/<recipe>`).
+//! (default `runs/<recipe>`), and after every epoch `checkpoint.safetensors`,
+//! from which `--resume` continues an interrupted run exactly.
 
 mod common;
 
@@ -13,10 +14,12 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, Samples, Subset};
+use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint};
 use tinycnn::train::{Adam, AdamConfig, Optimizer, Progress, Sgd};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
 
@@ -56,6 +59,9 @@ struct Args {
     /// Output directory (default: runs/<recipe>).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run whose checkpoint is in the output directory.
+    #[arg(long)]
+    resume: bool,
 }
 
 struct EpochRow {
@@ -105,6 +111,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| Path::new("runs").join(&recipe_name));
     std::fs::create_dir_all(&out)
         .map_err(|e| format!("{}: cannot create output directory: {e}", out.display()))?;
+    let checkpoint_path = out.join("checkpoint.safetensors");
 
     let data = common::load_data(args.data.as_deref())?;
     let train_all = data.train();
@@ -129,32 +136,69 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.seed
     );
 
-    let mut rng = Pcg32::seed_from_u64(args.seed);
+    // What a checkpoint must agree on to be resumed.
+    let settings = BTreeMap::from([
+        ("recipe".to_string(), recipe_name.clone()),
+        ("seed".to_string(), args.seed.to_string()),
+        ("batch".to_string(), batch_size.to_string()),
+        ("lr".to_string(), lr.to_string()),
+        (
+            "data".to_string(),
+            format!("{} {} {}", train.len(), validation.len(), data.dir().display()),
+        ),
+    ]);
     let mut params = FashionParams::boxed();
-    params.init_glorot(&mut rng);
+    params.init_glorot(&mut Pcg32::seed_from_u64(args.seed));
     let mut trainer = FashionTrainer::boxed();
     trainer.set_dropout(dropout)?;
-    let mut optimizer: Box<dyn Optimizer> = match args.recipe {
-        Recipe::Sgd => Box::new(Sgd::new(lr)?),
+    let mut optimizer = match args.recipe {
+        Recipe::Sgd => Opt::Sgd(Sgd::new(lr)?),
         Recipe::Adam => {
             let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
             adam.configure(AdamConfig {
                 lr,
                 ..AdamConfig::KERAS
             })?;
-            adam
+            Opt::Adam(adam)
         }
     };
+    let mut rows = Vec::new();
+    let mut first_epoch = 0;
+    if args.resume {
+        let checkpoint: Checkpoint = load_checkpoint(&checkpoint_path)?;
+        for (key, value) in &settings {
+            let saved = checkpoint.info.get(key).map(String::as_str).unwrap_or("nothing");
+            if saved != value {
+                return Err(format!(
+                    "{}: written with {key} {saved}, this run has {value}",
+                    checkpoint_path.display()
+                )
+                .into());
+            }
+        }
+        params = checkpoint.params;
+        if let (Opt::Adam(adam), Some(state)) = (&mut optimizer, &checkpoint.adam) {
+            adam.restore(state.steps, &state.m, &state.v)?;
+        }
+        rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
+        first_epoch = checkpoint.epochs_done;
+        println!(
+            "resuming after epoch {first_epoch} from {}",
+            checkpoint_path.display()
+        );
+    }
 
     let mut order = vec![0u32; train.len()];
-    let mut rows = Vec::new();
     let mut ws = FashionWorkspace::new();
     let batches = train.len() / batch_size;
     println!(
         "\n{:>5} {:>10} {:>10} {:>9} {:>8} {:>9}",
         "epoch", "train_loss", "val_loss", "val_acc", "seconds", "images/s"
     );
-    for epoch in 0..args.epochs {
+    for row in &rows {
+        println!("{}", row.table_line(None));
+    }
+    for epoch in first_epoch..args.epochs {
         let bar = ProgressBar::new((batches * batch_size) as u64);
         bar.set_style(ProgressStyle::with_template(
             "epoch {prefix:>3} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta} {msg}",
@@ -162,9 +206,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         bar.set_prefix(format!("{}", epoch + 1));
         let mut progress = Bar { bar, batch_size };
         let start = Instant::now();
+        // Each epoch draws from its own stream, so a resumed run repeats an
+        // uninterrupted one bit for bit.
+        let mut rng = epoch_rng(args.seed, epoch);
         let train_loss = trainer.train_epoch(
             &mut params,
-            &mut *optimizer,
+            &mut optimizer,
             &train,
             &mut order,
             batch_size,
@@ -175,29 +222,31 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let train_seconds = start.elapsed().as_secs_f64();
         progress.bar.finish_and_clear();
         let val = params.evaluate(&validation, &mut ws)?;
-        let seconds = start.elapsed().as_secs_f64();
-        println!(
-            "{:>5} {:>10.4} {:>10.4} {:>9.4} {:>8.2} {:>9.0}",
-            epoch + 1,
-            train_loss,
-            val.loss,
-            val.accuracy,
-            seconds,
-            (batches * batch_size) as f64 / train_seconds
-        );
-        rows.push(EpochRow {
+        let row = EpochRow {
             epoch: epoch + 1,
             train_loss,
             val_loss: val.loss,
             val_accuracy: val.accuracy,
-            seconds,
-        });
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        println!(
+            "{}",
+            row.table_line(Some((batches * batch_size) as f64 / train_seconds))
+        );
+        rows.push(row);
+        let mut info = settings.clone();
+        info.insert("history".to_string(), history_csv(&rows));
+        let adam = match &optimizer {
+            Opt::Adam(adam) => Some(&**adam),
+            Opt::Sgd(_) => None,
+        };
+        save_checkpoint(&checkpoint_path, &params, adam, epoch + 1, &info)?;
     }
 
     let matrix = common::confusion(&params, &test)?;
     let accuracy = common::report(&matrix);
     tinycnn::host::save_safetensors(&params, &out.join("model.safetensors"))?;
-    write_history(&out.join("history.csv"), &rows)?;
+    tinycnn::host::write_atomically(&out.join("history.csv"), history_csv(&rows).as_bytes())?;
     if let Err(e) = plot(&out.join("training.png"), &rows) {
         eprintln!(
             "warning: {}: plot not written: {e}",
@@ -205,22 +254,70 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "\nwrote {}/{{model.safetensors, history.csv, training.png}}",
+        "\nwrote {}/{{model.safetensors, history.csv, training.png, checkpoint.safetensors}}",
         out.display()
     );
     println!("test accuracy={accuracy:.4}");
     Ok(())
 }
 
-fn write_history(path: &Path, rows: &[EpochRow]) -> Result<(), tinycnn::host::HostError> {
-    let mut csv = String::from("epoch,train_loss,val_loss,val_accuracy,seconds\n");
+/// The random stream of one epoch (shuffling and dropout), derived from the seed.
+fn epoch_rng(seed: u64, epoch: usize) -> Pcg32 {
+    Pcg32::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// The recipes' optimizers, so a checkpoint can reach Adam's state.
+enum Opt {
+    Sgd(Sgd),
+    Adam(Box<Adam<FashionParams>>),
+}
+
+impl Optimizer for Opt {
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), tinycnn::Error> {
+        match self {
+            Opt::Sgd(sgd) => sgd.step(params, grads),
+            Opt::Adam(adam) => adam.step(params, grads),
+        }
+    }
+}
+
+impl EpochRow {
+    fn table_line(&self, images_per_second: Option<f64>) -> String {
+        let speed = images_per_second.map_or("-".to_string(), |v| format!("{v:.0}"));
+        format!(
+            "{:>5} {:>10.4} {:>10.4} {:>9.4} {:>8.2} {:>9}",
+            self.epoch, self.train_loss, self.val_loss, self.val_accuracy, self.seconds, speed
+        )
+    }
+}
+
+const HISTORY_HEADER: &str = "epoch,train_loss,val_loss,val_accuracy,seconds";
+
+fn history_csv(rows: &[EpochRow]) -> String {
+    let mut csv = format!("{HISTORY_HEADER}\n");
     for r in rows {
         csv += &format!(
             "{},{},{},{},{:.3}\n",
             r.epoch, r.train_loss, r.val_loss, r.val_accuracy, r.seconds
         );
     }
-    tinycnn::host::write_atomically(path, csv.as_bytes())
+    csv
+}
+
+fn parse_history(csv: &str) -> Vec<EpochRow> {
+    csv.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            Some(EpochRow {
+                epoch: f.first()?.parse().ok()?,
+                train_loss: f.get(1)?.parse().ok()?,
+                val_loss: f.get(2)?.parse().ok()?,
+                val_accuracy: f.get(3)?.parse().ok()?,
+                seconds: f.get(4)?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// Loss (train and validation) and validation accuracy per epoch. Text needs a

@@ -2,11 +2,13 @@
 //! Fashion-MNIST from a directory, safetensors in the Keras layout, weight
 //! blobs on disk, and atomic file writes. Every error names the file.
 
+mod checkpoint;
 mod fashion;
 mod files;
 mod safetensors;
 
 pub use self::safetensors::{load_safetensors, params_from_safetensors, safetensors_bytes, save_safetensors};
+pub use checkpoint::{load_checkpoint, save_checkpoint, AdamState, Checkpoint};
 pub use fashion::{FashionMnist, CLASS_NAMES, DATA_DIR_ENV, SYSTEM_DATA_DIR};
 pub use files::{load_blob, read_maybe_gz, save_blob, write_atomically};
 

@@ -6,6 +6,7 @@ use crate::kernels::all_finite;
 use crate::model::Params;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::boxed::Box;
+use std::collections::HashMap;
 use std::path::Path;
 use std::string::{String, ToString};
 use std::vec::Vec;
@@ -26,18 +27,75 @@ pub fn safetensors_bytes<
 >(
     params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
 ) -> Result<Vec<u8>, String> {
-    let tensors = params.tensors();
+    serialize_f32(&params_tensors(params), None)
+}
+
+/// The parameters as `(name, shape, values)`, in storage order.
+pub(crate) fn params_tensors<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+>(
+    params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+) -> Vec<(&'static str, Vec<usize>, &[f32])> {
+    params
+        .tensors()
+        .iter()
+        .map(|t| (t.name, t.dims().to_vec(), t.values))
+        .collect()
+}
+
+/// `F32` tensors (stored little-endian) and optional metadata as safetensors bytes.
+pub(crate) fn serialize_f32(
+    tensors: &[(&str, Vec<usize>, &[f32])],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, String> {
     let little_endian: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|t| t.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
         .collect();
     let views = tensors
         .iter()
         .zip(&little_endian)
-        .map(|(t, bytes)| Ok((t.name, TensorView::new(Dtype::F32, t.dims().to_vec(), bytes)?)))
+        .map(|((name, dims, _), bytes)| Ok((*name, TensorView::new(Dtype::F32, dims.clone(), bytes)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| e.to_string())?;
-    safetensors::serialize(views, None).map_err(|e| e.to_string())
+    safetensors::serialize(views, metadata).map_err(|e| e.to_string())
+}
+
+/// Reads `F32` tensor `name` of exactly `shape` into `out`, refusing NaN and infinity.
+pub(crate) fn read_f32(
+    file: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+    out: &mut [f32],
+) -> Result<(), String> {
+    let tensor = file
+        .tensor(name)
+        .map_err(|_| std::format!("tensor `{name}` is missing"))?;
+    if tensor.dtype() != Dtype::F32 {
+        return Err(std::format!(
+            "tensor `{name}` has dtype {:?}, expected F32",
+            tensor.dtype()
+        ));
+    }
+    if tensor.shape() != shape {
+        return Err(std::format!(
+            "tensor `{name}` has shape {:?}, expected {:?}",
+            tensor.shape(),
+            shape
+        ));
+    }
+    for (value, chunk) in out.iter_mut().zip(tensor.data().chunks_exact(4)) {
+        *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    if !all_finite(out) {
+        return Err(std::format!("tensor `{name}` contains NaN or infinity"));
+    }
+    Ok(())
 }
 
 /// Writes the parameters to a safetensors file, atomically.
@@ -114,28 +172,7 @@ pub fn params_from_safetensors<
     let mut params = bytemuck::zeroed_box::<Params<H, W, K, FLAT, HIDDEN, CLASSES>>();
     let shapes = Params::<H, W, K, FLAT, HIDDEN, CLASSES>::TENSOR_SHAPES;
     for ((name, shape, rank), values) in shapes.into_iter().zip(params.tensor_values_mut()) {
-        let tensor = file
-            .tensor(name)
-            .map_err(|_| std::format!("tensor `{name}` is missing"))?;
-        if tensor.dtype() != Dtype::F32 {
-            return Err(std::format!(
-                "tensor `{name}` has dtype {:?}, expected F32",
-                tensor.dtype()
-            ));
-        }
-        if tensor.shape() != &shape[..rank] {
-            return Err(std::format!(
-                "tensor `{name}` has shape {:?}, expected {:?}",
-                tensor.shape(),
-                &shape[..rank]
-            ));
-        }
-        for (value, chunk) in values.iter_mut().zip(tensor.data().chunks_exact(4)) {
-            *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        }
-        if !all_finite(values) {
-            return Err(std::format!("tensor `{name}` contains NaN or infinity"));
-        }
+        read_f32(&file, name, &shape[..rank], values)?;
     }
     Ok(params)
 }

@@ -282,6 +282,48 @@ impl<P: ParamBuffer> Adam<P> {
     pub const fn steps(&self) -> u32 {
         self.steps
     }
+
+    /// The first and second moments, for saving a checkpoint.
+    pub const fn moments(&self) -> (&P, &P) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores the step count and both moments from a checkpoint, keeping
+    /// the configuration.
+    ///
+    /// ```
+    /// use tinycnn::train::{Adam, AdamConfig, Optimizer};
+    /// let mut a = Adam::<[f32; 2]>::new(AdamConfig::KERAS).unwrap();
+    /// a.step(&mut [0.0; 2], &[1.0, -1.0]).unwrap();
+    /// let (m, v) = a.moments();
+    /// let mut b = Adam::<[f32; 2]>::new(AdamConfig::KERAS).unwrap();
+    /// b.restore(a.steps(), m, v).unwrap();
+    /// assert_eq!(a, b);
+    /// assert!(b.restore(1, &[0.0; 3], &[0.0; 3]).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Length`] when a moment does not match the parameters, and
+    /// [`Error::NonFinite`] for NaN or infinite values (nothing is changed then).
+    pub fn restore(&mut self, steps: u32, m: &[f32], v: &[f32]) -> Result<(), Error> {
+        let expected = self.m.as_flat().len();
+        for (what, values) in [("Adam first moment", m), ("Adam second moment", v)] {
+            if values.len() != expected {
+                return Err(Error::Length {
+                    what,
+                    expected,
+                    found: values.len(),
+                });
+            }
+            if !all_finite(values) {
+                return Err(Error::NonFinite { what });
+            }
+        }
+        self.m.as_flat_mut().copy_from_slice(m);
+        self.v.as_flat_mut().copy_from_slice(v);
+        self.steps = steps;
+        Ok(())
+    }
 }
 
 impl<P: ParamBuffer> Optimizer for Adam<P> {

@@ -1,0 +1,126 @@
+//! The training example survives being killed: `--resume` continues from the
+//! last checkpoint and ends with the same weights, bit for bit, as a run that
+//! was never interrupted. Runs the `train` example binary that `cargo test`
+//! builds beside the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
+
+fn train_binary() -> PathBuf {
+    // target/<profile>/deps/resume-HASH -> target/<profile>/examples/train
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("train");
+    // `cargo test` builds the examples; `cargo test --test resume` alone does not.
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --examples` first",
+        binary.display()
+    );
+    binary
+}
+
+fn train(out: &Path, epochs: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(train_binary());
+    command
+        .args([
+            "--recipe", "adam", "--epochs", epochs, "--seed", "9", "--data", SUBSET, "--out",
+        ])
+        .arg(out)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinycnn-resume-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn epochs_done(checkpoint: &Path) -> usize {
+    tinycnn::host::load_checkpoint::<28, 28, 10, 1960, 100, 10>(checkpoint)
+        .unwrap()
+        .epochs_done
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_bit_identical_weights() {
+    let whole = fresh_dir("whole");
+    assert!(train(&whole, "3", &[]).status().unwrap().success());
+
+    // Kill the second run with SIGKILL once its first checkpoint exists, part
+    // way through the second epoch.
+    let killed = fresh_dir("killed");
+    let checkpoint = killed.join("checkpoint.safetensors");
+    let mut child = train(&killed, "3", &[]).spawn().unwrap();
+    let start = Instant::now();
+    while !checkpoint.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 2 minutes"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+
+    // The last checkpoint loads, and at most the epoch in flight was lost.
+    let done = epochs_done(&checkpoint);
+    assert!((1..=3).contains(&done), "{done} epochs in the checkpoint");
+    assert!(
+        !killed.join("model.safetensors").exists(),
+        "the killed run finished after all"
+    );
+    assert!(
+        std::fs::read_dir(&killed).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "a temporary file was left behind"
+    );
+
+    assert!(train(&killed, "3", &["--resume"]).status().unwrap().success());
+    let a = std::fs::read(whole.join("model.safetensors")).unwrap();
+    let b = std::fs::read(killed.join("model.safetensors")).unwrap();
+    assert!(
+        a == b,
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+    assert_eq!(epochs_done(&killed.join("checkpoint.safetensors")), 3);
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_from_other_settings() {
+    let out = fresh_dir("settings");
+    let first = train(&out, "1", &[]).status().unwrap();
+    assert!(first.success());
+    let output = Command::new(train_binary())
+        .args([
+            "--recipe", "adam", "--epochs", "2", "--seed", "10", "--data", SUBSET, "--resume", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("written with seed 9, this run has 10"),
+        "{stderr}"
+    );
+}
