@@ -34,10 +34,17 @@ fn inference(c: &mut Criterion) {
     let mut ws = FashionWorkspace::new();
     let mut group = c.benchmark_group("inference");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("1 image", |b| b.iter(|| params.predict(black_box(&images[0]), &mut ws).unwrap()));
+    group.bench_function("1 image", |b| {
+        b.iter(|| params.predict(black_box(&images[0]), &mut ws).unwrap())
+    });
     group.throughput(Throughput::Elements(1000));
     group.bench_function("1000 images", |b| {
-        b.iter(|| images.iter().map(|image| params.predict(image, &mut ws).unwrap()).sum::<usize>())
+        b.iter(|| {
+            images
+                .iter()
+                .map(|image| params.predict(image, &mut ws).unwrap())
+                .sum::<usize>()
+        })
     });
     group.finish();
 }
@@ -53,7 +60,11 @@ fn training(c: &mut Criterion) {
         let mut trainer = FashionTrainer::boxed();
         trainer.set_dropout(dropout).unwrap();
         let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-        adam.configure(AdamConfig { lr: 1e-6, ..AdamConfig::KERAS }).unwrap();
+        adam.configure(AdamConfig {
+            lr: 1e-6,
+            ..AdamConfig::KERAS
+        })
+        .unwrap();
         let mut sgd = Sgd::new(1e-6).unwrap();
         let mut rng = Pcg32::seed_from_u64(1);
         let mut start = 0;
@@ -63,9 +74,13 @@ fn training(c: &mut Criterion) {
                 let batch_indices = &indices[start..start + batch];
                 start = (start + batch) % (indices.len() - batch);
                 if dropout > 0.0 {
-                    trainer.train_batch(&mut params, &mut *adam, &train, batch_indices, &mut rng).unwrap()
+                    trainer
+                        .train_batch(&mut params, &mut *adam, &train, batch_indices, &mut rng)
+                        .unwrap()
                 } else {
-                    trainer.train_batch(&mut params, &mut sgd, &train, batch_indices, &mut rng).unwrap()
+                    trainer
+                        .train_batch(&mut params, &mut sgd, &train, batch_indices, &mut rng)
+                        .unwrap()
                 }
             })
         });
@@ -75,7 +90,9 @@ fn training(c: &mut Criterion) {
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = Pcg32::seed_from_u64(seed);
-    (0..n).map(|_| (rng.next_u32() >> 8) as f32 / 16_777_216.0 - 0.5).collect()
+    (0..n)
+        .map(|_| (rng.next_u32() >> 8) as f32 / 16_777_216.0 - 0.5)
+        .collect()
 }
 
 fn kernels(c: &mut Criterion) {
@@ -87,20 +104,48 @@ fn kernels(c: &mut Criterion) {
     let mut argmax = [0u8; 1960];
     let mut group = c.benchmark_group("kernels");
     group.bench_function("conv+relu+pool simd", |b| {
-        b.iter(|| conv_relu_pool(black_box(&image), &params.conv_kernel, &params.conv_bias, &mut pooled, Some(&mut argmax)))
+        b.iter(|| {
+            conv_relu_pool(
+                black_box(&image),
+                &params.conv_kernel,
+                &params.conv_bias,
+                &mut pooled,
+                Some(&mut argmax),
+            )
+        })
     });
     group.bench_function("conv+relu+pool scalar", |b| {
         b.iter(|| {
-            conv_relu_pool_scalar(black_box(&image), &params.conv_kernel, &params.conv_bias, &mut pooled, Some(&mut argmax))
+            conv_relu_pool_scalar(
+                black_box(&image),
+                &params.conv_kernel,
+                &params.conv_bias,
+                &mut pooled,
+                Some(&mut argmax),
+            )
         })
     });
     conv_relu_pool(&image, &params.conv_kernel, &params.conv_bias, &mut pooled, None);
     let mut hidden = [0.0f32; 100];
     group.bench_function("dense1 simd", |b| {
-        b.iter(|| dense(black_box(&pooled), &params.dense1_kernel, &params.dense1_bias, &mut hidden))
+        b.iter(|| {
+            dense(
+                black_box(&pooled),
+                &params.dense1_kernel,
+                &params.dense1_bias,
+                &mut hidden,
+            )
+        })
     });
     group.bench_function("dense1 scalar", |b| {
-        b.iter(|| dense_scalar(black_box(&pooled), &params.dense1_kernel, &params.dense1_bias, &mut hidden))
+        b.iter(|| {
+            dense_scalar(
+                black_box(&pooled),
+                &params.dense1_kernel,
+                &params.dense1_bias,
+                &mut hidden,
+            )
+        })
     });
     let out_grad: [f32; 100] = random(100, 1).try_into().unwrap();
     let mut grads = FashionParams::boxed();
@@ -132,9 +177,16 @@ fn kernels(c: &mut Criterion) {
     let g = random(FashionParams::COUNT, 2);
     let mut p = random(FashionParams::COUNT, 3);
     let (mut m, mut v) = (vec![0.0f32; g.len()], vec![0.0f32; g.len()]);
-    let step = AdamStep { alpha: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    let step = AdamStep {
+        alpha: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-7,
+    };
     group.throughput(Throughput::Elements(g.len() as u64));
-    group.bench_function("adam update simd", |b| b.iter(|| adam_update(&mut p, &mut m, &mut v, black_box(&g), step)));
+    group.bench_function("adam update simd", |b| {
+        b.iter(|| adam_update(&mut p, &mut m, &mut v, black_box(&g), step))
+    });
     group.bench_function("adam update scalar", |b| {
         b.iter(|| adam_update_scalar(&mut p, &mut m, &mut v, black_box(&g), step))
     });

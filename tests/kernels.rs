@@ -227,3 +227,31 @@ fn adam_and_momentum_match_scalar() {
         assert_all_close(&va, &vb, 1e-6, 1e-6, "momentum velocity");
     }
 }
+
+#[test]
+fn the_simd_pooling_breaks_ties_like_the_scalar_twin() {
+    // Centre-tap kernel, so the conv output is the image: a 2x16 image holds eight
+    // windows with every kind of tie, which the 8-lane pooling path handles.
+    let mut kernel = [[[0.0f32; 1]; 3]; 3];
+    kernel[1][1][0] = 1.0;
+    let top = [
+        1.0, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 1.0, 5.0, 5.0, 2.0, 1.0, 0.0, 3.0, 4.0, 4.0,
+    ];
+    let bottom = [
+        1.0, 1.0, 2.0, 0.0, 3.0, 3.0, 1.0, 4.0, 5.0, 5.0, 2.0, 2.0, 3.0, 0.0, 1.0, 4.0,
+    ];
+    let image = [top, bottom];
+    let (mut pooled, mut argmax) = ([0.0f32; 8], [9u8; 8]);
+    conv_relu_pool::<2, 16, 1, 8>(&image, &kernel, &[0.0], &mut pooled, Some(&mut argmax));
+    assert_eq!(argmax, [0, 1, 2, 3, 0, 0, 1, 0]);
+    assert_eq!(pooled, [1.0, 2.0, 3.0, 4.0, 5.0, 2.0, 3.0, 4.0]);
+    let (mut pooled_scalar, mut argmax_scalar) = ([0.0f32; 8], [9u8; 8]);
+    conv_relu_pool_scalar::<2, 16, 1, 8>(
+        &image,
+        &kernel,
+        &[0.0],
+        &mut pooled_scalar,
+        Some(&mut argmax_scalar),
+    );
+    assert_eq!((pooled, argmax), (pooled_scalar, argmax_scalar));
+}

@@ -51,10 +51,7 @@ pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT
         for (r, row) in rows.iter_mut().enumerate() {
             conv_rows(image, kernel, bias, 2 * py + r, row);
         }
-        match argmax.as_deref_mut() {
-            Some(argmax) => pool_row_scalar(&rows, py, pooled, Some(argmax)),
-            None => pool_row(&rows, py, pooled),
-        }
+        pool_row(&rows, py, pooled, argmax.as_deref_mut());
     }
 }
 
@@ -192,29 +189,55 @@ fn conv_pixel<const H: usize, const W: usize, const K: usize>(
     sum
 }
 
-/// Pools two convolution rows into pooled row `py` (values only): the
-/// vertical maximum runs on SIMD lanes, the horizontal pairs after it.
+/// Pools two convolution rows into pooled row `py`, recording the winners
+/// when asked, without a branch: eight windows at a time, as compares and
+/// selects. Every column position is taken as a window start (the odd ones
+/// are computed and dropped), which keeps the lanes contiguous.
 #[inline]
 fn pool_row<const W: usize, const K: usize, const FLAT: usize>(
     rows: &[[[f32; W]; K]; 2],
     py: usize,
     pooled: &mut [f32; FLAT],
+    mut argmax: Option<&mut [u8; FLAT]>,
 ) {
+    if W < LANES + 1 {
+        return pool_row_scalar(rows, py, pooled, argmax);
+    }
     let pw = W / 2;
-    for k in 0..K {
-        let mut vertical = [0.0f32; W];
-        let (top_chunks, top_rest) = rows[0][k].as_chunks::<LANES>();
-        let (bottom_chunks, bottom_rest) = rows[1][k].as_chunks::<LANES>();
-        let (out_chunks, out_rest) = vertical.as_chunks_mut::<LANES>();
-        for ((t, b), o) in top_chunks.iter().zip(bottom_chunks).zip(out_chunks) {
-            *o = f32x8::new(*t).fast_max(f32x8::new(*b)).to_array();
-        }
-        for ((t, b), o) in top_rest.iter().zip(bottom_rest).zip(out_rest) {
-            *o = larger(*t, *b);
+    let last = W - 1 - LANES;
+    let (zero, one, two, three) = (
+        f32x8::splat(0.0),
+        f32x8::splat(1.0),
+        f32x8::splat(2.0),
+        f32x8::splat(3.0),
+    );
+    for (k, (top, bottom)) in rows[0].iter().zip(&rows[1]).enumerate() {
+        let mut best = [0.0f32; W];
+        let mut which = [0.0f32; W];
+        let mut x = 0;
+        loop {
+            let at = x.min(last);
+            let (a, b) = (lanes(top, at), lanes(top, at + 1));
+            let (c, d) = (lanes(bottom, at), lanes(bottom, at + 1));
+            // Ties go to the earlier cell in row-major order: compares are strict.
+            let right = b.simd_gt(a);
+            let (top_max, top_which) = (right.select(b, a), right.select(one, zero));
+            let right = d.simd_gt(c);
+            let (bottom_max, bottom_which) = (right.select(d, c), right.select(three, two));
+            let lower = bottom_max.simd_gt(top_max);
+            best[at..at + LANES].copy_from_slice(&lower.select(bottom_max, top_max).to_array());
+            which[at..at + LANES].copy_from_slice(&lower.select(bottom_which, top_which).to_array());
+            if at == last {
+                break;
+            }
+            x += LANES;
         }
         for px in 0..pw {
-            let value = larger(vertical[2 * px], vertical[2 * px + 1]);
-            pooled[(py * pw + px) * K + k] = larger(value, 0.0);
+            let cell = (py * pw + px) * K + k;
+            pooled[cell] = larger(best[2 * px], 0.0);
+            if let Some(argmax) = argmax.as_deref_mut() {
+                argmax[cell] = which[2 * px] as u8;
+            }
         }
     }
 }
