@@ -3,6 +3,8 @@
 //! was never interrupted. Runs the `train` example binary that `cargo test`
 //! builds beside the tests.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,22 +12,7 @@ use std::time::{Duration, Instant};
 const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
 
 fn train_binary() -> PathBuf {
-    // target/<profile>/deps/resume-HASH -> target/<profile>/examples/train
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("train");
-    // `cargo test` builds the examples; `cargo test --test resume` alone does not.
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --examples` first",
-        binary.display()
-    );
-    binary
+    common::example_binary("train")
 }
 
 fn train(out: &Path, epochs: &str, extra: &[&str]) -> Command {

@@ -62,3 +62,23 @@ pub fn assert_all_close(a: &[f32], b: &[f32], abs: f32, rel: f32, what: &str) {
         assert!(close(*x, *y, abs, rel), "{what}[{i}]: {x} vs {y}");
     }
 }
+
+/// An example binary that `cargo test` builds beside the tests
+/// (target/<profile>/examples/NAME).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    // `cargo test` builds the examples; `cargo test --test NAME` alone does not.
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --examples` first",
+        binary.display()
+    );
+    binary
+}

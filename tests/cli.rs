@@ -1,0 +1,217 @@
+//! Bad input on the command line: each case ends with one line on stderr that
+//! names the file and the problem, a non-zero exit, and no panic. The README
+//! lists these cases and what they print.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/keras_layout.safetensors"
+);
+const FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinycnn-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A copy of the shipped subset, raw (not gzip) so single bytes are easy to change.
+fn raw_subset(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    for file in FILES {
+        let bytes = tinycnn::host::read_maybe_gz(&Path::new(SUBSET).join(format!("{file}.gz"))).unwrap();
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+    dir
+}
+
+/// Runs an example, expects failure, returns its single stderr line.
+fn fails(example: &str, args: &[&str]) -> String {
+    let output = Command::new(common::example_binary(example))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(!output.status.success(), "{example} {args:?} succeeded");
+    assert_eq!(output.status.code(), Some(1), "{example} {args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("note:")).collect();
+    assert_eq!(lines.len(), 1, "{example} {args:?} printed {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn a_missing_data_directory() {
+    let line = fails(
+        "train",
+        &[
+            "--epochs",
+            "1",
+            "--data",
+            "/no/such/dir",
+            "--out",
+            scratch("missing").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        line,
+        "error: /no/such/dir/train-images-idx3-ubyte.gz: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn a_truncated_gzip_file() {
+    let dir = scratch("truncated");
+    for file in FILES {
+        std::fs::copy(
+            Path::new(SUBSET).join(format!("{file}.gz")),
+            dir.join(format!("{file}.gz")),
+        )
+        .unwrap();
+    }
+    let gz = dir.join("train-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&gz).unwrap();
+    std::fs::write(&gz, &bytes[..bytes.len() / 3]).unwrap();
+    let line = fails(
+        "evaluate",
+        &["--weights", FIXTURE, "--data", dir.to_str().unwrap()],
+    );
+    assert!(
+        line.contains(&format!("{}: corrupt or truncated gzip data", gz.display())),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_wrong_magic_number() {
+    let dir = raw_subset("magic");
+    let path = dir.join("t10k-images-idx3-ubyte");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[2] = 9;
+    std::fs::write(&path, bytes).unwrap();
+    let line = fails(
+        "evaluate",
+        &["--weights", FIXTURE, "--data", dir.to_str().unwrap()],
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: {}: IDX image file: wrong magic number 0x00000903",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn image_and_label_counts_that_disagree() {
+    let dir = raw_subset("counts");
+    let path = dir.join("train-labels-idx1-ubyte");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut fewer = bytes[..bytes.len() - 1].to_vec();
+    fewer[4..8].copy_from_slice(&5999u32.to_be_bytes());
+    std::fs::write(&path, fewer).unwrap();
+    let line = fails(
+        "evaluate",
+        &["--weights", FIXTURE, "--data", dir.to_str().unwrap()],
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: {}: IDX data set: image and label files hold different numbers of samples",
+            dir.join("train-images-idx3-ubyte").display()
+        )
+    );
+}
+
+fn safetensors_with(name: &str, dtype: safetensors::Dtype, shape: Vec<usize>) -> PathBuf {
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let buffers: Vec<(String, Vec<u8>, Vec<usize>, safetensors::Dtype)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            if n == name {
+                let len = shape.iter().product::<usize>() * dtype.bitsize() / 8;
+                (n, vec![0u8; len], shape.clone(), dtype)
+            } else {
+                (n, t.data().to_vec(), t.shape().to_vec(), t.dtype())
+            }
+        })
+        .collect();
+    let views: Vec<_> = buffers
+        .iter()
+        .map(|(n, data, shape, dtype)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    let path = scratch(name).join("bad.safetensors");
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn safetensors_with_a_wrong_shape_or_dtype() {
+    let path = safetensors_with("dense2.kernel", safetensors::Dtype::F32, vec![10, 100]);
+    let line = fails(
+        "evaluate",
+        &["--weights", path.to_str().unwrap(), "--data", SUBSET],
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: {}: tensor `dense2.kernel` has shape [10, 100], expected [100, 10]",
+            path.display()
+        )
+    );
+    let path = safetensors_with("conv.bias", safetensors::Dtype::F16, vec![10]);
+    let line = fails(
+        "export",
+        &[
+            "--weights",
+            path.to_str().unwrap(),
+            "--out",
+            "/tmp/never-written.tcnn",
+        ],
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: {}: tensor `conv.bias` has dtype F16, expected F32",
+            path.display()
+        )
+    );
+    assert!(!Path::new("/tmp/never-written.tcnn").exists());
+}
+
+#[test]
+fn an_unwritable_output_directory() {
+    let dir = scratch("unwritable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("run");
+    let line = fails(
+        "train",
+        &["--epochs", "1", "--data", SUBSET, "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: {}: cannot create output directory: Not a directory (os error 20)",
+            out.display()
+        )
+    );
+}
