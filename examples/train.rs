@@ -104,6 +104,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let batch_size = args.batch.unwrap_or(default_batch);
     let lr = args.lr.unwrap_or(default_lr);
+    if batch_size == 0 {
+        return Err("--batch must be at least 1".into());
+    }
     let recipe_name = format!("{:?}", args.recipe).to_lowercase();
     let out = args
         .out

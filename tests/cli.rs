@@ -215,3 +215,27 @@ fn an_unwritable_output_directory() {
         )
     );
 }
+
+#[test]
+fn settings_out_of_range() {
+    let out = scratch("settings");
+    let out = out.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--epochs", "1", "--data", SUBSET, "--out", out];
+        args.extend_from_slice(extra);
+        fails("train", &args)
+    };
+    assert_eq!(run(&["--batch", "0"]), "error: --batch must be at least 1");
+    assert_eq!(
+        run(&["--batch", "100000"]),
+        "error: invalid configuration: batch size must be between 1 and the training set size"
+    );
+    assert_eq!(
+        run(&["--lr=-1"]),
+        "error: invalid configuration: learning rate must be finite and positive"
+    );
+    assert_eq!(
+        run(&["--lr=nan"]),
+        "error: invalid configuration: learning rate must be finite and positive"
+    );
+}
