@@ -4,6 +4,16 @@
 //! `_scalar` suffix and the same signature, written for clarity; the tests
 //! hold the two against each other. The model calls the SIMD ones. Nothing
 //! here knows about models, optimizers or files.
+//!
+//! # NaN and infinity
+//! The kernels are defined for finite values. Given NaN or infinity they do not
+//! panic, but what they return is unspecified (arithmetic spreads NaN, while a
+//! comparison, as in max-pooling and ReLU, may drop it). The entry points above
+//! them keep such values out: [`Params::forward`](crate::Params::forward) and
+//! training refuse a non-finite pixel with [`Error::NonFinite`](crate::Error::NonFinite),
+//! a training step with a non-finite loss or gradient returns
+//! [`Error::Diverged`](crate::Error::Diverged) without changing the parameters,
+//! and weight files with NaN or infinite values are refused when read.
 
 mod conv;
 mod dense;
