@@ -111,13 +111,17 @@ pub fn load_checkpoint<
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&bytes).map_err(|detail| HostError::Safetensors {
+    checkpoint_from_safetensors(&bytes).map_err(|detail| HostError::Safetensors {
         path: path.to_path_buf(),
         detail,
     })
 }
 
-fn parse<
+/// A checkpoint from the bytes of its file.
+///
+/// # Errors
+/// A description of the first problem found.
+pub fn checkpoint_from_safetensors<
     const H: usize,
     const W: usize,
     const K: usize,
