@@ -27,7 +27,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let safetensors = tinycnn::host::safetensors_bytes(&*params).unwrap();
     let mut adam: Box<Adam<Small>> = bytemuck::zeroed_box();
     adam.configure(AdamConfig::KERAS).unwrap();
-    adam.step(&mut params.clone().as_flat_mut(), &vec![0.5; Small::COUNT])
+    adam.step(params.clone().as_flat_mut(), &vec![0.5; Small::COUNT])
         .unwrap();
     let path = std::env::temp_dir().join(format!("tinycnn-seed-{}.safetensors", std::process::id()));
     let info = BTreeMap::from([("recipe".to_string(), "adam".to_string())]);
