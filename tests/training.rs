@@ -297,3 +297,80 @@ fn memory_figures_are_what_the_types_occupy() {
         FashionParams::TRAINING_BYTES_ADAM
     );
 }
+
+#[test]
+fn streaming_sgd_equals_sgd_with_a_full_gradient() {
+    let (train, _) = data();
+    let mut start = FashionParams::boxed();
+    start.init_glorot(&mut rng(8));
+    let batch: Vec<u32> = (0..16).map(|i| i * 7).collect();
+
+    let mut reference = start.clone();
+    let loss_a = FashionTrainer::boxed()
+        .train_batch(
+            &mut reference,
+            &mut Sgd::new(0.1).unwrap(),
+            &train[..],
+            &batch,
+            &mut rng(0),
+        )
+        .unwrap();
+    let mut streamed = start.clone();
+    let mut trainer: Box<tinycnn::train::StreamingSgdTrainer> = bytemuck::zeroed_box();
+    trainer.configure(0.1, 0.0).unwrap();
+    let loss_b = trainer
+        .train_batch(&mut streamed, &train[..], &batch, &mut rng(0))
+        .unwrap();
+
+    assert!(close(loss_a, loss_b, 1e-6, 1e-6), "{loss_a} vs {loss_b}");
+    assert_all_close(
+        reference.as_flat(),
+        streamed.as_flat(),
+        1e-6,
+        1e-4,
+        "parameters after one step",
+    );
+    assert_ne!(streamed.as_flat(), start.as_flat());
+    // Its memory stays far below a full gradient's.
+    assert!(tinycnn::train::StreamingSgdTrainer::<32>::BYTES < 60_000);
+}
+
+#[test]
+fn streaming_sgd_with_dropout_learns_and_refuses_what_it_must() {
+    let (train, validation) = data();
+    let mut params = FashionParams::boxed();
+    params.init_glorot(&mut rng(9));
+    let mut trainer: Box<tinycnn::train::StreamingSgdTrainer> = bytemuck::zeroed_box();
+    let mut order = vec![0u32; train.len()];
+    // Not configured yet: refused.
+    assert!(matches!(
+        trainer.train_epoch(&mut params, &train[..], &mut order, 32, &mut rng(1), 0, &mut ()),
+        Err(Error::InvalidConfig { .. })
+    ));
+    trainer.configure(0.05, 0.5).unwrap();
+    let before = params
+        .score(&validation[..], &mut FashionWorkspace::new())
+        .unwrap();
+    let mut r = rng(2);
+    for epoch in 0..3 {
+        trainer
+            .train_epoch(&mut params, &train[..], &mut order, 32, &mut r, epoch, &mut ())
+            .unwrap();
+    }
+    let after = trainer.evaluate(&params, &validation[..]).unwrap().accuracy;
+    assert!(after > 0.9 && after > before, "{before} -> {after}");
+    let too_big: Vec<u32> = (0..33).collect();
+    assert!(matches!(
+        trainer.train_batch(&mut params, &train[..], &too_big, &mut r),
+        Err(Error::Length { .. })
+    ));
+    // A diverging batch changes nothing.
+    params.dense2_bias[0] = f32::MAX;
+    params.dense2_bias[1] = -f32::MAX;
+    let kept = params.clone();
+    assert_eq!(
+        trainer.train_batch(&mut params, &train[..], &[0, 1, 2, 3], &mut r),
+        Err(Error::Diverged)
+    );
+    assert_eq!(params.as_flat(), kept.as_flat());
+}

@@ -3,9 +3,11 @@
 mod dropout;
 mod head;
 mod optim;
+mod streaming;
 mod trainer;
 
 pub use dropout::dropout;
 pub use head::{Head, HeadTrainer};
 pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdMomentum};
+pub use streaming::StreamingSgdTrainer;
 pub use trainer::{EpochStats, FitConfig, History, Progress, Trainer};

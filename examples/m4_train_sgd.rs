@@ -1,0 +1,76 @@
+//! SGD training on a Cortex-M4F (QEMU `mps2-an386`) in under 900 KB of RAM,
+//! parameters included: the streaming trainer applies dense1's update from
+//! what each batch kept, so no gradient the size of the model exists. From
+//! Glorot init, on real Fashion-MNIST images in flash, batch 32.
+//!
+//! ```text
+//! cargo m4 m4_train_sgd
+//! cargo run --release --example m4_train_sgd     # the same run on the host
+//! ```
+//! Ends with `RESULT example=m4_train_sgd ... final_loss=... accuracy=... ram_static_bytes=...`.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod board;
+
+use board::{build_setting, out, zeroed_static, Meter};
+use rand_core::SeedableRng;
+use tinycnn::train::StreamingSgdTrainer;
+use tinycnn::FashionParams;
+
+const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 2000);
+const EPOCHS: usize = build_setting(option_env!("TINYCNN_EPOCHS"), 2);
+const BATCH: usize = 32;
+const LEARNING_RATE: f32 = 0.05;
+
+#[cfg_attr(target_os = "none", cortex_m_rt::entry)]
+fn main() -> ! {
+    board::main(run)
+}
+
+fn run() -> bool {
+    let params = zeroed_static!(FashionParams, FashionParams::zeroed());
+    let trainer = zeroed_static!(StreamingSgdTrainer<BATCH>, StreamingSgdTrainer::zeroed_state());
+    let order = zeroed_static!([u32; IMAGES], [0; IMAGES]);
+    let train = board::TRAIN.first(IMAGES);
+    let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
+    params.init_glorot(&mut rng);
+    if let Err(e) = trainer.configure(LEARNING_RATE, 0.0) {
+        out!("error: {}", e);
+        return false;
+    }
+    out!(
+        "SGD lr {} on {} images, {} epochs, batch {}",
+        LEARNING_RATE,
+        IMAGES,
+        EPOCHS,
+        BATCH
+    );
+    let (mut loss, mut instructions) = (f32::NAN, 0u64);
+    for epoch in 0..EPOCHS {
+        let meter = Meter::start();
+        match trainer.train_epoch(params, &train, order, BATCH, &mut rng, epoch, &mut ()) {
+            Ok(epoch_loss) => loss = epoch_loss,
+            Err(e) => {
+                out!("error: epoch {}: {}", epoch + 1, e);
+                return false;
+            }
+        }
+        instructions += meter.read();
+        out!("epoch {} train_loss {:.6}", epoch + 1, loss);
+    }
+    let Ok(evaluation) = trainer.evaluate(params, &board::TEST) else {
+        return false;
+    };
+    let (statics, stack) = board::ram_report();
+    out!(
+        "RESULT example=m4_train_sgd images={} epochs={} final_loss={:.6} accuracy={:.4} instructions_per_image={} ram_static_bytes={} stack_peak_bytes={}",
+        IMAGES,
+        EPOCHS,
+        loss,
+        evaluation.accuracy,
+        instructions / (IMAGES / BATCH * BATCH * EPOCHS) as u64,
+        statics,
+        stack
+    );
+    evaluation.accuracy > 0.5
+}
