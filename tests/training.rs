@@ -332,7 +332,7 @@ fn streaming_sgd_equals_sgd_with_a_full_gradient() {
     );
     assert_ne!(streamed.as_flat(), start.as_flat());
     // Its memory stays far below a full gradient's.
-    assert!(tinycnn::train::StreamingSgdTrainer::<32>::BYTES < 60_000);
+    const { assert!(tinycnn::train::StreamingSgdTrainer::<32>::BYTES < 60_000) };
 }
 
 #[test]
