@@ -52,6 +52,9 @@ fn main() {
         fs::write(out.join("memory.x"), memory).unwrap();
         println!("cargo:rustc-link-search={}", out.display());
         println!("cargo:rustc-link-arg-examples=-Tlink.x");
+        if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
+            println!("cargo:rustc-link-arg-examples=-Tdefmt.x");
+        }
     }
 }
 

@@ -106,11 +106,20 @@ impl Samples<28, 28> for Embedded {
     }
 }
 
-/// Prints a line: semihosting on the board, stdout on the host.
+/// Prints a line: on the board through semihosting, or with the `defmt`
+/// feature as a defmt frame that the runner decodes (the text is formatted on
+/// the board, so both print the same lines); stdout on the host.
 macro_rules! out {
     ($($arg:tt)*) => {{
-        #[cfg(target_os = "none")]
+        #[cfg(all(target_os = "none", not(feature = "defmt")))]
         cortex_m_semihosting::hprintln!($($arg)*);
+        #[cfg(all(target_os = "none", feature = "defmt"))]
+        {
+            use core::fmt::Write as _;
+            let mut line = heapless::String::<320>::new();
+            let _ = write!(line, $($arg)*);
+            defmt::println!("{=str}", line.as_str());
+        }
         #[cfg(not(target_os = "none"))]
         println!($($arg)*);
     }};
@@ -194,6 +203,8 @@ mod device {
     use cortex_m::peripheral::{syst::SystClkSource, SYST};
     use cortex_m_rt::{exception, ExceptionFrame};
     use cortex_m_semihosting::{debug, hprintln};
+    #[cfg(feature = "defmt")]
+    use defmt_semihosting as _;
     use panic_semihosting as _;
 
     /// Instructions per SysTick tick: with `-icount shift=0` QEMU runs one

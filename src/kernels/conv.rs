@@ -11,6 +11,15 @@
 use super::vector::{self, larger, LANES};
 use wide::f32x8;
 
+/// Whether `wide`'s vectors are SIMD registers on this target (on 32-bit
+/// Cortex-M they are arrays).
+const HAS_SIMD: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "wasm32"
+));
+
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
 /// `[ky][kx][k]` (the Keras `[3, 3, 1, K]` layout without its unit axis).
 pub type ConvKernel<const K: usize> = [[[f32; K]; 3]; 3];
@@ -200,7 +209,9 @@ fn pool_row<const W: usize, const K: usize, const FLAT: usize>(
     pooled: &mut [f32; FLAT],
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
-    if W < LANES + 1 {
+    // Without SIMD registers (Cortex-M) the eight lanes are eight scalar
+    // selects, and a branch costs little: one window at a time is cheaper there.
+    if W < LANES + 1 || !HAS_SIMD {
         return pool_row_scalar(rows, py, pooled, argmax);
     }
     let pw = W / 2;
