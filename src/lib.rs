@@ -43,6 +43,7 @@ pub mod error;
 pub mod host;
 pub mod kernels;
 pub mod model;
+pub mod quant;
 pub mod train;
 pub mod weights;
 

@@ -17,6 +17,7 @@
 
 mod conv;
 mod dense;
+mod int8;
 mod softmax;
 mod update;
 mod vector;
@@ -25,6 +26,9 @@ pub use conv::{
     conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_grad, conv_relu_pool_scalar, ConvKernel,
 };
 pub use dense::{dense, dense_backward, dense_backward_scalar, dense_scalar, relu};
+pub use int8::{
+    conv_relu_pool_i8, conv_relu_pool_i8_scalar, dense_i8, dense_i8_scalar, ConvKernelI8, Requant,
+};
 pub use softmax::{softmax, softmax_cross_entropy};
 pub use update::{adam_update, adam_update_scalar, momentum_update, momentum_update_scalar, AdamStep};
 pub use vector::{all_finite, argmax, axpy, axpy_scalar, dot, dot_scalar, larger, LANES};

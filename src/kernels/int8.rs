@@ -1,0 +1,320 @@
+//! Integer kernels of the int8 model: `u8` activations (ReLU makes them
+//! non-negative, so zero is the zero point), `i8` weights with one scale per
+//! output channel, `i32` sums, and requantization by a fixed-point multiplier
+//! and shift. No floating point anywhere, so they run at full speed on cores
+//! without an FPU.
+
+use super::vector::LANES;
+use wide::i32x8;
+
+/// A real factor `m * 2^(shift - 31)` with `m` in `[2^30, 2^31)`: how a sum
+/// at one scale is brought to another with integers only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Requant {
+    /// The fixed-point multiplier, `m`.
+    pub multiplier: i32,
+    /// The power of two, `shift`.
+    pub shift: i32,
+}
+
+impl Requant {
+    /// The multiplier and shift closest to `real` (which must be positive and
+    /// finite; anything else gives the factor 0).
+    ///
+    /// ```
+    /// use tinycnn::kernels::Requant;
+    /// let r = Requant::from_real(0.25);
+    /// assert_eq!(r.apply(1000), 250);
+    /// assert_eq!(Requant::from_real(3.0).apply(-7), -21);
+    /// ```
+    pub fn from_real(real: f64) -> Self {
+        if !(real.is_finite() && real > 0.0) {
+            return Self {
+                multiplier: 0,
+                shift: 0,
+            };
+        }
+        let (fraction, exponent) = libm::frexp(real);
+        let mut multiplier = libm::round(fraction * 2_147_483_648.0) as i64;
+        let mut shift = exponent;
+        if multiplier == 1 << 31 {
+            multiplier /= 2;
+            shift += 1;
+        }
+        Self {
+            multiplier: multiplier as i32,
+            shift,
+        }
+    }
+
+    /// `value * m * 2^(shift - 31)`, rounded to nearest (ties away from zero),
+    /// saturated to `i32`.
+    #[inline]
+    pub fn apply(self, value: i32) -> i32 {
+        let product = i64::from(value) * i64::from(self.multiplier);
+        let right = 31 - self.shift;
+        let scaled = if right <= 0 {
+            product
+                .checked_shl((-right) as u32)
+                .unwrap_or(if product < 0 { i64::MIN } else { i64::MAX })
+        } else if right >= 63 {
+            0
+        } else {
+            // Round the magnitude half up, so ties go away from zero either way.
+            let magnitude = (product.unsigned_abs() + (1u64 << (right - 1))) >> right;
+            if product < 0 {
+                -(magnitude as i64)
+            } else {
+                magnitude as i64
+            }
+        };
+        scaled.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    }
+
+    /// [`apply`](Self::apply), then clamped to `0..=255`: ReLU and the `u8` range.
+    #[inline]
+    pub fn to_u8(self, value: i32) -> u8 {
+        self.apply(value).clamp(0, 255) as u8
+    }
+}
+
+/// A 3x3 `i8` kernel, `[ky][kx][k]`, as [`ConvKernel`](super::ConvKernel).
+pub type ConvKernelI8<const K: usize> = [[[i8; K]; 3]; 3];
+
+/// Integer convolution + bias + ReLU + 2x2 max-pool of a `u8` image; the
+/// pooled sums are requantized to `u8` per channel.
+///
+/// ```
+/// use tinycnn::kernels::{conv_relu_pool_i8, Requant};
+/// let mut kernel = [[[0i8; 1]; 3]; 3];
+/// kernel[1][1][0] = 2; // the centre tap doubles the pixel
+/// let mut pooled = [0u8; 1];
+/// conv_relu_pool_i8::<2, 2, 1, 1>(&[[10, 20], [30, 5]], &kernel, &[1], &[Requant::from_real(0.5)], &mut pooled);
+/// assert_eq!(pooled, [31]); // (2 * 30 + 1) / 2, rounded
+/// ```
+pub fn conv_relu_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[u8; W]; H],
+    kernel: &ConvKernelI8<K>,
+    bias: &[i32; K],
+    requant: &[Requant; K],
+    pooled: &mut [u8; FLAT],
+) {
+    const {
+        assert!(
+            H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
+            "FLAT must be (H/2)*(W/2)*K"
+        )
+    };
+    let mut rows = [[[0i32; W]; K]; 2];
+    for py in 0..H / 2 {
+        for (r, row) in rows.iter_mut().enumerate() {
+            conv_rows_i8(image, kernel, bias, 2 * py + r, row);
+        }
+        pool_row_i8(&rows, py, requant, pooled);
+    }
+}
+
+/// Scalar twin of [`conv_relu_pool_i8`].
+///
+/// ```
+/// use tinycnn::kernels::{conv_relu_pool_i8_scalar, Requant};
+/// let mut kernel = [[[0i8; 1]; 3]; 3];
+/// kernel[1][1][0] = 2;
+/// let mut pooled = [0u8; 1];
+/// conv_relu_pool_i8_scalar::<2, 2, 1, 1>(&[[10, 20], [30, 5]], &kernel, &[1], &[Requant::from_real(0.5)], &mut pooled);
+/// assert_eq!(pooled, [31]);
+/// ```
+pub fn conv_relu_pool_i8_scalar<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[u8; W]; H],
+    kernel: &ConvKernelI8<K>,
+    bias: &[i32; K],
+    requant: &[Requant; K],
+    pooled: &mut [u8; FLAT],
+) {
+    const {
+        assert!(
+            H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
+            "FLAT must be (H/2)*(W/2)*K"
+        )
+    };
+    let mut rows = [[[0i32; W]; K]; 2];
+    for py in 0..H / 2 {
+        for (r, row) in rows.iter_mut().enumerate() {
+            for (k, out) in row.iter_mut().enumerate() {
+                for (x, value) in out.iter_mut().enumerate() {
+                    *value = conv_pixel_i8(image, kernel, bias, 2 * py + r, x, k);
+                }
+            }
+        }
+        pool_row_i8(&rows, py, requant, pooled);
+    }
+}
+
+/// One integer convolution output at `(y, x)` of channel `k`.
+#[inline]
+fn conv_pixel_i8<const H: usize, const W: usize, const K: usize>(
+    image: &[[u8; W]; H],
+    kernel: &ConvKernelI8<K>,
+    bias: &[i32; K],
+    y: usize,
+    x: usize,
+    k: usize,
+) -> i32 {
+    let mut sum = bias[k];
+    for (ky, taps) in kernel.iter().enumerate() {
+        for (kx, tap) in taps.iter().enumerate() {
+            let pixel = (y + ky)
+                .checked_sub(1)
+                .zip((x + kx).checked_sub(1))
+                .and_then(|(iy, ix)| image.get(iy)?.get(ix));
+            if let Some(&p) = pixel {
+                sum += i32::from(tap[k]) * i32::from(p);
+            }
+        }
+    }
+    sum
+}
+
+/// Integer convolution row `y` of every channel, eight pixels at a time on
+/// `i32` lanes; the edge columns one at a time.
+#[inline]
+fn conv_rows_i8<const H: usize, const W: usize, const K: usize>(
+    image: &[[u8; W]; H],
+    kernel: &ConvKernelI8<K>,
+    bias: &[i32; K],
+    y: usize,
+    out: &mut [[i32; W]; K],
+) {
+    if W < LANES + 2 {
+        for (k, row) in out.iter_mut().enumerate() {
+            for (x, value) in row.iter_mut().enumerate() {
+                *value = conv_pixel_i8(image, kernel, bias, y, x, k);
+            }
+        }
+        return;
+    }
+    // The three source rows widened to i32 once, for every channel.
+    let mut sources = [[0i32; W]; 3];
+    let mut present = [false; 3];
+    for (ky, (source, present)) in sources.iter_mut().zip(&mut present).enumerate() {
+        if let Some(row) = (y + ky).checked_sub(1).and_then(|iy| image.get(iy)) {
+            *source = row.map(i32::from);
+            *present = true;
+        }
+    }
+    let last = W - 1 - LANES;
+    for (k, row) in out.iter_mut().enumerate() {
+        let taps: [[i32x8; 3]; 3] =
+            core::array::from_fn(|ky| core::array::from_fn(|kx| i32x8::splat(i32::from(kernel[ky][kx][k]))));
+        let mut x = 1;
+        loop {
+            let at = x.min(last);
+            let mut sum = i32x8::splat(bias[k]);
+            for ((source, taps), present) in sources.iter().zip(&taps).zip(present) {
+                if present {
+                    sum += lanes_i32(source, at - 1) * taps[0];
+                    sum += lanes_i32(source, at) * taps[1];
+                    sum += lanes_i32(source, at + 1) * taps[2];
+                }
+            }
+            row[at..at + LANES].copy_from_slice(&sum.to_array());
+            if at == last {
+                break;
+            }
+            x += LANES;
+        }
+        row[0] = conv_pixel_i8(image, kernel, bias, y, 0, k);
+        row[W - 1] = conv_pixel_i8(image, kernel, bias, y, W - 1, k);
+    }
+}
+
+#[inline]
+fn lanes_i32(values: &[i32], at: usize) -> i32x8 {
+    values
+        .get(at..at + LANES)
+        .and_then(|chunk| <[i32; LANES]>::try_from(chunk).ok())
+        .map_or(i32x8::splat(0), i32x8::new)
+}
+
+/// Max-pools two rows of sums, applies ReLU and requantizes to `u8`.
+#[inline]
+fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
+    rows: &[[[i32; W]; K]; 2],
+    py: usize,
+    requant: &[Requant; K],
+    pooled: &mut [u8; FLAT],
+) {
+    let pw = W / 2;
+    for (k, (top, bottom)) in rows[0].iter().zip(&rows[1]).enumerate() {
+        for px in 0..pw {
+            let best = top[2 * px]
+                .max(top[2 * px + 1])
+                .max(bottom[2 * px])
+                .max(bottom[2 * px + 1]);
+            pooled[(py * pw + px) * K + k] = requant[k].to_u8(best.max(0));
+        }
+    }
+}
+
+/// `out = bias + input . kernel` in integers, skipping zero inputs.
+///
+/// ```
+/// let mut out = [0i32; 2];
+/// tinycnn::kernels::dense_i8(&[2, 0, 1], &[[1, -1], [5, 5], [-3, 4]], &[10, 0], &mut out);
+/// assert_eq!(out, [9, 2]);
+/// ```
+#[inline]
+pub fn dense_i8<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+) {
+    let mut start = 0;
+    while start + LANES <= OUT {
+        let mut sum = lanes_i32(bias, start);
+        for (&x, row) in input.iter().zip(kernel) {
+            if x != 0 {
+                let weights: [i32; LANES] = core::array::from_fn(|t| i32::from(row[start + t]));
+                sum += i32x8::new(weights) * i32x8::splat(i32::from(x));
+            }
+        }
+        out[start..start + LANES].copy_from_slice(&sum.to_array());
+        start += LANES;
+    }
+    if start < OUT {
+        out[start..].copy_from_slice(&bias[start..]);
+        for (&x, row) in input.iter().zip(kernel) {
+            if x != 0 {
+                for (o, &w) in out[start..].iter_mut().zip(&row[start..]) {
+                    *o += i32::from(w) * i32::from(x);
+                }
+            }
+        }
+    }
+}
+
+/// Scalar twin of [`dense_i8`].
+///
+/// ```
+/// let mut out = [0i32; 2];
+/// tinycnn::kernels::dense_i8_scalar(&[2, 0, 1], &[[1, -1], [5, 5], [-3, 4]], &[10, 0], &mut out);
+/// assert_eq!(out, [9, 2]);
+/// ```
+#[inline]
+pub fn dense_i8_scalar<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+) {
+    *out = *bias;
+    for (&x, row) in input.iter().zip(kernel) {
+        if x != 0 {
+            for (o, &w) in out.iter_mut().zip(row) {
+                *o += i32::from(w) * i32::from(x);
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The int8 model against the f32 model it came from, on the shipped test
+//! subset; integer kernels against their scalar twins; the blob parser.
+
+mod common;
+use common::*;
+use std::path::Path;
+use tinycnn::kernels::*;
+use tinycnn::quant::{compare, quantize, QuantModel, QuantWorkspace};
+use tinycnn::{Error, FashionParams, FashionWorkspace};
+
+type Model<'a> = QuantModel<'a, 28, 28, 10, 1960, 100, 10>;
+
+fn trained() -> Box<FashionParams> {
+    tinycnn::host::load_blob(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/board/fashion-adam.tcnn"))
+        .unwrap()
+}
+
+fn quantized(params: &FashionParams) -> Vec<u32> {
+    let data = tinycnn::host::FashionMnist::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset"),
+    )
+    .unwrap();
+    let indices: Vec<u32> = (0..500).collect();
+    let train = data.train();
+    let calibration = tinycnn::data::Subset::new(&train, &indices);
+    // u32 storage keeps the blob 4-byte aligned.
+    let mut words = vec![0u32; Model::BLOB_BYTES.div_ceil(4)];
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+    let n = quantize(params, &calibration, &mut FashionWorkspace::new(), bytes).unwrap();
+    assert_eq!(n, Model::BLOB_BYTES);
+    words
+}
+
+#[test]
+fn int8_agrees_with_f32_on_the_test_subset() {
+    let params = trained();
+    let words = quantized(&params);
+    let blob = &bytemuck::cast_slice::<u32, u8>(&words)[..Model::BLOB_BYTES];
+    assert!(blob.len() <= 200_000, "{} bytes", blob.len());
+    let model = Model::from_blob(blob).unwrap();
+    let data = tinycnn::host::FashionMnist::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist-subset"),
+    )
+    .unwrap();
+    let test = data.test();
+    let (agree, f32_correct, int8_correct) = compare(
+        &*params,
+        &model,
+        &test,
+        &mut FashionWorkspace::new(),
+        &mut QuantWorkspace::new(),
+    )
+    .unwrap();
+    let n = 1000;
+    assert!(agree * 100 >= n * 97, "only {agree} of {n} predictions agree");
+    let (a, b) = (f32_correct as f32 / n as f32, int8_correct as f32 / n as f32);
+    assert!((a - b).abs() <= 0.005, "f32 {a}, int8 {b}");
+    println!("f32 {a:.4}, int8 {b:.4}, agreement {agree}/{n}");
+}
+
+#[test]
+fn the_int8_blob_parser_refuses_corruption() {
+    let words = quantized(&trained());
+    let blob = &bytemuck::cast_slice::<u32, u8>(&words)[..Model::BLOB_BYTES];
+    let check = |mutate: &dyn Fn(&mut Vec<u8>)| -> Error {
+        let mut copy = blob.to_vec();
+        mutate(&mut copy);
+        let mut aligned = vec![0u32; copy.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..copy.len()].copy_from_slice(&copy);
+        let bytes = &bytemuck::cast_slice::<u32, u8>(&aligned)[..copy.len()];
+        Model::from_blob(bytes).unwrap_err()
+    };
+    assert!(matches!(check(&|b| b[0] = b'X'), Error::BadMagic { .. }));
+    assert_eq!(check(&|b| b[4] = 7), Error::UnsupportedVersion { found: 7 });
+    assert!(matches!(check(&|b| b[8] = 27), Error::Dimensions { .. }));
+    assert!(matches!(check(&|b| b[5000] ^= 0x10), Error::Checksum { .. }));
+    assert!(matches!(check(&|b| b.truncate(100)), Error::Length { .. }));
+    assert!(matches!(check(&|b| b.push(0)), Error::Length { .. }));
+    // A weight blob of the f32 model is not an int8 blob.
+    let mut f32_blob = vec![0u8; FashionParams::BLOB_BYTES];
+    trained().write_blob(&mut f32_blob).unwrap();
+    assert!(matches!(Model::from_blob(&f32_blob), Err(Error::BadMagic { .. })));
+    let model = Model::from_blob(blob).unwrap();
+    assert!(matches!(
+        model.predict(&[0u8; 100], &mut QuantWorkspace::new()),
+        Err(Error::Length { .. })
+    ));
+}
+
+#[test]
+fn integer_kernels_equal_their_scalar_twins_exactly() {
+    let mut r = rng(3);
+    let mut byte =
+        |lo: i32, hi: i32| lo + (rand_core::RngCore::next_u32(&mut r) % (hi - lo + 1) as u32) as i32;
+    let image: [[u8; 28]; 28] = core::array::from_fn(|_| core::array::from_fn(|_| byte(0, 255) as u8));
+    let kernel: ConvKernelI8<10> =
+        core::array::from_fn(|_| core::array::from_fn(|_| core::array::from_fn(|_| byte(-127, 127) as i8)));
+    let bias: [i32; 10] = core::array::from_fn(|_| byte(-5000, 5000));
+    let requant: [Requant; 10] = core::array::from_fn(|k| Requant::from_real(0.001 * (k + 1) as f64));
+    let (mut a, mut b) = ([0u8; 1960], [0u8; 1960]);
+    conv_relu_pool_i8::<28, 28, 10, 1960>(&image, &kernel, &bias, &requant, &mut a);
+    conv_relu_pool_i8_scalar::<28, 28, 10, 1960>(&image, &kernel, &bias, &requant, &mut b);
+    assert_eq!(a, b);
+    assert!(a.contains(&0) && a.iter().any(|&v| v > 0 && v < 255));
+    let dense_kernel: [[i8; 13]; 1960] =
+        core::array::from_fn(|_| core::array::from_fn(|_| byte(-127, 127) as i8));
+    let dense_bias: [i32; 13] = core::array::from_fn(|_| byte(-1000, 1000));
+    let (mut x, mut y) = ([0i32; 13], [0i32; 13]);
+    dense_i8(&a, &dense_kernel, &dense_bias, &mut x);
+    dense_i8_scalar(&a, &dense_kernel, &dense_bias, &mut y);
+    assert_eq!(x, y);
+}
+
+#[test]
+fn requantization_by_hand() {
+    // 0.3 = 0.6 * 2^-1: multiplier round(0.6 * 2^31), shift -1.
+    let r = Requant::from_real(0.3);
+    assert_eq!((r.multiplier, r.shift), (1_288_490_189, -1));
+    assert_eq!(r.apply(10), 3);
+    assert_eq!(r.apply(5), 2); // 1.5 rounds away from zero
+    assert_eq!(r.apply(-5), -2);
+    assert_eq!(r.to_u8(-100), 0);
+    assert_eq!(r.to_u8(10_000), 255);
+    assert_eq!(Requant::from_real(0.0).apply(12345), 0);
+    assert_eq!(Requant::from_real(1e-30).apply(i32::MAX), 0);
+    assert_eq!(Requant::from_real(1e12).apply(1000), i32::MAX);
+}
