@@ -5,7 +5,8 @@
 //! cargo run --release --example evaluate -- --weights runs/adam/model.safetensors
 //! ```
 //! Reads safetensors files in the Keras layout (ours, or one exported from
-//! Keras; see the README) and weight blobs written by the `export` example.
+//! Keras; see the README), weight blobs written by the `export` example, and
+//! int8 blobs written by the `quantize` example.
 
 mod common;
 
@@ -38,21 +39,35 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let params = load_weights(&args.weights)?;
     let data = common::load_data(args.data.as_deref())?;
     let test = data.test();
-    println!(
-        "weights: {}\ndata: {} ({} test images)",
-        args.weights.display(),
-        data.dir().display(),
-        test.len()
-    );
-    let matrix = common::confusion(&params, &test)?;
+    let bytes = std::fs::read(&args.weights).map_err(|e| format!("{}: {e}", args.weights.display()))?;
+    let matrix = if bytes.starts_with(&tinycnn::quant::MAGIC) {
+        // An int8 blob: viewed in place, so copy it to 4-byte aligned storage first.
+        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+        let aligned = &bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()];
+        let model = tinycnn::quant::QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(aligned)
+            .map_err(|e| format!("{}: {e}", args.weights.display()))?;
+        let mut ws = tinycnn::quant::QuantWorkspace::new();
+        let images = test.images();
+        let mut matrix = [[0usize; 10]; 10];
+        for (i, &label) in test.labels().as_slice().iter().enumerate() {
+            let pixels = images.image(i).ok_or("image missing")?;
+            matrix[usize::from(label)][model.predict(pixels, &mut ws)?] += 1;
+        }
+        println!("weights: {} (int8)", args.weights.display());
+        matrix
+    } else {
+        let params = load_weights(&args.weights)?;
+        println!("weights: {}", args.weights.display());
+        common::confusion(&params, &test)?
+    };
+    println!("data: {} ({} test images)", data.dir().display(), test.len());
     let accuracy = common::report(&matrix);
     println!("accuracy={accuracy:.4}");
     Ok(())
 }
-
 /// A weight blob when the file starts with the blob's magic, safetensors otherwise.
 fn load_weights(path: &std::path::Path) -> Result<Box<FashionParams>, tinycnn::host::HostError> {
     let mut magic = [0u8; 4];

@@ -12,7 +12,7 @@ sizes=false
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 status=0
-for example in m4_infer m33_infer m0_infer m4_train m4_train_sgd m4_finetune; do
+for example in m4_infer m33_infer m0_infer m4_infer_int8 m0_infer_int8 m4_train m4_train_sgd m4_finetune; do
     case "$example" in
         m4_*) alias=m4 target=thumbv7em-none-eabihf ;;
         m33_*) alias=m33 target=thumbv8m.main-none-eabihf ;;

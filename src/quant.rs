@@ -63,6 +63,12 @@ pub struct QuantWorkspace<const FLAT: usize = 1960, const HIDDEN: usize = 100, c
     logits: [i32; CLASSES],
 }
 
+// SAFETY: only integer arrays: all zero bytes form a valid value.
+unsafe impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> bytemuck::Zeroable
+    for QuantWorkspace<FLAT, HIDDEN, CLASSES>
+{
+}
+
 impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> QuantWorkspace<FLAT, HIDDEN, CLASSES> {
     /// A zeroed workspace, usable in a `static`.
     pub const fn new() -> Self {

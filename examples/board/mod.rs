@@ -12,6 +12,9 @@ use tinycnn::Error;
 /// Fashion-MNIST) and written by the `export` example.
 pub static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!("fashion-adam.tcnn"));
 
+/// The same model quantized to int8 by the `quantize` example.
+pub static MODEL_INT8: &Aligned<[u8]> = &Aligned(*include_bytes!("fashion-adam.q8"));
+
 /// Fashion-MNIST test images, embedded: the first 500 of the test set.
 pub static TEST: Embedded = Embedded {
     images: include_bytes!(concat!(env!("OUT_DIR"), "/t10k_images.bin")),
@@ -352,6 +355,48 @@ pub fn infer_test_images() -> bool {
         correct,
         correct as f32 / test.len() as f32,
         instructions / test.len() as u64,
+        statics,
+        stack
+    );
+    true
+}
+
+/// Classifies the embedded test images with the int8 model (integer
+/// arithmetic only) and prints the `RESULT` line; `false` on any error.
+pub fn infer_int8_test_images() -> bool {
+    use tinycnn::quant::{QuantModel, QuantWorkspace};
+    let model = match QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(&MODEL_INT8.0) {
+        Ok(model) => model,
+        Err(e) => {
+            out!("error: int8 blob: {}", e);
+            return false;
+        }
+    };
+    let workspace = zeroed_static!(QuantWorkspace, QuantWorkspace::new());
+    let test = TEST;
+    let (mut correct, mut instructions) = (0usize, 0u64);
+    for (i, &label) in test.labels.iter().enumerate() {
+        let pixels = &test.images[i * 784..(i + 1) * 784];
+        let meter = Meter::start();
+        let predicted = model.predict(pixels, workspace);
+        instructions += meter.read();
+        match predicted {
+            Ok(class) => correct += usize::from(class == usize::from(label)),
+            Err(e) => {
+                out!("error: image {}: {}", i, e);
+                return false;
+            }
+        }
+    }
+    let n = test.labels.len();
+    let (statics, stack) = ram_report();
+    out!(
+        "RESULT example={} images={} correct={} accuracy={:.4} instructions_per_image={} ram_static_bytes={} stack_peak_bytes={}",
+        env!("CARGO_CRATE_NAME"),
+        n,
+        correct,
+        correct as f32 / n as f32,
+        instructions / n as u64,
         statics,
         stack
     );
