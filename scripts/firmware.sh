@@ -19,7 +19,13 @@ for example in m4_infer m33_infer m0_infer m4_infer_int8 m0_infer_int8 m4_train 
         m0_*) alias=m0 target=thumbv6m-none-eabi ;;
     esac
     echo "--- $example on $target (QEMU)"
-    board_log=$(cargo "$alias" "$example" 2>/dev/null | tee /dev/stderr) || { echo "FAIL: $example exited non-zero on the board"; status=1; continue; }
+    board_log=$(cargo "$alias" "$example" 2>/dev/null) || {
+        printf '%s\n' "$board_log"
+        echo "FAIL: $example exited non-zero on the board"
+        status=1
+        continue
+    }
+    printf '%s\n' "$board_log"
     host_log=$(cargo run --quiet --release --example "$example") || { echo "FAIL: $example exited non-zero on the host"; status=1; continue; }
     board=$(grep '^RESULT ' <<<"$board_log" | tail -n 1)
     host=$(grep '^RESULT ' <<<"$host_log" | tail -n 1)
