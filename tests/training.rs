@@ -275,7 +275,7 @@ fn bad_samples_and_settings_are_refused() {
     ));
 }
 
-// AIfES 2.2 on the same network (reference-results.md) needs 62,720 B to infer and
+// AIfES 2.2 on the same network needs 62,720 B to infer and
 // 1,655,496 B (SGD) / 3,233,656 B (Adam) to train, beyond the parameters. Checked
 // when the tests compile.
 const _: () = assert!(FashionParams::INFERENCE_BYTES < 62_720);

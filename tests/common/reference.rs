@@ -1,5 +1,5 @@
 //! An independent forward pass in f64, written straight from the model's
-//! definition (model-spec layouts), for checking the crate's f32 code.
+//! definition (the Keras layouts of `Params`), for checking the crate's f32 code.
 
 use tinycnn::FashionParams;
 
