@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(idx blob safetensors checkpoint)
+[ ${#targets[@]} -gt 0 ] || targets=(idx blob int8_blob safetensors checkpoint)
 for target in "${targets[@]}"; do
     echo "=== fuzz $target for ${seconds}s"
     mkdir -p "fuzz/corpus/$target"

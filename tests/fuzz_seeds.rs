@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use tinycnn::data::{IdxImages, IdxLabels};
+use tinycnn::quant::{quantize, QuantModel};
 use tinycnn::train::{Adam, AdamConfig, Optimizer};
 use tinycnn::{ParamBuffer, Params};
 
@@ -40,8 +41,19 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut idx = vec![labels.len() as u8];
     idx.extend(labels);
     idx.extend(images);
+    // int8_blob target: the small model quantized, calibrated on two images.
+    let calibration = [([[0.5f32; 4]; 4], 0usize), ([[1.0f32; 4]; 4], 1)];
+    let mut int8 = vec![0u8; QuantModel::<4, 4, 2, 8, 3, 2>::BLOB_BYTES];
+    quantize(
+        &*params,
+        &calibration[..],
+        &mut tinycnn::Workspace::new(),
+        &mut int8,
+    )
+    .unwrap();
     vec![
         ("blob", "valid", blob),
+        ("int8_blob", "valid", int8),
         ("safetensors", "valid", safetensors),
         ("checkpoint", "valid", checkpoint),
         ("idx", "valid", idx),
@@ -59,6 +71,12 @@ fn the_fuzz_seeds_are_valid_inputs() {
             }
             "safetensors" => {
                 assert!(tinycnn::host::params_from_safetensors::<4, 4, 2, 8, 3, 2>(&bytes).is_ok())
+            }
+            "int8_blob" => {
+                let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
+                bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
+                let blob = &bytemuck::cast_slice::<u32, u8>(&aligned)[..bytes.len()];
+                assert!(QuantModel::<4, 4, 2, 8, 3, 2>::from_blob(blob).is_ok());
             }
             "checkpoint" => {
                 let c = tinycnn::host::checkpoint_from_safetensors::<4, 4, 2, 8, 3, 2>(&bytes).unwrap();
@@ -89,6 +107,14 @@ fn parse_as(target: &str, bytes: &[u8]) {
         "safetensors" => {
             let _ = tinycnn::host::params_from_safetensors::<4, 4, 2, 8, 3, 2>(bytes);
         }
+        "int8_blob" => {
+            let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
+            bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(bytes);
+            let blob = &bytemuck::cast_slice::<u32, u8>(&aligned)[..bytes.len()];
+            if let Ok(model) = QuantModel::<4, 4, 2, 8, 3, 2>::from_blob(blob) {
+                let _ = model.predict(&[200u8; 16], &mut tinycnn::quant::QuantWorkspace::new());
+            }
+        }
         "checkpoint" => {
             let _ = tinycnn::host::checkpoint_from_safetensors::<4, 4, 2, 8, 3, 2>(bytes);
         }
@@ -106,7 +132,7 @@ fn parse_as(target: &str, bytes: &[u8]) {
 fn every_input_the_fuzzer_kept_or_crashed_on_is_handled() {
     let mut seen = 0;
     for kind in ["corpus", "regressions"] {
-        for target in ["idx", "blob", "safetensors", "checkpoint"] {
+        for target in ["idx", "blob", "int8_blob", "safetensors", "checkpoint"] {
             let Ok(entries) = std::fs::read_dir(Path::new(FUZZ).join(kind).join(target)) else {
                 continue;
             };
