@@ -124,4 +124,22 @@ fn requantization_by_hand() {
     assert_eq!(Requant::from_real(0.0).apply(12345), 0);
     assert_eq!(Requant::from_real(1e-30).apply(i32::MAX), 0);
     assert_eq!(Requant::from_real(1e12).apply(1000), i32::MAX);
+    assert_eq!(Requant::from_real(1e12).apply(-1000), i32::MIN);
+    // Any multiplier and shift a blob may hold: no overflow, saturated results.
+    for shift in [i32::MIN, -40, 0, 31, 32, 70, i32::MAX] {
+        for multiplier in [i32::MIN, -1, 0, 1 << 30, i32::MAX] {
+            let r = Requant { multiplier, shift };
+            for value in [i32::MIN, -1, 0, 1, i32::MAX] {
+                let _ = r.apply(value);
+            }
+        }
+    }
+    assert_eq!(
+        Requant {
+            multiplier: 1 << 30,
+            shift: 40
+        }
+        .apply(1),
+        i32::MAX
+    );
 }

@@ -53,11 +53,19 @@ impl Requant {
     #[inline]
     pub fn apply(self, value: i32) -> i32 {
         let product = i64::from(value) * i64::from(self.multiplier);
-        let right = 31 - self.shift;
+        // In i64, so that any shift a blob may hold is safe to negate.
+        let right = 31 - i64::from(self.shift);
         let scaled = if right <= 0 {
-            product
-                .checked_shl((-right) as u32)
-                .unwrap_or(if product < 0 { i64::MIN } else { i64::MAX })
+            let left = (-right).min(63) as u32;
+            if product == 0 {
+                0
+            } else if product.unsigned_abs().leading_zeros() > left {
+                product << left
+            } else if product < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }
         } else if right >= 63 {
             0
         } else {
