@@ -143,3 +143,21 @@ fn requantization_by_hand() {
         i32::MAX
     );
 }
+
+#[test]
+fn forged_biases_wrap_instead_of_panicking() {
+    let input = [255u8; 16];
+    let kernel = [[127i8; 9]; 16];
+    let bias = [i32::MAX; 9];
+    let (mut a, mut b) = ([0i32; 9], [0i32; 9]);
+    dense_i8(&input, &kernel, &bias, &mut a);
+    dense_i8_scalar(&input, &kernel, &bias, &mut b);
+    assert_eq!(a, b);
+    assert!(a.iter().all(|&v| v < 0), "the sums wrapped: {a:?}");
+    let image = [[255u8; 12]; 10];
+    let conv = [[[127i8; 1]; 3]; 3];
+    let (mut p, mut q) = ([0u8; 30], [0u8; 30]);
+    conv_relu_pool_i8::<10, 12, 1, 30>(&image, &conv, &[i32::MAX], &[Requant::from_real(1.0)], &mut p);
+    conv_relu_pool_i8_scalar::<10, 12, 1, 30>(&image, &conv, &[i32::MAX], &[Requant::from_real(1.0)], &mut q);
+    assert_eq!(p, q);
+}

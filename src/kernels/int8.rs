@@ -2,7 +2,9 @@
 //! non-negative, so zero is the zero point), `i8` weights with one scale per
 //! output channel, `i32` sums, and requantization by a fixed-point multiplier
 //! and shift. No floating point anywhere, so they run at full speed on cores
-//! without an FPU.
+//! without an FPU. Sums wrap on overflow, which quantized weights never reach
+//! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
+//! result is wrong but nothing panics.
 
 use super::vector::LANES;
 use wide::i32x8;
@@ -177,7 +179,7 @@ fn conv_pixel_i8<const H: usize, const W: usize, const K: usize>(
                 .zip((x + kx).checked_sub(1))
                 .and_then(|(iy, ix)| image.get(iy)?.get(ix));
             if let Some(&p) = pixel {
-                sum += i32::from(tap[k]) * i32::from(p);
+                sum = sum.wrapping_add(i32::from(tap[k]) * i32::from(p));
             }
         }
     }
@@ -296,7 +298,7 @@ pub fn dense_i8<const IN: usize, const OUT: usize>(
         for (&x, row) in input.iter().zip(kernel) {
             if x != 0 {
                 for (o, &w) in out[start..].iter_mut().zip(&row[start..]) {
-                    *o += i32::from(w) * i32::from(x);
+                    *o = o.wrapping_add(i32::from(w) * i32::from(x));
                 }
             }
         }
@@ -321,7 +323,7 @@ pub fn dense_i8_scalar<const IN: usize, const OUT: usize>(
     for (&x, row) in input.iter().zip(kernel) {
         if x != 0 {
             for (o, &w) in out.iter_mut().zip(row) {
-                *o += i32::from(w) * i32::from(x);
+                *o = o.wrapping_add(i32::from(w) * i32::from(x));
             }
         }
     }
