@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, Samples, Subset};
-use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint};
+use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint, ParallelTrainer};
 use tinycnn::train::{Adam, AdamConfig, Optimizer, Progress, Sgd};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
 
@@ -62,6 +62,11 @@ struct Args {
     /// Continue the run whose checkpoint is in the output directory.
     #[arg(long)]
     resume: bool,
+    /// Threads that share each mini-batch. With more than one, each sample's
+    /// dropout mask has its own seed: the run is the same for the same seed and
+    /// thread count, but not the same as with one thread.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 struct EpochRow {
@@ -145,6 +150,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ("seed".to_string(), args.seed.to_string()),
         ("batch".to_string(), batch_size.to_string()),
         ("lr".to_string(), lr.to_string()),
+        ("threads".to_string(), args.threads.to_string()),
         (
             "data".to_string(),
             format!("{} {} {}", train.len(), validation.len(), data.dir().display()),
@@ -154,6 +160,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     params.init_glorot(&mut Pcg32::seed_from_u64(args.seed));
     let mut trainer = FashionTrainer::boxed();
     trainer.set_dropout(dropout)?;
+    let mut parallel = match args.threads {
+        0 => return Err("--threads must be at least 1".into()),
+        1 => None,
+        threads => Some(ParallelTrainer::new(threads, dropout)?),
+    };
     let mut optimizer = match args.recipe {
         Recipe::Sgd => Opt::Sgd(Sgd::new(lr)?),
         Recipe::Adam => {
@@ -212,16 +223,28 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // Each epoch draws from its own stream, so a resumed run repeats an
         // uninterrupted one bit for bit.
         let mut rng = epoch_rng(args.seed, epoch);
-        let train_loss = trainer.train_epoch(
-            &mut params,
-            &mut optimizer,
-            &train,
-            &mut order,
-            batch_size,
-            &mut rng,
-            epoch,
-            &mut progress,
-        )?;
+        let train_loss = match &mut parallel {
+            Some(parallel) => parallel.train_epoch(
+                &mut params,
+                &mut optimizer,
+                &train,
+                &mut order,
+                batch_size,
+                &mut rng,
+                epoch,
+                &mut progress,
+            )?,
+            None => trainer.train_epoch(
+                &mut params,
+                &mut optimizer,
+                &train,
+                &mut order,
+                batch_size,
+                &mut rng,
+                epoch,
+                &mut progress,
+            )?,
+        };
         let train_seconds = start.elapsed().as_secs_f64();
         progress.bar.finish_and_clear();
         let val = params.evaluate(&validation, &mut ws)?;

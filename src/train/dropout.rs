@@ -27,3 +27,29 @@ pub fn dropout(values: &mut [f32], rate: f32, rng: &mut impl RngCore) {
         *v = if keep { *v * keep_scale } else { 0.0 };
     }
 }
+
+/// SplitMix64 from a per-sample seed: a sample's dropout mask can be drawn
+/// again (the streaming trainer's second pass) or drawn on any thread (the
+/// parallel trainer) and come out the same.
+pub(crate) struct SampleStream(pub(crate) u64);
+
+impl RngCore for SampleStream {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}

@@ -1,10 +1,10 @@
 //! Training: backward into static buffers, optimizers, dropout and the fit loop.
 
-mod dropout;
+pub(crate) mod dropout;
 mod head;
 mod optim;
 mod streaming;
-mod trainer;
+pub(crate) mod trainer;
 
 pub use dropout::dropout;
 pub use head::{Head, HeadTrainer};

@@ -2,7 +2,7 @@
 //! (99% of the parameters) is applied sample by sample from what the batch
 //! kept, so training fits beside the parameters in a small RAM.
 
-use super::dropout::dropout;
+use super::dropout::{dropout, SampleStream};
 use super::trainer::{run_epoch, Progress};
 use crate::data::Samples;
 use crate::kernels::{
@@ -85,30 +85,6 @@ unsafe impl<
 {
 }
 
-/// SplitMix64: regenerates a sample's dropout mask from its seed in pass two.
-struct MaskStream(u64);
-
-impl RngCore for MaskStream {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
-
 impl<
         const MAX_BATCH: usize,
         const H: usize,
@@ -181,7 +157,7 @@ impl<
         let rate = self.dropout;
         params.hidden_parts(&self.image, &mut self.ws, Some(&mut self.argmax), |pooled| {
             if rate > 0.0 {
-                dropout(pooled, rate, &mut MaskStream(seed));
+                dropout(pooled, rate, &mut SampleStream(seed));
             }
         });
         dense(
@@ -292,7 +268,7 @@ impl<
                 None,
             );
             if rate > 0.0 {
-                dropout(&mut self.ws.pooled, rate, &mut MaskStream(self.mask_seeds[b]));
+                dropout(&mut self.ws.pooled, rate, &mut SampleStream(self.mask_seeds[b]));
             }
             let hidden_grad = &self.hidden_grads[b];
             for (&x, row) in self.ws.pooled.iter().zip(params.dense1_kernel.iter_mut()) {

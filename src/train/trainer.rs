@@ -189,6 +189,12 @@ impl<
         &self.grads
     }
 
+    /// The accumulated gradient, for a reduction across trainers.
+    #[cfg(feature = "std")]
+    pub(crate) fn gradients_mut(&mut self) -> &mut Params<H, W, K, FLAT, HIDDEN, CLASSES> {
+        &mut self.grads
+    }
+
     /// Sets the accumulated gradient to zero.
     pub fn zero_gradients(&mut self) {
         self.grads.as_flat_mut().fill(0.0);
