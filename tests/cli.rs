@@ -226,6 +226,7 @@ fn settings_out_of_range() {
         fails("train", &args)
     };
     assert_eq!(run(&["--batch", "0"]), "error: --batch must be at least 1");
+    assert_eq!(run(&["--threads", "0"]), "error: --threads must be at least 1");
     assert_eq!(
         run(&["--batch", "100000"]),
         "error: invalid configuration: batch size must be between 1 and the training set size"
