@@ -25,7 +25,13 @@ use crate::Error;
 pub const MAGIC: [u8; 4] = *b"TCQ8";
 /// The int8 blob format version.
 pub const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 36;
+use crate::weights::{BlobFormat, HEADER_BYTES};
+
+const INT8_BLOB: BlobFormat = BlobFormat {
+    magic: MAGIC,
+    version: VERSION,
+    what: "int8 blob",
+};
 
 /// Bytes of the `i32` section: biases, multipliers and shifts of three layers.
 const fn ints<const K: usize, const HIDDEN: usize, const CLASSES: usize>() -> usize {
@@ -94,10 +100,6 @@ impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default
     }
 }
 
-fn word(bytes: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]])
-}
-
 impl<
         'a,
         const H: usize,
@@ -124,50 +126,7 @@ impl<
     /// [`Error::Misaligned`] when the blob does not start at a 4-byte boundary.
     pub fn from_blob(blob: &'a [u8]) -> Result<Self, Error> {
         const WHAT: &str = "int8 blob";
-        if blob.len() < HEADER_BYTES {
-            return Err(Error::Length {
-                what: WHAT,
-                expected: Self::BLOB_BYTES,
-                found: blob.len(),
-            });
-        }
-        if blob[..4] != MAGIC {
-            return Err(Error::BadMagic {
-                what: WHAT,
-                found: u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]),
-            });
-        }
-        if word(blob, 1) != VERSION {
-            return Err(Error::UnsupportedVersion { found: word(blob, 1) });
-        }
-        if [
-            word(blob, 2),
-            word(blob, 3),
-            word(blob, 4),
-            word(blob, 5),
-            word(blob, 6),
-        ] != Self::sizes()
-        {
-            return Err(Error::Dimensions {
-                what: WHAT,
-                detail: "the blob is for a model of other sizes",
-            });
-        }
-        if blob.len() != Self::BLOB_BYTES || word(blob, 7) as usize != Self::BLOB_BYTES - HEADER_BYTES {
-            return Err(Error::Length {
-                what: WHAT,
-                expected: Self::BLOB_BYTES,
-                found: blob.len(),
-            });
-        }
-        let payload = &blob[HEADER_BYTES..];
-        let computed = crc32fast::hash(payload);
-        if computed != word(blob, 8) {
-            return Err(Error::Checksum {
-                stored: word(blob, 8),
-                computed,
-            });
-        }
+        let payload = INT8_BLOB.payload(blob, Self::sizes(), Self::BLOB_BYTES - HEADER_BYTES)?;
         if cfg!(target_endian = "big") {
             return Err(Error::Dimensions {
                 what: WHAT,
@@ -352,21 +311,11 @@ pub fn quantize<
     for (i, (o, &w)) in dense2_out.iter_mut().zip(dense2_flat).enumerate() {
         *o = weight(w, dense2_w[i % CLASSES]);
     }
-    let crc = crc32fast::hash(payload);
-    header[..4].copy_from_slice(&MAGIC);
-    let words = [
-        VERSION,
-        H as u32,
-        W as u32,
-        K as u32,
-        HIDDEN as u32,
-        CLASSES as u32,
-        (blob_bytes - HEADER_BYTES) as u32,
-        crc,
-    ];
-    for (chunk, word) in header[4..].chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
+    INT8_BLOB.write_header(
+        header,
+        QuantModel::<H, W, K, FLAT, HIDDEN, CLASSES>::sizes(),
+        payload,
+    );
     Ok(blob_bytes)
 }
 

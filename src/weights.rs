@@ -26,6 +26,88 @@ pub const VERSION: u32 = 1;
 /// Bytes before the payload.
 pub const HEADER_BYTES: usize = 36;
 
+const F32_BLOB: BlobFormat = BlobFormat {
+    magic: MAGIC,
+    version: VERSION,
+    what: "weight blob",
+};
+
+/// The header both blob formats share (the f32 one here, the int8 one of
+/// [`crate::quant`]): magic, version, the five sizes, the payload length and
+/// the payload's CRC-32, as little-endian words.
+pub(crate) struct BlobFormat {
+    pub(crate) magic: [u8; 4],
+    pub(crate) version: u32,
+    pub(crate) what: &'static str,
+}
+
+impl BlobFormat {
+    /// Checks `blob` against this format, the model's `sizes` and the payload
+    /// length it must have, then the checksum; returns the payload.
+    pub(crate) fn payload<'a>(
+        &self,
+        blob: &'a [u8],
+        sizes: [u32; 5],
+        payload_bytes: usize,
+    ) -> Result<&'a [u8], Error> {
+        let what = self.what;
+        let length = Error::Length {
+            what,
+            expected: HEADER_BYTES + payload_bytes,
+            found: blob.len(),
+        };
+        let header = blob.get(..HEADER_BYTES).ok_or(length)?;
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                header[4 * i],
+                header[4 * i + 1],
+                header[4 * i + 2],
+                header[4 * i + 3],
+            ])
+        };
+        if header[..4] != self.magic {
+            return Err(Error::BadMagic {
+                what,
+                found: u32::from_be_bytes([header[0], header[1], header[2], header[3]]),
+            });
+        }
+        if word(1) != self.version {
+            return Err(Error::UnsupportedVersion { found: word(1) });
+        }
+        if [word(2), word(3), word(4), word(5), word(6)] != sizes {
+            return Err(Error::Dimensions {
+                what,
+                detail: "the blob is for a model of other sizes",
+            });
+        }
+        if word(7) as usize != payload_bytes || blob.len() != HEADER_BYTES + payload_bytes {
+            return Err(length);
+        }
+        let payload = &blob[HEADER_BYTES..];
+        let computed = crc32fast::hash(payload);
+        if computed != word(8) {
+            return Err(Error::Checksum {
+                stored: word(8),
+                computed,
+            });
+        }
+        Ok(payload)
+    }
+
+    /// Writes the header (`HEADER_BYTES` long) for `payload`.
+    pub(crate) fn write_header(&self, header: &mut [u8], sizes: [u32; 5], payload: &[u8]) {
+        let mut words = [0u32; 8];
+        words[0] = self.version;
+        words[1..6].copy_from_slice(&sizes);
+        words[6] = payload.len() as u32;
+        words[7] = crc32fast::hash(payload);
+        header[..4].copy_from_slice(&self.magic);
+        for (chunk, word) in header[4..].chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+    }
+}
+
 /// Bytes wrapped so they start at a 4-byte boundary, for `include_bytes!`.
 ///
 /// ```
@@ -78,15 +160,7 @@ impl<
         for (chunk, value) in payload.chunks_exact_mut(4).zip(self.as_flat()) {
             chunk.copy_from_slice(&value.to_le_bytes());
         }
-        let mut words = [0u32; 8];
-        words[0] = VERSION;
-        words[1..6].copy_from_slice(&Self::size_words());
-        words[6] = Self::BYTES as u32;
-        words[7] = crc32fast::hash(payload);
-        header[..4].copy_from_slice(&MAGIC);
-        for (chunk, word) in header[4..].chunks_exact_mut(4).zip(words) {
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
+        F32_BLOB.write_header(header, Self::size_words(), payload);
         Ok(Self::BLOB_BYTES)
     }
 
@@ -119,50 +193,6 @@ impl<
 
     /// Validates the header and checksum and returns the payload.
     fn check_blob(blob: &[u8]) -> Result<&[u8], Error> {
-        const WHAT: &str = "weight blob";
-        let header = blob.get(..HEADER_BYTES).ok_or(Error::Length {
-            what: WHAT,
-            expected: Self::BLOB_BYTES,
-            found: blob.len(),
-        })?;
-        let word = |i: usize| {
-            u32::from_le_bytes([
-                header[4 * i],
-                header[4 * i + 1],
-                header[4 * i + 2],
-                header[4 * i + 3],
-            ])
-        };
-        if header[..4] != MAGIC {
-            return Err(Error::BadMagic {
-                what: WHAT,
-                found: u32::from_be_bytes([header[0], header[1], header[2], header[3]]),
-            });
-        }
-        if word(1) != VERSION {
-            return Err(Error::UnsupportedVersion { found: word(1) });
-        }
-        if [word(2), word(3), word(4), word(5), word(6)] != Self::size_words() {
-            return Err(Error::Dimensions {
-                what: WHAT,
-                detail: "the blob is for a model of other sizes",
-            });
-        }
-        if word(7) as usize != Self::BYTES || blob.len() != Self::BLOB_BYTES {
-            return Err(Error::Length {
-                what: WHAT,
-                expected: Self::BLOB_BYTES,
-                found: blob.len(),
-            });
-        }
-        let payload = &blob[HEADER_BYTES..];
-        let computed = crc32fast::hash(payload);
-        if computed != word(8) {
-            return Err(Error::Checksum {
-                stored: word(8),
-                computed,
-            });
-        }
-        Ok(payload)
+        F32_BLOB.payload(blob, Self::size_words(), Self::BYTES)
     }
 }
