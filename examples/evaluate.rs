@@ -44,10 +44,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let bytes = std::fs::read(&args.weights).map_err(|e| format!("{}: {e}", args.weights.display()))?;
     let matrix = if bytes.starts_with(&tinycnn::quant::MAGIC) {
         // An int8 blob: viewed in place, so copy it to 4-byte aligned storage first.
-        let mut words = vec![0u32; bytes.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-        let aligned = &bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()];
-        let model = tinycnn::quant::QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(aligned)
+        let aligned = tinycnn::host::AlignedBytes::new(&bytes);
+        let model = tinycnn::quant::QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(aligned.as_bytes())
             .map_err(|e| format!("{}: {e}", args.weights.display()))?;
         let mut ws = tinycnn::quant::QuantWorkspace::new();
         let images = test.images();

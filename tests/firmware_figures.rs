@@ -17,11 +17,8 @@ fn m4_infer_and_m4_infer_int8_figures() {
     let params: Box<FashionParams> =
         tinycnn::host::load_blob(&Path::new(ROOT).join("examples/board/fashion-adam.tcnn")).unwrap();
     let blob = std::fs::read(Path::new(ROOT).join("examples/board/fashion-adam.q8")).unwrap();
-    let mut words = vec![0u32; blob.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..blob.len()].copy_from_slice(&blob);
-    let model =
-        QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(&bytemuck::cast_slice(&words)[..blob.len()])
-            .unwrap();
+    let aligned = tinycnn::host::AlignedBytes::new(&blob);
+    let model = QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(aligned.as_bytes()).unwrap();
     let (mut ws, mut qws) = (FashionWorkspace::new(), QuantWorkspace::new());
     let mut image = [[0.0f32; 28]; 28];
     let (mut f32_correct, mut int8_correct) = (0, 0);

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use tinycnn::data::{IdxImages, IdxLabels};
+use tinycnn::host::AlignedBytes;
 use tinycnn::quant::{quantize, QuantModel};
 use tinycnn::train::{Adam, AdamConfig, Optimizer};
 use tinycnn::{ParamBuffer, Params};
@@ -73,10 +74,8 @@ fn the_fuzz_seeds_are_valid_inputs() {
                 assert!(tinycnn::host::params_from_safetensors::<4, 4, 2, 8, 3, 2>(&bytes).is_ok())
             }
             "int8_blob" => {
-                let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
-                bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(&bytes);
-                let blob = &bytemuck::cast_slice::<u32, u8>(&aligned)[..bytes.len()];
-                assert!(QuantModel::<4, 4, 2, 8, 3, 2>::from_blob(blob).is_ok());
+                let aligned = AlignedBytes::new(&bytes);
+                assert!(QuantModel::<4, 4, 2, 8, 3, 2>::from_blob(aligned.as_bytes()).is_ok());
             }
             "checkpoint" => {
                 let c = tinycnn::host::checkpoint_from_safetensors::<4, 4, 2, 8, 3, 2>(&bytes).unwrap();
@@ -100,18 +99,14 @@ fn the_fuzz_seeds_are_valid_inputs() {
 fn parse_as(target: &str, bytes: &[u8]) {
     match target {
         "blob" => {
-            let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
-            bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(bytes);
-            let _ = Small::from_blob(&bytemuck::cast_slice::<u32, u8>(&aligned)[..bytes.len()]);
+            let _ = Small::from_blob(AlignedBytes::new(bytes).as_bytes());
         }
         "safetensors" => {
             let _ = tinycnn::host::params_from_safetensors::<4, 4, 2, 8, 3, 2>(bytes);
         }
         "int8_blob" => {
-            let mut aligned = vec![0u32; bytes.len().div_ceil(4)];
-            bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..bytes.len()].copy_from_slice(bytes);
-            let blob = &bytemuck::cast_slice::<u32, u8>(&aligned)[..bytes.len()];
-            if let Ok(model) = QuantModel::<4, 4, 2, 8, 3, 2>::from_blob(blob) {
+            let aligned = AlignedBytes::new(bytes);
+            if let Ok(model) = QuantModel::<4, 4, 2, 8, 3, 2>::from_blob(aligned.as_bytes()) {
                 let _ = model.predict(&[200u8; 16], &mut tinycnn::quant::QuantWorkspace::new());
             }
         }

@@ -65,10 +65,7 @@ fn the_int8_blob_parser_refuses_corruption() {
     let check = |mutate: &dyn Fn(&mut Vec<u8>)| -> Error {
         let mut copy = blob.to_vec();
         mutate(&mut copy);
-        let mut aligned = vec![0u32; copy.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut aligned)[..copy.len()].copy_from_slice(&copy);
-        let bytes = &bytemuck::cast_slice::<u32, u8>(&aligned)[..copy.len()];
-        Model::from_blob(bytes).unwrap_err()
+        Model::from_blob(tinycnn::host::AlignedBytes::new(&copy).as_bytes()).unwrap_err()
     };
     assert!(matches!(check(&|b| b[0] = b'X'), Error::BadMagic { .. }));
     assert_eq!(check(&|b| b[4] = 7), Error::UnsupportedVersion { found: 7 });

@@ -106,15 +106,43 @@ pub fn load_blob<
         path: path.to_path_buf(),
         source,
     })?;
-    // A Vec<u8> has no alignment promise: copy into 4-byte aligned storage first.
-    let mut words = std::vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-    let aligned = &bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()];
-    let view = Params::from_blob(aligned).map_err(|error| HostError::Invalid {
+    let aligned = AlignedBytes::new(&bytes);
+    let view = Params::from_blob(aligned.as_bytes()).map_err(|error| HostError::Invalid {
         path: path.to_path_buf(),
         error,
     })?;
     let mut params = bytemuck::zeroed_box::<Params<H, W, K, FLAT, HIDDEN, CLASSES>>();
     params.as_mut().clone_from(view);
     Ok(params)
+}
+
+/// Bytes copied to 4-byte aligned storage, as the zero-copy views of the weight
+/// and int8 blobs need (a `Vec<u8>` promises no alignment).
+///
+/// ```
+/// let copy = tinycnn::host::AlignedBytes::new(&[1, 2, 3]);
+/// assert_eq!(copy.as_bytes(), &[1, 2, 3]);
+/// assert_eq!(copy.as_bytes().as_ptr() as usize % 4, 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct AlignedBytes {
+    words: Vec<u32>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// An aligned copy of `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = std::vec![0u32; bytes.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Self {
+            words,
+            len: bytes.len(),
+        }
+    }
+
+    /// The bytes, starting at a 4-byte boundary.
+    pub fn as_bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u32, u8>(&self.words)[..self.len]
+    }
 }
