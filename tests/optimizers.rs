@@ -71,3 +71,39 @@ fn optimizers_refuse_bad_settings_and_sizes() {
     ));
     assert_eq!(p, [0.0; 3]);
 }
+
+/// A step taken in uneven pieces that start at multiples of the SIMD width
+/// (as the parallel trainer's threads take it) equals the step taken whole,
+/// bit for bit, for every optimizer, over several steps.
+#[test]
+fn a_step_in_pieces_equals_the_whole_step() {
+    const N: usize = 203; // not a multiple of the SIMD width
+    fn check(mut whole: impl Optimizer, mut pieces: impl Optimizer) {
+        let mut expected: Vec<f32> = (0..N).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut params = expected.clone();
+        for step in 0..3 {
+            let grads: Vec<f32> = (0..N).map(|i| ((i + step * 7) as f32 * 0.91).cos()).collect();
+            whole.step(&mut expected, &grads).unwrap();
+            let (update, mut state) = pieces.begin_step(N).unwrap();
+            let (mut rest, mut grads_rest) = (&mut params[..], &grads[..]);
+            for size in [8, 64, 16, 115] {
+                let (p, p_rest) = rest.split_at_mut(size);
+                let (g, g_rest) = grads_rest.split_at(size);
+                let (s, s_rest) = state.split_at(size);
+                update.apply(p, g, s);
+                (rest, grads_rest, state) = (p_rest, g_rest, s_rest);
+            }
+            assert!(rest.is_empty());
+            assert_eq!(params, expected, "step {step}");
+        }
+    }
+    check(Sgd::new(0.1).unwrap(), Sgd::new(0.1).unwrap());
+    check(
+        SgdMomentum::<[f32; N]>::new(0.1, 0.9).unwrap(),
+        SgdMomentum::<[f32; N]>::new(0.1, 0.9).unwrap(),
+    );
+    check(
+        Adam::<[f32; N]>::new(AdamConfig::KERAS).unwrap(),
+        Adam::<[f32; N]>::new(AdamConfig::KERAS).unwrap(),
+    );
+}

@@ -10,8 +10,14 @@ use crate::train::trainer::run_epoch;
 use crate::train::{Optimizer, Progress, Trainer};
 use crate::Error;
 use rand_core::RngCore;
+use rayon::prelude::*;
 use std::boxed::Box;
 use std::vec::Vec;
+
+/// Parameters per piece of the gradient sum and of the optimizer step, the
+/// units those are spread over the threads in (a multiple of the SIMD width,
+/// so each piece runs the same vector code as the whole would).
+const PIECE: usize = 16 * 1024;
 
 /// A [`Trainer`] per thread. Each sample's dropout mask comes from its own
 /// seed, drawn in batch order from the caller's generator, so the masks do
@@ -46,6 +52,7 @@ pub struct ParallelTrainer<
 > {
     trainers: Vec<Box<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>>>,
     seeds: Vec<u64>,
+    pool: rayon::ThreadPool,
 }
 
 impl<
@@ -73,9 +80,16 @@ impl<
             trainer.set_dropout(dropout)?;
             trainers.push(trainer);
         }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|_| Error::InvalidConfig {
+                what: "could not start the training threads",
+            })?;
         Ok(Self {
             trainers,
             seeds: Vec::new(),
+            pool,
         })
     }
 
@@ -100,51 +114,64 @@ impl<
         let scale = 1.0 / batch.len() as f32;
         let chunk = batch.len().div_ceil(self.trainers.len());
         let shared: &Params<H, W, K, FLAT, HIDDEN, CLASSES> = params;
-        let losses: Vec<Result<f32, Error>> = std::thread::scope(|scope| {
-            let work = self
-                .trainers
-                .iter_mut()
-                .zip(batch.chunks(chunk).zip(self.seeds.chunks(chunk)));
-            let handles: Vec<_> = work
-                .map(|(trainer, (indices, seeds))| {
-                    scope.spawn(move || {
-                        trainer.zero_gradients();
-                        let mut image = [[0.0f32; W]; H];
-                        let mut loss = 0.0f32;
-                        for (&index, &seed) in indices.iter().zip(seeds) {
-                            let label = samples.read(index as usize, &mut image)?;
-                            loss +=
-                                trainer.accumulate(shared, &image, label, scale, &mut SampleStream(seed))?;
-                        }
-                        Ok(loss)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+        let (trainers, seeds, pool) = (&mut self.trainers, &self.seeds, &self.pool);
+        let losses: Vec<Result<f32, Error>> = pool.install(|| {
+            let work = trainers
+                .par_iter_mut()
+                .zip(batch.par_chunks(chunk).zip(seeds.par_chunks(chunk)));
+            work.map(|(trainer, (indices, seeds))| {
+                trainer.zero_gradients();
+                let mut image = [[0.0f32; W]; H];
+                let mut loss = 0.0f32;
+                for (&index, &seed) in indices.iter().zip(seeds) {
+                    let label = samples.read(index as usize, &mut image)?;
+                    loss += trainer.accumulate(shared, &image, label, scale, &mut SampleStream(seed))?;
+                }
+                Ok(loss)
+            })
+            .collect()
         });
-        // The reduction runs in thread order, whatever order the threads finished in.
+        // Losses and gradients are summed in thread order, whatever order the
+        // threads finished in; the gradient a piece per task, each entry
+        // adding the threads' values in the same order.
         let used = losses.len();
         let mut loss_sum = 0.0f32;
         for loss in losses {
             loss_sum += loss?;
         }
-        let (first, rest) = self.trainers.split_at_mut(1);
-        let total = first[0].gradients_mut();
-        for other in rest.iter().take(used - 1) {
-            axpy(1.0, other.gradients().as_flat(), total.as_flat_mut());
-        }
+        let (first, rest) = trainers.split_at_mut(1);
+        let rest = rest.get(..used.saturating_sub(1)).unwrap_or_default();
+        let total = first[0].gradients_mut().as_flat_mut();
+        let finite = pool.install(|| {
+            total.par_chunks_mut(PIECE).enumerate().all(|(piece, sum)| {
+                let range = piece * PIECE..piece * PIECE + sum.len();
+                for other in rest {
+                    axpy(
+                        1.0,
+                        other.gradients().as_flat().get(range.clone()).unwrap_or_default(),
+                        sum,
+                    );
+                }
+                all_finite(sum)
+            })
+        });
         let loss = loss_sum * scale;
-        if !loss.is_finite() || !all_finite(total.as_flat()) {
+        if !loss.is_finite() || !finite {
             return Err(Error::Diverged);
         }
-        optimizer.step(params.as_flat_mut(), total.as_flat())?;
+        let params = params.as_flat_mut();
+        let (update, state) = optimizer.begin_step(params.len())?;
+        let mut pieces = Vec::with_capacity(params.len().div_ceil(PIECE));
+        let (mut params, mut grads, mut state) = (params, &*total, state);
+        while !params.is_empty() {
+            let n = PIECE.min(params.len());
+            let (p, params_rest) = params.split_at_mut(n);
+            let (g, grads_rest) = grads.split_at(n.min(grads.len()));
+            let (s, state_rest) = state.split_at(n);
+            pieces.push((p, g, s));
+            (params, grads, state) = (params_rest, grads_rest, state_rest);
+        }
+        pool.install(|| pieces.into_par_iter().for_each(|(p, g, s)| update.apply(p, g, s)));
         Ok(loss)
     }
 

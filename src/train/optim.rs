@@ -7,12 +7,148 @@ use bytemuck::Zeroable;
 
 /// Updates parameters from their gradients; `params` and `grads` are the
 /// flat views ([`ParamBuffer::as_flat`]) of the model and its gradient.
+///
+/// Every optimizer here treats each parameter on its own, so a step can be
+/// taken in pieces: [`begin_step`](Self::begin_step) hands out the step's
+/// [`Update`] and the optimizer's per-parameter [`State`], and the update can
+/// be applied to the whole vectors or to matching ranges of them, on as many
+/// threads as there are ranges. Ranges that start at multiples of
+/// [`LANES`](crate::kernels::LANES) give the same result bit for bit (a
+/// range's last few values take the scalar path, which rounds differently).
 pub trait Optimizer {
-    /// Applies one update.
+    /// Starts a step over `len` parameters: checks the configuration and
+    /// that the state has `len` values, counts the step, and returns the
+    /// update with the state it applies to.
+    ///
+    /// ```
+    /// use tinycnn::train::{Adam, AdamConfig, Optimizer};
+    /// let mut adam = Adam::<[f32; 4]>::new(AdamConfig::KERAS).unwrap();
+    /// let (mut params, grads) = ([1.0; 4], [0.5; 4]);
+    /// let (update, state) = adam.begin_step(4).unwrap();
+    /// // Two halves, as two threads would take them.
+    /// let (first, second) = state.split_at(2);
+    /// let (p1, p2) = params.split_at_mut(2);
+    /// update.apply(p1, &grads[..2], first);
+    /// update.apply(p2, &grads[2..], second);
+    ///
+    /// let mut whole = Adam::<[f32; 4]>::new(AdamConfig::KERAS).unwrap();
+    /// let mut expected = [1.0; 4];
+    /// whole.step(&mut expected, &grads).unwrap();
+    /// assert_eq!(params, expected);
+    /// assert_eq!(adam.steps(), 1);
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Length`] when the slices do not match the optimizer's state.
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), Error>;
+    /// [`Error::Length`] when the state does not hold `len` values,
+    /// [`Error::InvalidConfig`] for a configuration that cannot step.
+    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), Error>;
+
+    /// Applies one update to all the parameters.
+    ///
+    /// # Errors
+    /// [`Error::Length`] when the slices do not match each other or the
+    /// optimizer's state; as [`begin_step`](Self::begin_step).
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
+        if grads.len() != params.len() {
+            return Err(Error::Length {
+                what: "gradient",
+                expected: params.len(),
+                found: grads.len(),
+            });
+        }
+        let (update, state) = self.begin_step(params.len())?;
+        update.apply(params, grads, state);
+        Ok(())
+    }
+}
+
+/// The update of one optimizer step, the same for every parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Update {
+    /// `p -= lr * g`.
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+    },
+    /// `v = momentum * v - lr * g`, `p += v`, with `v` the state's first vector.
+    Momentum {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the velocity.
+        momentum: f32,
+    },
+    /// An Adam step, with the state's two vectors as its moments.
+    Adam(AdamStep),
+}
+
+impl Update {
+    /// Applies the update to `params` with their `grads` and the matching
+    /// range of the optimizer's `state`, over the shortest of the slices the
+    /// update uses.
+    ///
+    /// ```
+    /// use tinycnn::train::{State, Update};
+    /// let mut p = [1.0, 2.0];
+    /// Update::Sgd { lr: 0.5 }.apply(&mut p, &[2.0, -2.0], State::none());
+    /// assert_eq!(p, [0.0, 3.0]);
+    /// ```
+    #[inline]
+    pub fn apply(&self, params: &mut [f32], grads: &[f32], state: State<'_>) {
+        match *self {
+            Self::Sgd { lr } => axpy(-lr, grads, params),
+            Self::Momentum { lr, momentum } => momentum_update(params, state.first, grads, lr, momentum),
+            Self::Adam(step) => adam_update(params, state.first, state.second, grads, step),
+        }
+    }
+}
+
+/// An optimizer's per-parameter state over a range of parameters: nothing
+/// (SGD), the velocity (momentum), or both Adam moments. Unused vectors are
+/// empty.
+#[derive(Debug)]
+pub struct State<'a> {
+    /// The velocity, or Adam's first moment.
+    pub first: &'a mut [f32],
+    /// Adam's second moment.
+    pub second: &'a mut [f32],
+}
+
+impl<'a> State<'a> {
+    /// The state of an optimizer that keeps none.
+    pub fn none() -> State<'static> {
+        State {
+            first: &mut [],
+            second: &mut [],
+        }
+    }
+
+    /// The state of parameters `..mid` and of `mid..`; an empty vector stays
+    /// empty on both sides, and one shorter than `mid` goes whole to the first.
+    ///
+    /// ```
+    /// let (mut a, mut b) = ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]);
+    /// let state = tinycnn::train::State { first: &mut a, second: &mut b };
+    /// let (left, right) = state.split_at(1);
+    /// assert_eq!((&*left.first, &*right.second), (&[1.0][..], &[5.0, 6.0][..]));
+    /// ```
+    pub fn split_at(self, mid: usize) -> (State<'a>, State<'a>) {
+        fn cut(values: &mut [f32], mid: usize) -> (&mut [f32], &mut [f32]) {
+            let mid = mid.min(values.len());
+            values.split_at_mut(mid)
+        }
+        let (first_left, first_right) = cut(self.first, mid);
+        let (second_left, second_right) = cut(self.second, mid);
+        (
+            State {
+                first: first_left,
+                second: second_left,
+            },
+            State {
+                first: first_right,
+                second: second_right,
+            },
+        )
+    }
 }
 
 fn check_rate(lr: f32) -> Result<(), Error> {
@@ -25,19 +161,12 @@ fn check_rate(lr: f32) -> Result<(), Error> {
     }
 }
 
-fn check_lengths(params: &[f32], grads: &[f32], state: usize) -> Result<(), Error> {
-    if grads.len() != params.len() {
-        return Err(Error::Length {
-            what: "gradient",
-            expected: params.len(),
-            found: grads.len(),
-        });
-    }
-    if state != params.len() {
+fn check_length(len: usize, state: usize) -> Result<(), Error> {
+    if state != len {
         return Err(Error::Length {
             what: "parameters",
             expected: state,
-            found: params.len(),
+            found: len,
         });
     }
     Ok(())
@@ -73,10 +202,9 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
-        check_lengths(params, grads, params.len())?;
-        axpy(-self.lr, grads, params);
-        Ok(())
+    fn begin_step(&mut self, _len: usize) -> Result<(Update, State<'_>), Error> {
+        check_rate(self.lr)?;
+        Ok((Update::Sgd { lr: self.lr }, State::none()))
     }
 }
 
@@ -138,11 +266,18 @@ impl<P: ParamBuffer> SgdMomentum<P> {
 }
 
 impl<P: ParamBuffer> Optimizer for SgdMomentum<P> {
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
-        check_lengths(params, grads, self.velocity.as_flat().len())?;
+    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), Error> {
+        check_length(len, self.velocity.as_flat().len())?;
         check_rate(self.lr)?;
-        momentum_update(params, self.velocity.as_flat_mut(), grads, self.lr, self.momentum);
-        Ok(())
+        let update = Update::Momentum {
+            lr: self.lr,
+            momentum: self.momentum,
+        };
+        let state = State {
+            first: self.velocity.as_flat_mut(),
+            second: &mut [],
+        };
+        Ok((update, state))
     }
 }
 
@@ -327,8 +462,8 @@ impl<P: ParamBuffer> Adam<P> {
 }
 
 impl<P: ParamBuffer> Optimizer for Adam<P> {
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<(), Error> {
-        check_lengths(params, grads, self.m.as_flat().len())?;
+    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), Error> {
+        check_length(len, self.m.as_flat().len())?;
         self.config.check()?;
         let c = self.config;
         let t = self.steps.saturating_add(1);
@@ -345,8 +480,11 @@ impl<P: ParamBuffer> Optimizer for Adam<P> {
             beta2: c.beta2,
             epsilon: c.epsilon,
         };
-        adam_update(params, self.m.as_flat_mut(), self.v.as_flat_mut(), grads, step);
         self.steps = t;
-        Ok(())
+        let state = State {
+            first: self.m.as_flat_mut(),
+            second: self.v.as_flat_mut(),
+        };
+        Ok((Update::Adam(step), state))
     }
 }
