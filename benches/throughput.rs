@@ -11,7 +11,7 @@ use std::path::Path;
 use tinycnn::data::{Samples, Subset};
 use tinycnn::host::FashionMnist;
 use tinycnn::kernels::*;
-use tinycnn::train::{Adam, AdamConfig, Sgd};
+use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd, Update};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace, ParamBuffer};
 
 fn trained_params() -> Box<FashionParams> {
@@ -46,7 +46,46 @@ fn inference(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // The same 1,000 images through the scalar twins of the kernels.
+    group.bench_function("1000 images scalar", |b| {
+        b.iter(|| {
+            images
+                .iter()
+                .map(|image| predict_scalar(&params, image))
+                .sum::<usize>()
+        })
+    });
+    // The int8 model quantized from the same weights (host SIMD on integers).
+    let blob = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/board/fashion-adam.q8"))
+        .expect("the shipped int8 blob");
+    let blob = tinycnn::host::AlignedBytes::new(&blob);
+    let model = tinycnn::quant::QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(blob.as_bytes()).unwrap();
+    let mut qws = tinycnn::quant::QuantWorkspace::new();
+    let pixels: Vec<&[u8]> = (0..1000).map(|i| test.images().image(i).unwrap()).collect();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("1 image int8", |b| {
+        b.iter(|| model.predict(black_box(pixels[0]), &mut qws).unwrap())
+    });
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("1000 images int8", |b| {
+        b.iter(|| {
+            pixels
+                .iter()
+                .map(|p| model.predict(p, &mut qws).unwrap())
+                .sum::<usize>()
+        })
+    });
     group.finish();
+}
+
+/// [`FashionParams::predict`] written with the scalar twins of its kernels.
+fn predict_scalar(params: &FashionParams, image: &[[f32; 28]; 28]) -> usize {
+    let (mut pooled, mut hidden, mut logits) = ([0.0f32; 1960], [0.0f32; 100], [0.0f32; 10]);
+    conv_relu_pool_scalar(image, &params.conv_kernel, &params.conv_bias, &mut pooled, None);
+    dense_scalar(&pooled, &params.dense1_kernel, &params.dense1_bias, &mut hidden);
+    relu(&mut hidden);
+    dense_scalar(&hidden, &params.dense2_kernel, &params.dense2_bias, &mut logits);
+    argmax(&logits)
 }
 
 fn training(c: &mut Criterion) {
@@ -84,8 +123,99 @@ fn training(c: &mut Criterion) {
                 }
             })
         });
+        let mut grads = FashionParams::boxed();
+        group.bench_function(BenchmarkId::new(format!("{name} scalar"), batch), |b| {
+            b.iter(|| {
+                let batch_indices = &indices[start..start + batch];
+                start = (start + batch) % (indices.len() - batch);
+                let opt: &mut dyn Optimizer = if dropout > 0.0 { &mut *adam } else { &mut sgd };
+                scalar_step(
+                    &mut params,
+                    &mut grads,
+                    opt,
+                    &train,
+                    batch_indices,
+                    dropout,
+                    &mut rng,
+                )
+            })
+        });
     }
     group.finish();
+}
+
+/// `Trainer::train_batch` written with the scalar twins of the kernels (the
+/// convolution's backward pass has only the one form), for the SIMD-against-
+/// scalar ratio of a whole step.
+fn scalar_step(
+    params: &mut FashionParams,
+    grads: &mut FashionParams,
+    optimizer: &mut dyn Optimizer,
+    samples: &impl Samples<28, 28>,
+    batch: &[u32],
+    rate: f32,
+    rng: &mut Pcg32,
+) -> f32 {
+    grads.as_flat_mut().fill(0.0);
+    let scale = 1.0 / batch.len() as f32;
+    let mut image = [[0.0f32; 28]; 28];
+    let (mut pooled, mut argmax, mut pooled_grad) = ([0.0f32; 1960], [0u8; 1960], [0.0f32; 1960]);
+    let (mut hidden, mut hidden_grad) = ([0.0f32; 100], [0.0f32; 100]);
+    let (mut logits, mut logits_grad) = ([0.0f32; 10], [0.0f32; 10]);
+    let mut loss = 0.0;
+    for &index in batch {
+        let label = samples.read(index as usize, &mut image).unwrap();
+        conv_relu_pool_scalar(
+            &image,
+            &params.conv_kernel,
+            &params.conv_bias,
+            &mut pooled,
+            Some(&mut argmax),
+        );
+        if rate > 0.0 {
+            tinycnn::train::dropout(&mut pooled, rate, rng);
+        }
+        dense_scalar(&pooled, &params.dense1_kernel, &params.dense1_bias, &mut hidden);
+        relu(&mut hidden);
+        dense_scalar(&hidden, &params.dense2_kernel, &params.dense2_bias, &mut logits);
+        loss += softmax_cross_entropy(&logits, label, scale, &mut logits_grad).unwrap();
+        let g = &mut *grads;
+        dense_backward_scalar(
+            &hidden,
+            &params.dense2_kernel,
+            &logits_grad,
+            &mut g.dense2_kernel,
+            &mut g.dense2_bias,
+            Some(&mut hidden_grad),
+        );
+        dense_backward_scalar(
+            &pooled,
+            &params.dense1_kernel,
+            &hidden_grad,
+            &mut g.dense1_kernel,
+            &mut g.dense1_bias,
+            Some(&mut pooled_grad),
+        );
+        if rate > 0.0 {
+            pooled_grad.iter_mut().for_each(|d| *d /= 1.0 - rate);
+        }
+        conv_relu_pool_backward(
+            &image,
+            &pooled,
+            &argmax,
+            &pooled_grad,
+            &mut g.conv_kernel,
+            &mut g.conv_bias,
+        );
+    }
+    let params = params.as_flat_mut();
+    let (update, state) = optimizer.begin_step(params.len()).unwrap();
+    match update {
+        Update::Adam(step) => adam_update_scalar(params, state.first, state.second, grads.as_flat(), step),
+        Update::Sgd { lr } => axpy_scalar(-lr, grads.as_flat(), params),
+        Update::Momentum { .. } => unreachable!("not benchmarked"),
+    }
+    loss * scale
 }
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
