@@ -23,7 +23,7 @@
 //! - [`kernels`]: pure functions on arrays, each SIMD kernel beside its scalar twin;
 //! - [`model`] and [`data`]: parameters, forward pass, IDX parsing, samples;
 //! - [`train`] and [`weights`]: backward, optimizers, the fit loop; the flash blob;
-//! - `host` (feature `std`): files, gzip, safetensors.
+//! - `host` (feature `std`): files, gzip, safetensors, checkpoints, data-parallel training.
 //!
 //! Memory at the default sizes (bytes): parameters [`Params::BYTES`] = 788,840;
 //! inference working memory [`Params::INFERENCE_BYTES`]; training working
