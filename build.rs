@@ -34,6 +34,12 @@ fn main() {
     }
 
     println!("cargo::rustc-check-cfg=cfg(mps2_an505)");
+    // Cores with the DSP extension's dual 16-bit multiply-accumulate (Cortex-M4/M7):
+    // the int8 kernels use it.
+    println!("cargo::rustc-check-cfg=cfg(tinycnn_dsp)");
+    if env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv7em")) {
+        println!("cargo:rustc-cfg=tinycnn_dsp");
+    }
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         let target = env::var("TARGET").unwrap_or_default();
         if target.starts_with("thumbv8m") {

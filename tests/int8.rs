@@ -99,6 +99,21 @@ fn integer_kernels_equal_their_scalar_twins_exactly() {
     conv_relu_pool_i8_scalar::<28, 28, 10, 1960>(&image, &kernel, &bias, &requant, &mut b);
     assert_eq!(a, b);
     assert!(a.contains(&0) && a.iter().any(|&v| v > 0 && v < 255));
+    // The Cortex-M4 path, its 16-bit pairs taken apart in plain code here.
+    let mut c = [0u8; 1960];
+    conv_relu_pool_i8_dsp::<28, 28, 10, 1960>(&image, &kernel, &bias, &requant, &mut c);
+    assert_eq!(c, b);
+    // Extreme taps (-128 and 127 survive the 16-bit packing), odd sizes.
+    let image: [[u8; 7]; 5] = core::array::from_fn(|_| core::array::from_fn(|_| byte(0, 255) as u8));
+    let kernel: ConvKernelI8<3> = core::array::from_fn(|ky| {
+        core::array::from_fn(|kx| core::array::from_fn(|k| [-128i8, 127, -1][(ky + kx + k) % 3]))
+    });
+    let requant = [Requant::from_real(0.002); 3];
+    let (mut d, mut e) = ([0u8; 18], [0u8; 18]);
+    conv_relu_pool_i8_dsp::<5, 7, 3, 18>(&image, &kernel, &[0, 100, -100], &requant, &mut d);
+    conv_relu_pool_i8_scalar::<5, 7, 3, 18>(&image, &kernel, &[0, 100, -100], &requant, &mut e);
+    assert_eq!(d, e);
+    assert!(d.iter().any(|&v| v > 0), "{d:?}");
     let dense_kernel: [[i8; 13]; 1960] =
         core::array::from_fn(|_| core::array::from_fn(|_| byte(-127, 127) as i8));
     let dense_bias: [i32; 13] = core::array::from_fn(|_| byte(-1000, 1000));

@@ -8,17 +8,8 @@
 //! Inside each 2x2 window the maximum goes to the first of the four cells in
 //! row-major order among equal values; backward sends the gradient there.
 
-use super::vector::{self, larger, LANES};
+use super::vector::{self, larger, HAS_SIMD, LANES};
 use wide::f32x8;
-
-/// Whether `wide`'s vectors are SIMD registers on this target (on 32-bit
-/// Cortex-M they are arrays).
-const HAS_SIMD: bool = cfg!(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "wasm32"
-));
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
 /// `[ky][kx][k]` (the Keras `[3, 3, 1, K]` layout without its unit axis).

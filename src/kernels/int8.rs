@@ -6,7 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
-use super::vector::LANES;
+use super::vector::{HAS_SIMD, LANES};
 use wide::i32x8;
 
 /// A real factor `m * 2^(shift - 31)` with `m` in `[2^30, 2^31)`: how a sum
@@ -116,12 +116,138 @@ pub fn conv_relu_pool_i8<const H: usize, const W: usize, const K: usize, const F
             "FLAT must be (H/2)*(W/2)*K"
         )
     };
+    if cfg!(tinycnn_dsp) {
+        return conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
+    }
     let mut rows = [[[0i32; W]; K]; 2];
     for py in 0..H / 2 {
         for (r, row) in rows.iter_mut().enumerate() {
             conv_rows_i8(image, kernel, bias, 2 * py + r, row);
         }
         pool_row_i8(&rows, py, requant, pooled);
+    }
+}
+
+/// [`conv_relu_pool_i8`] as a core with the DSP extension (Cortex-M4) runs
+/// it, with the same result: pixels and taps packed in 16-bit pairs, two
+/// multiply-adds per instruction ([`dual_mac`]). Elsewhere the pairs are
+/// taken apart in plain code (which is how the host tests this path).
+///
+/// Eight of the nine taps pair up: the two upper rows of each column with a
+/// column of two pixels, and the first two taps of the lower row with two
+/// neighbouring pixels; the last tap is one multiply-add.
+///
+/// ```
+/// use tinycnn::kernels::{conv_relu_pool_i8_dsp, conv_relu_pool_i8_scalar, Requant};
+/// let image = [[10, 200, 30], [40, 50, 255], [70, 0, 90]];
+/// let kernel = [[[1i8, -128], [2, 127], [-3, 4]], [[5, -6], [7, 8], [-9, 10]], [[11, 12], [-13, 14], [15, -16]]];
+/// let (bias, requant) = ([-100, 50], [Requant::from_real(0.01); 2]);
+/// let (mut a, mut b) = ([0u8; 2], [0u8; 2]);
+/// conv_relu_pool_i8_dsp::<3, 3, 2, 2>(&image, &kernel, &bias, &requant, &mut a);
+/// conv_relu_pool_i8_scalar::<3, 3, 2, 2>(&image, &kernel, &bias, &requant, &mut b);
+/// assert_eq!(a, b);
+/// ```
+pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[u8; W]; H],
+    kernel: &ConvKernelI8<K>,
+    bias: &[i32; K],
+    requant: &[Requant; K],
+    pooled: &mut [u8; FLAT],
+) {
+    const {
+        assert!(
+            H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
+            "FLAT must be (H/2)*(W/2)*K"
+        )
+    };
+    let pair = |low: i8, high: i8| u32::from(low as u16) | (u32::from(high as u16) << 16);
+    let taps: [[u32; 4]; K] = core::array::from_fn(|k| {
+        let t = |ky: usize, kx: usize| kernel[ky][kx][k];
+        [
+            pair(t(0, 0), t(1, 0)),
+            pair(t(0, 1), t(1, 1)),
+            pair(t(0, 2), t(1, 2)),
+            pair(t(2, 0), t(2, 1)),
+        ]
+    });
+    let mut rows = [[[0i32; W]; K]; 2];
+    for py in 0..H / 2 {
+        for (r, row) in rows.iter_mut().enumerate() {
+            conv_rows_i8_dsp(image, &taps, kernel, bias, 2 * py + r, row);
+        }
+        pool_row_i8(&rows, py, requant, pooled);
+    }
+}
+
+/// Convolution row `y` of every channel for [`conv_relu_pool_i8_dsp`]. The
+/// source rows are laid out once per row, for every channel: for output `x`,
+/// `packed[x]` holds the pixels of rows `y - 1` and `y` in column `x + 1`
+/// (one pair), the pixels of row `y + 1` in columns `x - 1` and `x` (another
+/// pair), and row `y + 1`'s pixel in column `x + 1`; the pairs of columns
+/// `x - 1` and `x` are carried over from the outputs before. Padding reads 0.
+#[inline]
+fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
+    image: &[[u8; W]; H],
+    taps: &[[u32; 4]; K],
+    kernel: &ConvKernelI8<K>,
+    bias: &[i32; K],
+    y: usize,
+    out: &mut [[i32; W]; K],
+) {
+    let source = |ky: usize| (y + ky).checked_sub(1).and_then(|iy| image.get(iy));
+    let (upper, middle, below) = (source(0), source(1), source(2));
+    // Pixel `x` of a row, 0 in the padding (x = usize::MAX stands for -1).
+    let pixel = |row: Option<&[u8; W]>, x: usize| row.and_then(|r| r.get(x)).map_or(0, |&p| u32::from(p));
+    let column = |x: usize| pixel(upper, x) | (pixel(middle, x) << 16);
+    let packed: [[u32; 3]; W] = core::array::from_fn(|x| {
+        [
+            column(x + 1),
+            pixel(below, x.wrapping_sub(1)) | (pixel(below, x) << 16),
+            pixel(below, x + 1),
+        ]
+    });
+    let first = column(0);
+    for (k, (row, taps)) in out.iter_mut().zip(taps).enumerate() {
+        let corner = i32::from(kernel[2][2][k]);
+        let (mut left, mut centre) = (0, first);
+        for (value, &[right, lower, last]) in row.iter_mut().zip(&packed) {
+            let mut sum = bias[k].wrapping_add(last as i32 * corner);
+            sum = dual_mac(left, taps[0], sum);
+            sum = dual_mac(centre, taps[1], sum);
+            sum = dual_mac(right, taps[2], sum);
+            *value = dual_mac(lower, taps[3], sum);
+            (left, centre) = (centre, right);
+        }
+    }
+}
+
+/// `acc + low(a) * low(b) + high(a) * high(b)` on the signed 16-bit halves
+/// of `a` and `b`, wrapping: one `SMLAD` on a core with the DSP extension.
+#[inline(always)]
+fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
+    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
+    {
+        let out: i32;
+        // SAFETY: SMLAD reads three general registers and writes a fourth; it
+        // touches no memory and no stack (it may set the Q flag, which the
+        // options leave unpromised).
+        unsafe {
+            core::arch::asm!(
+                "smlad {out}, {a}, {b}, {acc}",
+                out = lateout(reg) out,
+                a = in(reg) a,
+                b = in(reg) b,
+                acc = in(reg) acc,
+                options(pure, nomem, nostack),
+            );
+        }
+        out
+    }
+    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
+    {
+        let half = |v: u32, shift: u32| i32::from((v >> shift) as u16 as i16);
+        acc.wrapping_add(half(a, 0) * half(b, 0))
+            .wrapping_add(half(a, 16) * half(b, 16))
     }
 }
 
@@ -281,6 +407,9 @@ pub fn dense_i8<const IN: usize, const OUT: usize>(
     bias: &[i32; OUT],
     out: &mut [i32; OUT],
 ) {
+    if !HAS_SIMD {
+        return dense_i8_registers(input, kernel, bias, out);
+    }
     let mut start = 0;
     while start + LANES <= OUT {
         let mut sum = lanes_i32(bias, start);
@@ -293,16 +422,59 @@ pub fn dense_i8<const IN: usize, const OUT: usize>(
         out[start..start + LANES].copy_from_slice(&sum.to_array());
         start += LANES;
     }
-    if start < OUT {
-        out[start..].copy_from_slice(&bias[start..]);
-        for (&x, row) in input.iter().zip(kernel) {
-            if x != 0 {
-                for (o, &w) in out[start..].iter_mut().zip(&row[start..]) {
-                    *o = o.wrapping_add(i32::from(w) * i32::from(x));
-                }
+    dense_i8_tail(input, kernel, bias, start, out);
+}
+
+/// Outputs `start..` of [`dense_i8`], fewer than a vector, one at a time.
+#[inline]
+fn dense_i8_tail<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    start: usize,
+    out: &mut [i32; OUT],
+) {
+    if start >= OUT {
+        return;
+    }
+    out[start..].copy_from_slice(&bias[start..]);
+    for (&x, row) in input.iter().zip(kernel) {
+        if x != 0 {
+            for (o, &w) in out[start..].iter_mut().zip(&row[start..]) {
+                *o = o.wrapping_add(i32::from(w) * i32::from(x));
             }
         }
     }
+}
+
+/// [`dense_i8`] for a core without SIMD registers: eight plain sums, which a
+/// Cortex-M keeps in its general registers (one multiply-accumulate per
+/// weight), where `wide`'s emulated vectors go through memory.
+#[inline]
+fn dense_i8_registers<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+) {
+    let mut start = 0;
+    while start + LANES <= OUT {
+        let mut sums: [i32; LANES] = core::array::from_fn(|t| bias[start + t]);
+        for (&x, row) in input.iter().zip(kernel) {
+            if x != 0 {
+                let x = i32::from(x);
+                let Some(weights) = row.get(start..start + LANES) else {
+                    continue;
+                };
+                for (sum, &w) in sums.iter_mut().zip(weights) {
+                    *sum = sum.wrapping_add(i32::from(w) * x);
+                }
+            }
+        }
+        out[start..start + LANES].copy_from_slice(&sums);
+        start += LANES;
+    }
+    dense_i8_tail(input, kernel, bias, start, out);
 }
 
 /// Scalar twin of [`dense_i8`].

@@ -27,7 +27,8 @@ pub use conv::{
 };
 pub use dense::{dense, dense_backward, dense_backward_scalar, dense_scalar, relu};
 pub use int8::{
-    conv_relu_pool_i8, conv_relu_pool_i8_scalar, dense_i8, dense_i8_scalar, ConvKernelI8, Requant,
+    conv_relu_pool_i8, conv_relu_pool_i8_dsp, conv_relu_pool_i8_scalar, dense_i8, dense_i8_scalar,
+    ConvKernelI8, Requant,
 };
 pub use softmax::{softmax, softmax_cross_entropy};
 pub use update::{adam_update, adam_update_scalar, momentum_update, momentum_update_scalar, AdamStep};

@@ -8,6 +8,16 @@ use wide::f32x8;
 /// Lanes of the SIMD vector type the kernels use.
 pub const LANES: usize = 8;
 
+/// Whether `wide`'s vectors are SIMD registers on this target (on 32-bit
+/// Cortex-M they are arrays, and loops written for a core's few registers
+/// beat them).
+pub(crate) const HAS_SIMD: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "wasm32"
+));
+
 /// `y[i] += a * x[i]` for every `i` below the shorter of the two lengths.
 ///
 /// ```
