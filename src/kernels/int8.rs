@@ -110,21 +110,35 @@ pub fn conv_relu_pool_i8<const H: usize, const W: usize, const K: usize, const F
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
+    if cfg!(tinycnn_dsp) {
+        return conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
+    }
+    conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
+        conv_rows_i8(image, kernel, bias, y, row)
+    });
+}
+
+/// The frame the three convolutions share: each computes two rows of sums
+/// (`rows(y, out)` writes row `y` of every channel), which are max-pooled,
+/// passed through ReLU and requantized into pooled row `y / 2`.
+#[inline]
+fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    requant: &[Requant; K],
+    pooled: &mut [u8; FLAT],
+    mut rows: impl FnMut(usize, &mut [[i32; W]; K]),
+) {
     const {
         assert!(
             H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
             "FLAT must be (H/2)*(W/2)*K"
         )
     };
-    if cfg!(tinycnn_dsp) {
-        return conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
-    }
-    let mut rows = [[[0i32; W]; K]; 2];
+    let mut sums = [[[0i32; W]; K]; 2];
     for py in 0..H / 2 {
-        for (r, row) in rows.iter_mut().enumerate() {
-            conv_rows_i8(image, kernel, bias, 2 * py + r, row);
+        for (r, row) in sums.iter_mut().enumerate() {
+            rows(2 * py + r, row);
         }
-        pool_row_i8(&rows, py, requant, pooled);
+        pool_row_i8(&sums, py, requant, pooled);
     }
 }
 
@@ -154,12 +168,6 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    const {
-        assert!(
-            H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
-            "FLAT must be (H/2)*(W/2)*K"
-        )
-    };
     let pair = |low: i8, high: i8| u32::from(low as u16) | (u32::from(high as u16) << 16);
     let taps: [[u32; 4]; K] = core::array::from_fn(|k| {
         let t = |ky: usize, kx: usize| kernel[ky][kx][k];
@@ -170,13 +178,9 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
             pair(t(2, 0), t(2, 1)),
         ]
     });
-    let mut rows = [[[0i32; W]; K]; 2];
-    for py in 0..H / 2 {
-        for (r, row) in rows.iter_mut().enumerate() {
-            conv_rows_i8_dsp(image, &taps, kernel, bias, 2 * py + r, row);
-        }
-        pool_row_i8(&rows, py, requant, pooled);
-    }
+    conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
+        conv_rows_i8_dsp(image, &taps, kernel, bias, y, row);
+    });
 }
 
 /// Convolution row `y` of every channel for [`conv_relu_pool_i8_dsp`]. The
@@ -268,23 +272,13 @@ pub fn conv_relu_pool_i8_scalar<const H: usize, const W: usize, const K: usize, 
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    const {
-        assert!(
-            H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
-            "FLAT must be (H/2)*(W/2)*K"
-        )
-    };
-    let mut rows = [[[0i32; W]; K]; 2];
-    for py in 0..H / 2 {
-        for (r, row) in rows.iter_mut().enumerate() {
-            for (k, out) in row.iter_mut().enumerate() {
-                for (x, value) in out.iter_mut().enumerate() {
-                    *value = conv_pixel_i8(image, kernel, bias, 2 * py + r, x, k);
-                }
+    conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
+        for (k, out) in row.iter_mut().enumerate() {
+            for (x, value) in out.iter_mut().enumerate() {
+                *value = conv_pixel_i8(image, kernel, bias, y, x, k);
             }
         }
-        pool_row_i8(&rows, py, requant, pooled);
-    }
+    });
 }
 
 /// One integer convolution output at `(y, x)` of channel `k`.
