@@ -425,3 +425,38 @@ fn parallel_training_is_reproducible_and_agrees_across_thread_counts() {
         "threads should change the rounding somewhere"
     );
 }
+
+#[test]
+fn parallel_training_refuses_bad_batches_without_touching_the_parameters() {
+    let (mut train, _) = data();
+    let mut params = FashionParams::boxed();
+    params.init_glorot(&mut rng(6));
+    let before = params.clone();
+    let unchanged = |params: &FashionParams| {
+        params
+            .as_flat()
+            .iter()
+            .zip(before.as_flat())
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    };
+    let mut trainer = tinycnn::host::ParallelTrainer::new(2, 0.5).unwrap();
+    let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
+    adam.configure(AdamConfig::KERAS).unwrap();
+    // A NaN pixel in the second thread's share of the batch.
+    train[6].0[10][10] = f32::NAN;
+    let result = trainer.train_batch(&mut params, &mut *adam, &train[..], &[0, 1, 2, 3, 4, 5, 6, 7], &mut rng(0));
+    assert_eq!(result, Err(Error::NonFinite { what: "image" }));
+    assert!(unchanged(&params));
+    assert_eq!(adam.steps(), 0, "the optimizer must not have stepped");
+    // A loss that overflows: the gradient sum is checked before any piece steps.
+    params.dense2_bias[0] = f32::MAX;
+    params.dense2_bias[1] = -f32::MAX;
+    let before = params.clone();
+    let result = trainer.train_batch(&mut params, &mut *adam, &train[..], &[0, 1, 2, 3], &mut rng(0));
+    assert_eq!(result, Err(Error::Diverged));
+    assert_eq!(params.as_flat(), before.as_flat());
+    assert_eq!(adam.steps(), 0);
+    // A sample index past the end.
+    let result = trainer.train_batch(&mut params, &mut *adam, &train[..], &[0, 100_000], &mut rng(0));
+    assert!(matches!(result, Err(Error::IndexOutOfRange { .. })), "{result:?}");
+}
