@@ -10,21 +10,26 @@
 //! each layer's sums move to the next scale with a [`Requant`]. The logits are
 //! brought to one common scale, so the class is an integer argmax.
 //!
-//! Blob layout (integers little-endian): magic `b"TCQ8"`, version 1, `H`,
+//! Blob layout (integers little-endian): magic `b"TCQ8"`, version 2, `H`,
 //! `W`, `K`, `HIDDEN`, `CLASSES`, payload length, CRC-32 of the payload (nine
 //! words); then the payload: the `i32` section (conv, dense1, dense2 biases;
 //! then for each layer its multipliers and its shifts) and the `i8` section
-//! (conv, dense1, dense2 kernels in the Keras layouts).
+//! (conv and dense2 kernels in the Keras layouts, dense1's in the paired
+//! layout of [`dense_i8_paired`], which lets
+//! a Cortex-M4 take two inputs per instruction). Version 1 had dense1 in the
+//! Keras layout too; it is refused.
 
 use crate::data::Samples;
-use crate::kernels::{argmax, conv_relu_pool_i8, dense_i8, ConvKernelI8, Requant};
+use crate::kernels::{
+    argmax, conv_relu_pool_i8, dense_i8, dense_i8_paired, paired_index, ConvKernelI8, Requant,
+};
 use crate::model::{Params, Workspace};
 use crate::Error;
 
 /// The first four bytes of an int8 blob.
 pub const MAGIC: [u8; 4] = *b"TCQ8";
 /// The int8 blob format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 use crate::weights::{BlobFormat, HEADER_BYTES};
 
 const INT8_BLOB: BlobFormat = BlobFormat {
@@ -50,6 +55,7 @@ pub struct QuantModel<
     const CLASSES: usize = 10,
 > {
     conv_kernel: &'a ConvKernelI8<K>,
+    /// In the paired layout ([`paired_index`]).
     dense1_kernel: &'a [[i8; HIDDEN]; FLAT],
     dense2_kernel: &'a [[i8; CLASSES]; HIDDEN],
     conv_bias: &'a [i32; K],
@@ -185,9 +191,9 @@ impl<
             &self.conv_requant,
             &mut ws.pooled,
         );
-        dense_i8(&ws.pooled, self.dense1_kernel, self.dense1_bias, &mut ws.sums);
+        dense_i8_paired(&ws.pooled, self.dense1_kernel, self.dense1_bias, &mut ws.sums);
         for ((h, &sum), requant) in ws.hidden.iter_mut().zip(&ws.sums).zip(&self.dense1_requant) {
-            *h = requant.to_u8(sum);
+            *h = if sum > 0 { requant.to_u8(sum) } else { 0 };
         }
         dense_i8(&ws.hidden, self.dense2_kernel, self.dense2_bias, &mut ws.logits);
         for (logit, requant) in ws.logits.iter_mut().zip(&self.dense2_requant) {
@@ -305,8 +311,11 @@ pub fn quantize<
     for (i, (o, &w)) in conv_out.iter_mut().zip(conv_flat).enumerate() {
         *o = weight(w, conv_w[i % K]);
     }
-    for (i, (o, &w)) in dense1_out.iter_mut().zip(dense1_flat).enumerate() {
-        *o = weight(w, dense1_w[i % HIDDEN]);
+    for (i, &w) in dense1_flat.iter().enumerate() {
+        let (input, output) = (i / HIDDEN, i % HIDDEN);
+        if let Some(o) = dense1_out.get_mut(paired_index::<FLAT, HIDDEN>(input, output)) {
+            *o = weight(w, dense1_w[output]);
+        }
     }
     for (i, (o, &w)) in dense2_out.iter_mut().zip(dense2_flat).enumerate() {
         *o = weight(w, dense2_w[i % CLASSES]);

@@ -173,3 +173,50 @@ fn forged_biases_wrap_instead_of_panicking() {
     conv_relu_pool_i8_scalar::<10, 12, 1, 30>(&image, &conv, &[i32::MAX], &[Requant::from_real(1.0)], &mut q);
     assert_eq!(p, q);
 }
+
+/// The paired layout is a permutation, and the three paired dense kernels
+/// give the plain kernel's sums exactly, at the model's sizes and at odd ones.
+#[test]
+fn paired_dense_equals_the_plain_one() {
+    fn check<const IN: usize, const OUT: usize>(seed: u64, zeros: u32) {
+        let mut r = rng(seed);
+        let mut draw =
+            |lo: i32, hi: i32| lo + (rand_core::RngCore::next_u32(&mut r) % (hi - lo + 1) as u32) as i32;
+        // Every index used once.
+        let mut seen = vec![false; IN * OUT];
+        for i in 0..IN {
+            for j in 0..OUT {
+                let at = paired_index::<IN, OUT>(i, j);
+                assert!(!seen[at], "{IN}x{OUT}: ({i}, {j}) -> {at} twice");
+                seen[at] = true;
+            }
+        }
+        let mut plain: Box<[[i8; OUT]; IN]> = bytemuck::zeroed_box();
+        for row in plain.iter_mut() {
+            row.iter_mut().for_each(|w| *w = draw(-128, 127) as i8);
+        }
+        let mut paired: Box<[[i8; OUT]; IN]> = bytemuck::zeroed_box();
+        pair_kernel(&plain, &mut paired);
+        // Inputs with runs of zeros, so that some pairs are half or all zero.
+        let input: [u8; IN] = core::array::from_fn(|_| {
+            if draw(0, 99) < zeros as i32 {
+                0
+            } else {
+                draw(1, 255) as u8
+            }
+        });
+        let bias: [i32; OUT] = core::array::from_fn(|_| draw(-100_000, 100_000));
+        let mut expected = [0i32; OUT];
+        dense_i8_scalar(&input, &plain, &bias, &mut expected);
+        let (mut a, mut b, mut c) = ([0i32; OUT], [0i32; OUT], [0i32; OUT]);
+        dense_i8_paired(&input, &paired, &bias, &mut a);
+        dense_i8_paired_dsp(&input, &paired, &bias, &mut b);
+        dense_i8_paired_scalar(&input, &paired, &bias, &mut c);
+        assert_eq!((a, b, c), (expected, expected, expected), "{IN}x{OUT}");
+    }
+    check::<1960, 100>(31, 70);
+    check::<1960, 100>(32, 0);
+    check::<7, 5>(33, 30); // an odd last row and an odd last output
+    check::<8, 13>(34, 50); // outputs past the blocks of six and four
+    check::<1, 1>(35, 0);
+}

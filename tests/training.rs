@@ -444,7 +444,13 @@ fn parallel_training_refuses_bad_batches_without_touching_the_parameters() {
     adam.configure(AdamConfig::KERAS).unwrap();
     // A NaN pixel in the second thread's share of the batch.
     train[6].0[10][10] = f32::NAN;
-    let result = trainer.train_batch(&mut params, &mut *adam, &train[..], &[0, 1, 2, 3, 4, 5, 6, 7], &mut rng(0));
+    let result = trainer.train_batch(
+        &mut params,
+        &mut *adam,
+        &train[..],
+        &[0, 1, 2, 3, 4, 5, 6, 7],
+        &mut rng(0),
+    );
     assert_eq!(result, Err(Error::NonFinite { what: "image" }));
     assert!(unchanged(&params));
     assert_eq!(adam.steps(), 0, "the optimizer must not have stepped");

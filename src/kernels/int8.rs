@@ -144,7 +144,7 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
 
 /// [`conv_relu_pool_i8`] as a core with the DSP extension (Cortex-M4) runs
 /// it, with the same result: pixels and taps packed in 16-bit pairs, two
-/// multiply-adds per instruction ([`dual_mac`]). Elsewhere the pairs are
+/// multiply-adds per instruction (`SMLAD`). Elsewhere the pairs are
 /// taken apart in plain code (which is how the host tests this path).
 ///
 /// Eight of the nine taps pair up: the two upper rows of each column with a
@@ -228,7 +228,7 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
 /// `acc + low(a) * low(b) + high(a) * high(b)` on the signed 16-bit halves
 /// of `a` and `b`, wrapping: one `SMLAD` on a core with the DSP extension.
 #[inline(always)]
-fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
+pub(super) fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
     #[cfg(all(target_arch = "arm", tinycnn_dsp))]
     {
         let out: i32;
@@ -382,7 +382,8 @@ fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
                 .max(top[2 * px + 1])
                 .max(bottom[2 * px])
                 .max(bottom[2 * px + 1]);
-            pooled[(py * pw + px) * K + k] = requant[k].to_u8(best.max(0));
+            // ReLU's zeros (most cells) need no requantization.
+            pooled[(py * pw + px) * K + k] = if best > 0 { requant[k].to_u8(best) } else { 0 };
         }
     }
 }

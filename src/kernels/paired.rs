@@ -1,0 +1,321 @@
+//! The int8 dense layer over a weight layout that pairs input rows, so a
+//! core's dual 16-bit multiply-accumulate (`SMLAD` on a Cortex-M4) adds two
+//! inputs' products to one output in one instruction.
+//!
+//! # The paired layout
+//! The same `IN * OUT` bytes as the `[input][output]` layout, reordered: the
+//! two rows of each pair of inputs `2k, 2k + 1` fill `2 * OUT` bytes, four
+//! bytes per pair of outputs `2j, 2j + 1`:
+//! `[w(2k, 2j), w(2k, 2j + 1), w(2k + 1, 2j), w(2k + 1, 2j + 1)]`. A word of
+//! four weights then splits, by one sign extension of its even bytes and one
+//! of its odd bytes (`SXTB16`), into the 16-bit pairs of output `2j` and of
+//! output `2j + 1`. With an odd `OUT` the last output keeps two bytes per
+//! pair of rows, `[w(2k, OUT - 1), w(2k + 1, OUT - 1)]`; with an odd `IN` the
+//! last row stays as it is, at the end. [`paired_index`] says where each
+//! weight goes.
+
+use super::vector::{HAS_SIMD, LANES};
+use wide::i32x8;
+
+/// Where weight `(input, output)` of an `[IN][OUT]` kernel sits in the
+/// paired layout, as an index into its flattened bytes.
+///
+/// ```
+/// use tinycnn::kernels::paired_index;
+/// // Rows 0 and 1, outputs 0 and 1: one word of four weights.
+/// assert_eq!([(0, 0), (0, 1), (1, 0), (1, 1)].map(|(i, j)| paired_index::<3, 3>(i, j)), [0, 1, 2, 3]);
+/// // The odd last output of the pair of rows, then the odd last row as it is.
+/// assert_eq!([paired_index::<3, 3>(0, 2), paired_index::<3, 3>(1, 2)], [4, 5]);
+/// assert_eq!([paired_index::<3, 3>(2, 0), paired_index::<3, 3>(2, 2)], [6, 8]);
+/// ```
+#[inline]
+pub const fn paired_index<const IN: usize, const OUT: usize>(input: usize, output: usize) -> usize {
+    if IN % 2 == 1 && input == IN - 1 {
+        return input * OUT + output;
+    }
+    let base = (input & !1) * OUT;
+    let lower = input & 1;
+    if OUT % 2 == 1 && output == OUT - 1 {
+        base + 4 * (OUT / 2) + lower
+    } else {
+        base + 4 * (output / 2) + 2 * lower + (output & 1)
+    }
+}
+
+/// Writes the `[input][output]` kernel `plain` in the paired layout.
+///
+/// ```
+/// use tinycnn::kernels::{pair_kernel, paired_index};
+/// let plain = [[1i8, 2, 3], [4, 5, 6]];
+/// let mut paired = [[0i8; 3]; 2];
+/// pair_kernel(&plain, &mut paired);
+/// assert_eq!(paired, [[1, 2, 4], [5, 3, 6]]);
+/// assert_eq!(paired.as_flattened()[paired_index::<2, 3>(1, 2)], 6);
+/// ```
+pub fn pair_kernel<const IN: usize, const OUT: usize>(plain: &[[i8; OUT]; IN], paired: &mut [[i8; OUT]; IN]) {
+    let flat = paired.as_flattened_mut();
+    for (i, row) in plain.iter().enumerate() {
+        for (j, &w) in row.iter().enumerate() {
+            if let Some(slot) = flat.get_mut(paired_index::<IN, OUT>(i, j)) {
+                *slot = w;
+            }
+        }
+    }
+}
+
+/// `out = bias + input . kernel` in integers, with `kernel` in the paired
+/// layout; the same sums as [`dense_i8`](super::dense_i8) on the plain one.
+/// A pair of inputs that are both zero is skipped.
+///
+/// ```
+/// use tinycnn::kernels::{dense_i8, dense_i8_paired, pair_kernel};
+/// let plain = [[1i8, -1], [5, 5], [-3, 4]];
+/// let mut paired = [[0i8; 2]; 3];
+/// pair_kernel(&plain, &mut paired);
+/// let (mut a, mut b) = ([0i32; 2], [0i32; 2]);
+/// dense_i8_paired(&[2, 0, 1], &paired, &[10, 0], &mut a);
+/// dense_i8(&[2, 0, 1], &plain, &[10, 0], &mut b);
+/// assert_eq!(a, b);
+/// ```
+#[inline]
+pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+) {
+    if !HAS_SIMD {
+        return dense_i8_paired_dsp(input, kernel, bias, out);
+    }
+    let bytes = kernel.as_flattened();
+    let mut start = 0;
+    while start + LANES <= OUT {
+        out[start..start + LANES].copy_from_slice(&block_simd::<IN, OUT>(input, bytes, bias, start));
+        start += LANES;
+    }
+    tail(input, bytes, bias, start, out);
+}
+
+/// [`dense_i8_paired`] as a core without SIMD registers runs it, with the
+/// same result: blocks of six outputs in general registers, and with the DSP
+/// extension (Cortex-M4) two multiply-adds per instruction; elsewhere the
+/// 16-bit pairs are taken apart in plain code (which is how the host tests
+/// this path). The pairs of inputs that are not both zero are listed first,
+/// each with its inputs packed in 16-bit halves and the offset of its rows.
+///
+/// ```
+/// use tinycnn::kernels::{dense_i8, dense_i8_paired_dsp, pair_kernel};
+/// let plain = [[1i8, -128, 3], [127, 5, -6], [7, 8, 9]];
+/// let mut paired = [[0i8; 3]; 3];
+/// pair_kernel(&plain, &mut paired);
+/// let (mut a, mut b) = ([0i32; 3], [0i32; 3]);
+/// dense_i8_paired_dsp(&[255, 0, 3], &paired, &[1, 2, 3], &mut a);
+/// dense_i8(&[255, 0, 3], &plain, &[1, 2, 3], &mut b);
+/// assert_eq!(a, b);
+/// ```
+pub fn dense_i8_paired_dsp<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+) {
+    let bytes = kernel.as_flattened();
+    // Each entry: the two inputs packed as 16-bit halves, and the byte
+    // offset of their pair of rows (`IN / 2` entries fit in `IN` words).
+    let mut list = [0u32; IN];
+    let (entries, _) = list.as_chunks_mut::<2>();
+    let mut active = 0;
+    for k in 0..IN / 2 {
+        let (a, b) = (input[2 * k], input[2 * k + 1]);
+        if let Some(entry) = entries.get_mut(active) {
+            *entry = [u32::from(a) | (u32::from(b) << 16), (2 * k * OUT) as u32];
+        }
+        active += usize::from(a | b != 0);
+    }
+    let entries = &entries[..active];
+    let mut start = 0;
+    while start + 6 <= OUT {
+        let block = block_registers::<IN, OUT, 6, 3>(input, entries, bytes, bias, start);
+        out[start..start + 6].copy_from_slice(&block);
+        start += 6;
+    }
+    if start + 4 <= OUT {
+        let block = block_registers::<IN, OUT, 4, 2>(input, entries, bytes, bias, start);
+        out[start..start + 4].copy_from_slice(&block);
+        start += 4;
+    }
+    if start + 2 <= OUT {
+        let block = block_registers::<IN, OUT, 2, 1>(input, entries, bytes, bias, start);
+        out[start..start + 2].copy_from_slice(&block);
+        start += 2;
+    }
+    tail(input, bytes, bias, start, out);
+}
+
+/// Outputs `start..`, fewer than a block, one at a time.
+#[inline]
+fn tail<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    bytes: &[i8],
+    bias: &[i32; OUT],
+    start: usize,
+    out: &mut [i32; OUT],
+) {
+    for (j, o) in out.iter_mut().enumerate().skip(start) {
+        let mut sum = bias[j];
+        for (i, &x) in input.iter().enumerate() {
+            if x != 0 {
+                let w = bytes.get(paired_index::<IN, OUT>(i, j)).copied().unwrap_or(0);
+                sum = sum.wrapping_add(i32::from(w) * i32::from(x));
+            }
+        }
+        *o = sum;
+    }
+}
+
+/// Scalar twin of [`dense_i8_paired`]: each weight looked up by
+/// [`paired_index`].
+///
+/// ```
+/// let kernel = [[1i8, 5], [-1, 5]]; // paired: w(0,0), w(0,1), w(1,0), w(1,1) = 1, 5, -1, 5
+/// let mut out = [0i32; 2];
+/// tinycnn::kernels::dense_i8_paired_scalar(&[2, 3], &kernel, &[0, 1], &mut out);
+/// assert_eq!(out, [2 - 3, 10 + 15 + 1]);
+/// ```
+pub fn dense_i8_paired_scalar<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+) {
+    let bytes = kernel.as_flattened();
+    *out = *bias;
+    for (i, &x) in input.iter().enumerate() {
+        for (j, o) in out.iter_mut().enumerate() {
+            let w = bytes.get(paired_index::<IN, OUT>(i, j)).copied().unwrap_or(0);
+            *o = o.wrapping_add(i32::from(w) * i32::from(x));
+        }
+    }
+}
+
+/// The `N` weight words from byte `base` (outputs `2N` of a pair of rows),
+/// little-endian (zeros past the end, which the callers' bounds never reach).
+#[inline(always)]
+fn words<const N: usize>(bytes: &[i8], base: usize) -> [u32; N] {
+    let Some(run) = bytes.get(base..base + 4 * N) else {
+        return [0; N];
+    };
+    core::array::from_fn(|q| {
+        let w = &run[4 * q..4 * q + 4];
+        u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8])
+    })
+}
+
+/// Outputs `start..start + 8` on SIMD registers.
+#[inline]
+fn block_simd<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    bytes: &[i8],
+    bias: &[i32; OUT],
+    start: usize,
+) -> [i32; LANES] {
+    let mut sum = i32x8::new(core::array::from_fn(|t| bias[start + t]));
+    for k in 0..IN / 2 {
+        let (a, b) = (input[2 * k], input[2 * k + 1]);
+        if a | b == 0 {
+            continue;
+        }
+        let quads = words::<4>(bytes, 2 * k * OUT + 2 * start).map(u32::to_le_bytes);
+        let upper = core::array::from_fn(|t| i32::from(quads[t / 2][t % 2] as i8));
+        let lower = core::array::from_fn(|t| i32::from(quads[t / 2][2 + t % 2] as i8));
+        sum +=
+            i32x8::new(upper) * i32x8::splat(i32::from(a)) + i32x8::new(lower) * i32x8::splat(i32::from(b));
+    }
+    let mut block = sum.to_array();
+    add_odd_row::<IN, OUT, LANES>(input, bytes, start, &mut block);
+    block
+}
+
+/// Outputs `start..start + B` in general registers (`WORDS = B / 2` weight
+/// words per pair of rows), over the listed pairs of rows; with the DSP
+/// extension two multiply-adds per instruction. A Cortex-M has room for six
+/// sums beside the pointers; eight spill to the stack.
+#[inline]
+fn block_registers<const IN: usize, const OUT: usize, const B: usize, const WORDS: usize>(
+    input: &[u8; IN],
+    entries: &[[u32; 2]],
+    bytes: &[i8],
+    bias: &[i32; OUT],
+    start: usize,
+) -> [i32; B] {
+    const { assert!(B == 2 * WORDS, "two outputs per weight word") };
+    let mut sums: [i32; B] = core::array::from_fn(|t| bias[start + t]);
+    let block = bytes.get(2 * start..).unwrap_or_default();
+    for &[x, offset] in entries {
+        let words: [u32; WORDS] = words(block, offset as usize);
+        for (q, word) in words.into_iter().enumerate() {
+            (sums[2 * q], sums[2 * q + 1]) = word_products(x, word, sums[2 * q], sums[2 * q + 1]);
+        }
+    }
+    add_odd_row::<IN, OUT, B>(input, bytes, start, &mut sums);
+    sums
+}
+
+/// With an odd `IN`, the last row's products, which have no partner.
+#[inline]
+fn add_odd_row<const IN: usize, const OUT: usize, const B: usize>(
+    input: &[u8; IN],
+    bytes: &[i8],
+    start: usize,
+    sums: &mut [i32; B],
+) {
+    if IN.is_multiple_of(2) {
+        return;
+    }
+    let x = i32::from(input[IN - 1]);
+    for (t, sum) in sums.iter_mut().enumerate() {
+        let w = bytes.get((IN - 1) * OUT + start + t).copied().unwrap_or(0);
+        *sum = sum.wrapping_add(i32::from(w) * x);
+    }
+}
+
+/// Adds one word of weights (`[w(2k, 2j), w(2k, 2j + 1), w(2k + 1, 2j),
+/// w(2k + 1, 2j + 1)]`) times the packed inputs `x` (`x(2k)` low, `x(2k + 1)`
+/// high) to the sums of outputs `2j` and `2j + 1`.
+///
+/// With the DSP extension: `SXTB16` sign-extends the even bytes, and with a
+/// rotation the odd ones, into 16-bit pairs, and each pair takes one
+/// `SMLAD`: four instructions for four multiply-adds. Elsewhere, four plain
+/// multiply-adds.
+#[inline(always)]
+fn word_products(x: u32, word: u32, even: i32, odd: i32) -> (i32, i32) {
+    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
+    {
+        let (even_bytes, odd_bytes): (u32, u32);
+        // SAFETY: SXTB16 reads one general register and writes another; it
+        // touches no memory, stack or flags.
+        unsafe {
+            core::arch::asm!(
+                "sxtb16 {even}, {word}",
+                "sxtb16 {odd}, {word}, ror #8",
+                even = out(reg) even_bytes,
+                odd = lateout(reg) odd_bytes,
+                word = in(reg) word,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        (
+            super::int8::dual_mac(x, even_bytes, even),
+            super::int8::dual_mac(x, odd_bytes, odd),
+        )
+    }
+    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
+    {
+        let (a, b) = ((x & 0xffff) as i32, (x >> 16) as i32);
+        let w = word.to_le_bytes().map(|v| i32::from(v as i8));
+        (
+            even.wrapping_add(a * w[0]).wrapping_add(b * w[2]),
+            odd.wrapping_add(a * w[1]).wrapping_add(b * w[3]),
+        )
+    }
+}
