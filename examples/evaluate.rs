@@ -14,7 +14,6 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tinycnn::data::Samples;
-use tinycnn::FashionParams;
 
 /// Evaluate a weight file on the Fashion-MNIST test set.
 #[derive(Parser, Debug)]
@@ -57,7 +56,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("weights: {} (int8)", args.weights.display());
         matrix
     } else {
-        let params = load_weights(&args.weights)?;
+        let params = common::load_weights(&args.weights)?;
         println!("weights: {}", args.weights.display());
         common::confusion(&params, &test)?
     };
@@ -65,17 +64,4 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let accuracy = common::report(&matrix);
     println!("accuracy={accuracy:.4}");
     Ok(())
-}
-/// A weight blob when the file starts with the blob's magic, safetensors otherwise.
-fn load_weights(path: &std::path::Path) -> Result<Box<FashionParams>, tinycnn::host::HostError> {
-    let mut magic = [0u8; 4];
-    let is_blob = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .map(|()| magic == tinycnn::weights::MAGIC)
-        .unwrap_or(false);
-    if is_blob {
-        tinycnn::host::load_blob(path)
-    } else {
-        tinycnn::host::load_safetensors(path)
-    }
 }

@@ -21,7 +21,7 @@ type Model<'a> = QuantModel<'a, 28, 28, 10, 1960, 100, 10>;
 #[derive(Parser, Debug)]
 #[command(about)]
 struct Args {
-    /// A `.safetensors` file in the Keras layout, or a `.tcnn` f32 blob.
+    /// A `.safetensors` file in the Keras layout, or an f32 weight blob (`export`).
     #[arg(long)]
     weights: PathBuf,
     /// The int8 blob to write.
@@ -46,12 +46,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    // A Keras-layout .safetensors file, or an f32 blob written by `export`.
-    let params = if args.weights.extension().is_some_and(|e| e == "tcnn") {
-        tinycnn::host::load_blob::<28, 28, 10, 1960, 100, 10>(&args.weights)?
-    } else {
-        tinycnn::host::load_safetensors::<28, 28, 10, 1960, 100, 10>(&args.weights)?
-    };
+    let params = common::load_weights(&args.weights)?;
     let data = common::load_data(args.data.as_deref())?;
     let train = data.train();
     let indices: Vec<u32> = (0..args.calibration.min(train.len()) as u32).collect();

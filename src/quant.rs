@@ -193,7 +193,7 @@ impl<
         );
         dense_i8_paired(&ws.pooled, self.dense1_kernel, self.dense1_bias, &mut ws.sums);
         for ((h, &sum), requant) in ws.hidden.iter_mut().zip(&ws.sums).zip(&self.dense1_requant) {
-            *h = if sum > 0 { requant.to_u8(sum) } else { 0 };
+            *h = requant.to_u8(sum);
         }
         dense_i8(&ws.hidden, self.dense2_kernel, self.dense2_bias, &mut ws.logits);
         for (logit, requant) in ws.logits.iter_mut().zip(&self.dense2_requant) {

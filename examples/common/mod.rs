@@ -72,3 +72,17 @@ pub fn report(matrix: &[[usize; 10]; 10]) -> f64 {
     }
     correct as f64 / total.max(1) as f64
 }
+
+/// A weight blob when the file starts with the blob's magic, safetensors otherwise.
+pub fn load_weights(path: &std::path::Path) -> Result<Box<FashionParams>, tinycnn::host::HostError> {
+    let mut magic = [0u8; 4];
+    let is_blob = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .map(|()| magic == tinycnn::weights::MAGIC)
+        .unwrap_or(false);
+    if is_blob {
+        tinycnn::host::load_blob(path)
+    } else {
+        tinycnn::host::load_safetensors(path)
+    }
+}

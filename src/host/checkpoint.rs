@@ -107,10 +107,7 @@ pub fn load_checkpoint<
 >(
     path: &Path,
 ) -> Result<Checkpoint<H, W, K, FLAT, HIDDEN, CLASSES>, HostError> {
-    let bytes = std::fs::read(path).map_err(|source| HostError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = super::files::read_file(path)?;
     checkpoint_from_safetensors(&bytes).map_err(|detail| HostError::Safetensors {
         path: path.to_path_buf(),
         detail,

@@ -17,24 +17,26 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// [`HostError::Io`] when the file cannot be read or its gzip data is corrupt
 /// or truncated.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, HostError> {
-    let io = |source| HostError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let raw = fs::read(path).map_err(io)?;
+    let raw = read_file(path)?;
     if !raw.starts_with(&GZIP_MAGIC) {
         return Ok(raw);
     }
     let mut out = Vec::with_capacity(raw.len() * 2);
     flate2::read::GzDecoder::new(&raw[..])
         .read_to_end(&mut out)
-        .map_err(|e| {
-            io(std::io::Error::new(
-                e.kind(),
-                std::format!("corrupt or truncated gzip data ({e})"),
-            ))
+        .map_err(|e| HostError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(e.kind(), std::format!("corrupt or truncated gzip data ({e})")),
         })?;
     Ok(out)
+}
+
+/// Reads a whole file; an error names it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, HostError> {
+    fs::read(path).map_err(|source| HostError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the
@@ -102,10 +104,7 @@ pub fn load_blob<
 >(
     path: &Path,
 ) -> Result<Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>, HostError> {
-    let bytes = fs::read(path).map_err(|source| HostError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_file(path)?;
     let aligned = AlignedBytes::new(&bytes);
     let view = Params::from_blob(aligned.as_bytes()).map_err(|error| HostError::Invalid {
         path: path.to_path_buf(),

@@ -6,6 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
+use super::dsp::dual_mac;
 use super::vector::{HAS_SIMD, LANES};
 use wide::i32x8;
 
@@ -82,9 +83,14 @@ impl Requant {
         scaled.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
     }
 
-    /// [`apply`](Self::apply), then clamped to `0..=255`: ReLU and the `u8` range.
+    /// ReLU, then [`apply`](Self::apply) clamped to `0..=255`. A value
+    /// ReLU zeroes (most of them, after a convolution or a dense layer) is
+    /// not requantized at all.
     #[inline]
     pub fn to_u8(self, value: i32) -> u8 {
+        if value <= 0 {
+            return 0;
+        }
         self.apply(value).clamp(0, 255) as u8
     }
 }
@@ -225,36 +231,6 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     }
 }
 
-/// `acc + low(a) * low(b) + high(a) * high(b)` on the signed 16-bit halves
-/// of `a` and `b`, wrapping: one `SMLAD` on a core with the DSP extension.
-#[inline(always)]
-pub(super) fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
-    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-    {
-        let out: i32;
-        // SAFETY: SMLAD reads three general registers and writes a fourth; it
-        // touches no memory and no stack (it may set the Q flag, which the
-        // options leave unpromised).
-        unsafe {
-            core::arch::asm!(
-                "smlad {out}, {a}, {b}, {acc}",
-                out = lateout(reg) out,
-                a = in(reg) a,
-                b = in(reg) b,
-                acc = in(reg) acc,
-                options(pure, nomem, nostack),
-            );
-        }
-        out
-    }
-    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-    {
-        let half = |v: u32, shift: u32| i32::from((v >> shift) as u16 as i16);
-        acc.wrapping_add(half(a, 0) * half(b, 0))
-            .wrapping_add(half(a, 16) * half(b, 16))
-    }
-}
-
 /// Scalar twin of [`conv_relu_pool_i8`].
 ///
 /// ```
@@ -382,8 +358,7 @@ fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
                 .max(top[2 * px + 1])
                 .max(bottom[2 * px])
                 .max(bottom[2 * px + 1]);
-            // ReLU's zeros (most cells) need no requantization.
-            pooled[(py * pw + px) * K + k] = if best > 0 { requant[k].to_u8(best) } else { 0 };
+            pooled[(py * pw + px) * K + k] = requant[k].to_u8(best);
         }
     }
 }

@@ -17,6 +17,7 @@
 
 mod conv;
 mod dense;
+mod dsp;
 mod int8;
 mod paired;
 mod softmax;

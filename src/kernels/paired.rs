@@ -14,6 +14,7 @@
 //! last row stays as it is, at the end. [`paired_index`] says where each
 //! weight goes.
 
+use super::dsp::word_products;
 use super::vector::{HAS_SIMD, LANES};
 use wide::i32x8;
 
@@ -152,7 +153,8 @@ pub fn dense_i8_paired_dsp<const IN: usize, const OUT: usize>(
     tail(input, bytes, bias, start, out);
 }
 
-/// Outputs `start..`, fewer than a block, one at a time.
+/// Outputs `start..` one at a time, each weight looked up by
+/// [`paired_index`]: the blocks' remainder, and the whole scalar twin.
 #[inline]
 fn tail<const IN: usize, const OUT: usize>(
     input: &[u8; IN],
@@ -188,14 +190,7 @@ pub fn dense_i8_paired_scalar<const IN: usize, const OUT: usize>(
     bias: &[i32; OUT],
     out: &mut [i32; OUT],
 ) {
-    let bytes = kernel.as_flattened();
-    *out = *bias;
-    for (i, &x) in input.iter().enumerate() {
-        for (j, o) in out.iter_mut().enumerate() {
-            let w = bytes.get(paired_index::<IN, OUT>(i, j)).copied().unwrap_or(0);
-            *o = o.wrapping_add(i32::from(w) * i32::from(x));
-        }
-    }
+    tail(input, kernel.as_flattened(), bias, 0, out);
 }
 
 /// The `N` weight words from byte `base` (outputs `2N` of a pair of rows),
@@ -276,46 +271,5 @@ fn add_odd_row<const IN: usize, const OUT: usize, const B: usize>(
     for (t, sum) in sums.iter_mut().enumerate() {
         let w = bytes.get((IN - 1) * OUT + start + t).copied().unwrap_or(0);
         *sum = sum.wrapping_add(i32::from(w) * x);
-    }
-}
-
-/// Adds one word of weights (`[w(2k, 2j), w(2k, 2j + 1), w(2k + 1, 2j),
-/// w(2k + 1, 2j + 1)]`) times the packed inputs `x` (`x(2k)` low, `x(2k + 1)`
-/// high) to the sums of outputs `2j` and `2j + 1`.
-///
-/// With the DSP extension: `SXTB16` sign-extends the even bytes, and with a
-/// rotation the odd ones, into 16-bit pairs, and each pair takes one
-/// `SMLAD`: four instructions for four multiply-adds. Elsewhere, four plain
-/// multiply-adds.
-#[inline(always)]
-fn word_products(x: u32, word: u32, even: i32, odd: i32) -> (i32, i32) {
-    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-    {
-        let (even_bytes, odd_bytes): (u32, u32);
-        // SAFETY: SXTB16 reads one general register and writes another; it
-        // touches no memory, stack or flags.
-        unsafe {
-            core::arch::asm!(
-                "sxtb16 {even}, {word}",
-                "sxtb16 {odd}, {word}, ror #8",
-                even = out(reg) even_bytes,
-                odd = lateout(reg) odd_bytes,
-                word = in(reg) word,
-                options(pure, nomem, nostack, preserves_flags),
-            );
-        }
-        (
-            super::int8::dual_mac(x, even_bytes, even),
-            super::int8::dual_mac(x, odd_bytes, odd),
-        )
-    }
-    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-    {
-        let (a, b) = ((x & 0xffff) as i32, (x >> 16) as i32);
-        let w = word.to_le_bytes().map(|v| i32::from(v as i8));
-        (
-            even.wrapping_add(a * w[0]).wrapping_add(b * w[2]),
-            odd.wrapping_add(a * w[1]).wrapping_add(b * w[3]),
-        )
     }
 }
