@@ -296,6 +296,18 @@ pub fn conv_relu_pool_backward<const H: usize, const W: usize, const K: usize, c
     const { check_sizes::<H, W, K, FLAT>() };
     for_each_active_cell::<W, K, FLAT>(pooled, argmax, pooled_grad, |y, x, k, g| {
         bias_grad[k] += g;
+        // Away from the border the 3x3 patch is whole: no padding checks.
+        let interior = image
+            .get(y.wrapping_sub(1)..y + 2)
+            .filter(|_| x >= 1 && x + 2 <= W);
+        if let Some(rows) = interior {
+            for (taps, row) in kernel_grad.iter_mut().zip(rows) {
+                for (tap, &pixel) in taps.iter_mut().zip(&row[x - 1..]) {
+                    tap[k] += g * pixel;
+                }
+            }
+            return;
+        }
         for (ky, taps) in kernel_grad.iter_mut().enumerate() {
             for (kx, tap) in taps.iter_mut().enumerate() {
                 if let Some(pixel) = pixel_at(image, y + ky, x + kx) {
@@ -341,7 +353,7 @@ pub fn conv_relu_pool_input_grad<const H: usize, const W: usize, const K: usize,
 }
 
 /// Calls `f(y, x, k, gradient)` for every pooled cell that passes gradient,
-/// with `(y, x)` the winning convolution position.
+/// with `(y, x)` the winning convolution position, in increasing cell order.
 #[inline]
 fn for_each_active_cell<const W: usize, const K: usize, const FLAT: usize>(
     pooled: &[f32; FLAT],
@@ -350,13 +362,35 @@ fn for_each_active_cell<const W: usize, const K: usize, const FLAT: usize>(
     mut f: impl FnMut(usize, usize, usize, f32),
 ) {
     let pw = W / 2;
-    for (cell, ((&value, &which), &g)) in pooled.iter().zip(argmax).zip(pooled_grad).enumerate() {
+    let mut visit = |cell: usize| {
+        let (Some(&value), Some(&which), Some(&g)) =
+            (pooled.get(cell), argmax.get(cell), pooled_grad.get(cell))
+        else {
+            return;
+        };
         if value <= 0.0 || g == 0.0 {
-            continue;
+            return;
         }
         let k = cell % K;
         let (py, px) = ((cell / K) / pw, (cell / K) % pw);
         let which = usize::from(which & 3);
         f(2 * py + which / 2, 2 * px + which % 2, k, g);
+    };
+    let mut start = 0;
+    if HAS_SIMD {
+        // After ReLU and dropout the active cells are few and scattered: a
+        // branch per cell would be mispredicted often, a bit mask of eight
+        // cells at a time is not.
+        let zero = f32x8::splat(0.0);
+        while start + LANES <= FLAT {
+            let active = lanes(pooled, start).simd_gt(zero) & lanes(pooled_grad, start).simd_ne(zero);
+            let mut bits = active.to_bitmask();
+            while bits != 0 {
+                visit(start + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+            start += LANES;
+        }
     }
+    (start..FLAT).for_each(visit);
 }
