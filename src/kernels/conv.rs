@@ -46,10 +46,13 @@ pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
     const { check_sizes::<H, W, K, FLAT>() };
+    let taps: [[[f32x8; 3]; 3]; K] = core::array::from_fn(|k| {
+        core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])))
+    });
     let mut rows = [[[0.0f32; W]; K]; 2];
     for py in 0..H / 2 {
         for (r, row) in rows.iter_mut().enumerate() {
-            conv_rows(image, kernel, bias, 2 * py + r, row);
+            conv_rows(image, kernel, &taps, bias, 2 * py + r, row);
         }
         pool_row(&rows, py, pooled, argmax.as_deref_mut());
     }
@@ -102,14 +105,16 @@ fn pixel_at<const H: usize, const W: usize>(
 }
 
 /// Convolution row `y` of every channel. Eight interior pixels at a time
-/// take all nine taps while their sum stays in registers (the last group
-/// overlaps the one before it rather than leaving a remainder); the two edge
-/// columns, where a tap column is padding, are summed on their own. Every sum
-/// runs in the same order as in the scalar twin.
+/// take all nine taps of every channel while their sums stay in registers:
+/// the nine input vectors are loaded once and serve all `K` channels (the
+/// last group overlaps the one before it rather than leaving a remainder).
+/// The two edge columns, where a tap column is padding, are summed on their
+/// own. Every sum runs in the same order as in the scalar twin.
 #[inline]
 fn conv_rows<const H: usize, const W: usize, const K: usize>(
     image: &[[f32; W]; H],
     kernel: &ConvKernel<K>,
+    taps: &[[[f32x8; 3]; 3]; K],
     bias: &[f32; K],
     y: usize,
     out: &mut [[f32; W]; K],
@@ -117,33 +122,37 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
     // The three source rows; a row outside the image is padding and adds nothing.
     let sources: [Option<&[f32; W]>; 3] =
         core::array::from_fn(|ky| (y + ky).checked_sub(1).and_then(|iy| image.get(iy)));
-    for (k, row) in out.iter_mut().enumerate() {
-        if W < LANES + 2 {
+    if W < LANES + 2 {
+        for (k, row) in out.iter_mut().enumerate() {
             for (x, value) in row.iter_mut().enumerate() {
                 *value = conv_pixel(image, kernel, bias, y, x, k);
             }
-            continue;
         }
-        let taps: [[f32x8; 3]; 3] =
-            core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])));
-        let last = W - 1 - LANES;
-        let mut x = 1;
-        loop {
-            let at = x.min(last);
-            let mut sum = f32x8::splat(bias[k]);
-            for (source, taps) in sources.iter().zip(&taps) {
-                if let Some(source) = source {
-                    sum = lanes(*source, at - 1).mul_add(taps[0], sum);
-                    sum = lanes(*source, at).mul_add(taps[1], sum);
-                    sum = lanes(*source, at + 1).mul_add(taps[2], sum);
+        return;
+    }
+    let last = W - 1 - LANES;
+    let mut x = 1;
+    loop {
+        let at = x.min(last);
+        let inputs: [Option<[f32x8; 3]>; 3] =
+            sources.map(|source| source.map(|source| core::array::from_fn(|kx| lanes(source, at - 1 + kx))));
+        for ((row, taps), &bias) in out.iter_mut().zip(taps).zip(bias) {
+            let mut sum = f32x8::splat(bias);
+            for (inputs, taps) in inputs.iter().zip(taps) {
+                if let Some(inputs) = inputs {
+                    for (input, &tap) in inputs.iter().zip(taps) {
+                        sum = input.mul_add(tap, sum);
+                    }
                 }
             }
             row[at..at + LANES].copy_from_slice(&sum.to_array());
-            if at == last {
-                break;
-            }
-            x += LANES;
         }
+        if at == last {
+            break;
+        }
+        x += LANES;
+    }
+    for (k, row) in out.iter_mut().enumerate() {
         let (mut left, mut right) = (bias[k], bias[k]);
         for (source, taps) in sources.iter().zip(kernel) {
             if let Some(source) = source {
