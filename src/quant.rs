@@ -10,14 +10,15 @@
 //! each layer's sums move to the next scale with a [`Requant`]. The logits are
 //! brought to one common scale, so the class is an integer argmax.
 //!
-//! Blob layout (integers little-endian): magic `b"TCQ8"`, version 2, `H`,
+//! Blob layout (integers little-endian): magic `b"TCQ8"`, version 3, `H`,
 //! `W`, `K`, `HIDDEN`, `CLASSES`, payload length, CRC-32 of the payload (nine
 //! words); then the payload: the `i32` section (conv, dense1, dense2 biases;
-//! then for each layer its multipliers and its shifts) and the `i8` section
-//! (conv and dense2 kernels in the Keras layouts, dense1's in the paired
-//! layout of [`dense_i8_paired`], which lets
-//! a Cortex-M4 take two inputs per instruction). Version 1 had dense1 in the
-//! Keras layout too; it is refused.
+//! then for each layer its multipliers and its shifts) and the `i8` section:
+//! dense1's kernel in the paired layout of [`dense_i8_paired`], which lets a
+//! Cortex-M4 take two inputs per instruction, first, so that it starts on a
+//! 4-byte boundary and can be loaded a word at a time; then the conv and
+//! dense2 kernels in the Keras layouts. Versions 1 (dense1 in the Keras
+//! layout) and 2 (the conv kernel first) are refused.
 
 use crate::data::Samples;
 use crate::kernels::{
@@ -29,7 +30,7 @@ use crate::Error;
 /// The first four bytes of an int8 blob.
 pub const MAGIC: [u8; 4] = *b"TCQ8";
 /// The int8 blob format version.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 use crate::weights::{BlobFormat, HEADER_BYTES};
 
 const INT8_BLOB: BlobFormat = BlobFormat {
@@ -149,8 +150,8 @@ impl<
             multiplier: requant[offset + i],
             shift: requant[offset + n + i],
         };
-        let (conv_kernel, rest) = i8_bytes.split_at(9 * K);
-        let (dense1_kernel, dense2_kernel) = rest.split_at(FLAT * HIDDEN);
+        let (dense1_kernel, rest) = i8_bytes.split_at(FLAT * HIDDEN);
+        let (conv_kernel, dense2_kernel) = rest.split_at(9 * K);
         let shape = || Error::Dimensions {
             what: WHAT,
             detail: "section sizes do not match the model",
@@ -306,8 +307,8 @@ pub fn quantize<
         layer.iter().for_each(|r| put(r.shift));
     }
     let weight = |w: f32, scale: f64| libm::round(f64::from(w) / scale).clamp(-127.0, 127.0) as i8 as u8;
-    let (conv_out, rest) = i8_bytes.split_at_mut(9 * K);
-    let (dense1_out, dense2_out) = rest.split_at_mut(FLAT * HIDDEN);
+    let (dense1_out, rest) = i8_bytes.split_at_mut(FLAT * HIDDEN);
+    let (conv_out, dense2_out) = rest.split_at_mut(9 * K);
     for (i, (o, &w)) in conv_out.iter_mut().zip(conv_flat).enumerate() {
         *o = weight(w, conv_w[i % K]);
     }

@@ -123,6 +123,43 @@ fn integer_kernels_equal_their_scalar_twins_exactly() {
     assert_eq!(x, y);
 }
 
+/// The Cortex-M4 convolution computes only the columns whose 3x3 patch
+/// reaches a non-zero pixel; black rows, margins and lone pixels in corners
+/// must still give the scalar twin's result, positive biases included.
+#[test]
+fn the_dsp_convolution_skips_black_background_exactly() {
+    let mut r = rng(5);
+    let mut draw =
+        |lo: i32, hi: i32| lo + (rand_core::RngCore::next_u32(&mut r) % (hi - lo + 1) as u32) as i32;
+    let kernel: ConvKernelI8<10> =
+        core::array::from_fn(|_| core::array::from_fn(|_| core::array::from_fn(|_| draw(-127, 127) as i8)));
+    let bias: [i32; 10] = core::array::from_fn(|k| if k % 2 == 0 { draw(1, 3000) } else { draw(-3000, 0) });
+    let requant: [Requant; 10] = core::array::from_fn(|k| Requant::from_real(0.002 * (k + 1) as f64));
+    let mut images = vec![[[0u8; 28]; 28]];
+    // An item in the middle with black margins and black rows above and below.
+    let mut item = [[0u8; 28]; 28];
+    for (y, row) in item.iter_mut().enumerate().take(22).skip(5) {
+        for (x, p) in row.iter_mut().enumerate().take(20 + y % 3).skip(7 - y % 2) {
+            *p = draw(0, 255) as u8;
+        }
+    }
+    images.push(item);
+    // Lone pixels in the corners and on the edges.
+    for (y, x) in [(0, 0), (0, 27), (27, 0), (27, 27), (13, 0), (0, 13), (14, 27)] {
+        let mut image = [[0u8; 28]; 28];
+        image[y][x] = 200;
+        images.push(image);
+    }
+    for image in &images {
+        let (mut a, mut b) = ([0u8; 1960], [0u8; 1960]);
+        conv_relu_pool_i8_dsp::<28, 28, 10, 1960>(image, &kernel, &bias, &requant, &mut a);
+        conv_relu_pool_i8_scalar::<28, 28, 10, 1960>(image, &kernel, &bias, &requant, &mut b);
+        assert_eq!(a, b);
+        // The background gives each channel's positive bias, requantized.
+        assert!(b.iter().any(|&v| v > 0));
+    }
+}
+
 #[test]
 fn requantization_by_hand() {
     // 0.3 = 0.6 * 2^-1: multiplier round(0.6 * 2^31), shift -1.
@@ -219,4 +256,5 @@ fn paired_dense_equals_the_plain_one() {
     check::<7, 5>(33, 30); // an odd last row and an odd last output
     check::<8, 13>(34, 50); // outputs past the blocks of six and four
     check::<1, 1>(35, 0);
+    check::<2, 6>(36, 0); // one pair, listed apart from the end marker
 }

@@ -71,3 +71,81 @@ pub(super) fn word_products(x: u32, word: u32, even: i32, odd: i32) -> (i32, i32
         )
     }
 }
+
+/// Adds to six sums (outputs `2j..2j + 6` of a paired dense layer) the
+/// products of every listed pair of rows: each entry holds the two inputs
+/// packed in 16-bit halves and the byte offset of the pair's three weight
+/// words in `block`. The list ends at the first entry whose inputs are zero.
+///
+/// With the DSP extension the loop is written out in assembly, because the
+/// compiler's version keeps some sums on the stack: per entry one load of
+/// the entry, one of the three words (`LDM`), six `SXTB16` and six `SMLAD`,
+/// seventeen instructions for twelve multiply-adds.
+///
+/// # Safety
+/// An entry with zero inputs must end `entries`; every listed offset plus
+/// 12 must lie within `block`. With the DSP extension, `block` must start
+/// at a 4-byte boundary and every offset must be a multiple of 4.
+#[inline(always)]
+pub(super) unsafe fn six_sums(entries: &[[u32; 2]], block: &[i8], sums: [i32; 6]) -> [i32; 6] {
+    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
+    {
+        let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5] = sums;
+        // SAFETY: the caller guarantees the list's end marker, the offsets'
+        // bounds and the alignment `LDM` needs. r6 (which LLVM may reserve)
+        // is saved on the stack and restored before the block ends.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6}}",
+                "2:",
+                "ldrd r6, r12, [r0], #8",
+                "cbz r6, 3f",
+                "add r12, r12, r1",
+                "ldm r12, {{r9, r10, r11}}",
+                "sxtb16 r12, r9, ror #8",
+                "sxtb16 r9, r9",
+                "smlad r2, r6, r9, r2",
+                "smlad r3, r6, r12, r3",
+                "sxtb16 r12, r10, ror #8",
+                "sxtb16 r10, r10",
+                "smlad r4, r6, r10, r4",
+                "smlad r5, r6, r12, r5",
+                "sxtb16 r12, r11, ror #8",
+                "sxtb16 r11, r11",
+                "smlad r8, r6, r11, r8",
+                "smlad lr, r6, r12, lr",
+                "b 2b",
+                "3:",
+                "pop {{r6}}",
+                inout("r0") entries.as_ptr() => _,
+                in("r1") block.as_ptr(),
+                inout("r2") s0,
+                inout("r3") s1,
+                inout("r4") s2,
+                inout("r5") s3,
+                inout("r8") s4,
+                inout("lr") s5,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+                out("r12") _,
+                options(readonly),
+            );
+        }
+        [s0, s1, s2, s3, s4, s5]
+    }
+    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
+    {
+        let mut sums = sums;
+        for &[x, offset] in entries.iter().take_while(|entry| entry[0] != 0) {
+            let words = block
+                .get(offset as usize..offset as usize + 12)
+                .unwrap_or_default();
+            for (q, word) in words.chunks_exact(4).enumerate() {
+                let word = u32::from_le_bytes([word[0] as u8, word[1] as u8, word[2] as u8, word[3] as u8]);
+                (sums[2 * q], sums[2 * q + 1]) = word_products(x, word, sums[2 * q], sums[2 * q + 1]);
+            }
+        }
+        sums
+    }
+}

@@ -184,8 +184,18 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
             pair(t(2, 0), t(2, 1)),
         ]
     });
+    // The first and last non-zero column of each image row (None for a black
+    // row): outside them, widened by the kernel, a sum is the bias alone.
+    // Most of a Fashion-MNIST image is black background around the item.
+    let extents: [Option<(usize, usize)>; H] = core::array::from_fn(|y| {
+        let nonzero = |&p: &u8| p != 0;
+        Some((
+            image[y].iter().position(nonzero)?,
+            image[y].iter().rposition(nonzero)?,
+        ))
+    });
     conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
-        conv_rows_i8_dsp(image, &taps, kernel, bias, y, row);
+        conv_rows_i8_dsp(image, &extents, &taps, kernel, bias, y, row);
     });
 }
 
@@ -195,32 +205,49 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
 /// (one pair), the pixels of row `y + 1` in columns `x - 1` and `x` (another
 /// pair), and row `y + 1`'s pixel in column `x + 1`; the pairs of columns
 /// `x - 1` and `x` are carried over from the outputs before. Padding reads 0.
+/// Only the columns whose 3x3 patch reaches a non-zero pixel of `extents` are
+/// summed; the others are the bias.
 #[inline]
 fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     image: &[[u8; W]; H],
+    extents: &[Option<(usize, usize)>; H],
     taps: &[[u32; 4]; K],
     kernel: &ConvKernelI8<K>,
     bias: &[i32; K],
     y: usize,
     out: &mut [[i32; W]; K],
 ) {
-    let source = |ky: usize| (y + ky).checked_sub(1).and_then(|iy| image.get(iy));
+    let source_row = |ky: usize| (y + ky).checked_sub(1);
+    let span = (0..3)
+        .filter_map(|ky| extents.get(source_row(ky)?).copied().flatten())
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+    let Some((first, last)) = span else {
+        for (row, &bias) in out.iter_mut().zip(bias) {
+            *row = [bias; W];
+        }
+        return;
+    };
+    // Outputs whose 3x3 patch reaches a non-zero pixel.
+    let (lo, hi) = (first.saturating_sub(1), (last + 1).min(W - 1));
+    let source = |ky: usize| source_row(ky).and_then(|iy| image.get(iy));
     let (upper, middle, below) = (source(0), source(1), source(2));
     // Pixel `x` of a row, 0 in the padding (x = usize::MAX stands for -1).
     let pixel = |row: Option<&[u8; W]>, x: usize| row.and_then(|r| r.get(x)).map_or(0, |&p| u32::from(p));
     let column = |x: usize| pixel(upper, x) | (pixel(middle, x) << 16);
-    let packed: [[u32; 3]; W] = core::array::from_fn(|x| {
-        [
+    let mut packed = [[0u32; 3]; W];
+    for (x, packed) in packed.iter_mut().enumerate().take(hi + 1).skip(lo) {
+        *packed = [
             column(x + 1),
             pixel(below, x.wrapping_sub(1)) | (pixel(below, x) << 16),
             pixel(below, x + 1),
-        ]
-    });
-    let first = column(0);
+        ];
+    }
+    let (before, centre) = (column(lo.wrapping_sub(1)), column(lo));
     for (k, (row, taps)) in out.iter_mut().zip(taps).enumerate() {
         let corner = i32::from(kernel[2][2][k]);
-        let (mut left, mut centre) = (0, first);
-        for (value, &[right, lower, last]) in row.iter_mut().zip(&packed) {
+        let (outside, active) = (bias[k], row.get_mut(lo..=hi).unwrap_or_default());
+        let (mut left, mut centre) = (before, centre);
+        for (value, &[right, lower, last]) in active.iter_mut().zip(&packed[lo..]) {
             let mut sum = bias[k].wrapping_add(last as i32 * corner);
             sum = dual_mac(left, taps[0], sum);
             sum = dual_mac(centre, taps[1], sum);
@@ -228,6 +255,8 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
             *value = dual_mac(lower, taps[3], sum);
             (left, centre) = (centre, right);
         }
+        row[..lo].fill(outside);
+        row[hi + 1..].fill(outside);
     }
 }
 

@@ -14,7 +14,7 @@
 //! last row stays as it is, at the end. [`paired_index`] says where each
 //! weight goes.
 
-use super::dsp::word_products;
+use super::dsp::{six_sums, word_products};
 use super::vector::{HAS_SIMD, LANES};
 use wide::i32x8;
 
@@ -133,20 +133,35 @@ pub fn dense_i8_paired_dsp<const IN: usize, const OUT: usize>(
         }
         active += usize::from(a | b != 0);
     }
-    let entries = &entries[..active];
+    // An entry of zeros ends the list. When every pair is listed there is no
+    // slot left for it: the last pair gives up its slot and is added apart.
+    let spare = if active < entries.len() {
+        None
+    } else {
+        active = active.saturating_sub(1);
+        entries.get(active).copied()
+    };
+    if let Some(marker) = entries.get_mut(active) {
+        *marker = [0, 0];
+    }
+    let list = List {
+        marked: entries.get(..=active).unwrap_or_default(),
+        spare,
+        aligned: OUT.is_multiple_of(2) && (bytes.as_ptr() as usize).is_multiple_of(4),
+    };
     let mut start = 0;
     while start + 6 <= OUT {
-        let block = block_registers::<IN, OUT, 6, 3>(input, entries, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 6, 3>(input, &list, bytes, bias, start);
         out[start..start + 6].copy_from_slice(&block);
         start += 6;
     }
     if start + 4 <= OUT {
-        let block = block_registers::<IN, OUT, 4, 2>(input, entries, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 4, 2>(input, &list, bytes, bias, start);
         out[start..start + 4].copy_from_slice(&block);
         start += 4;
     }
     if start + 2 <= OUT {
-        let block = block_registers::<IN, OUT, 2, 1>(input, entries, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 2, 1>(input, &list, bytes, bias, start);
         out[start..start + 2].copy_from_slice(&block);
         start += 2;
     }
@@ -231,6 +246,17 @@ fn block_simd<const IN: usize, const OUT: usize>(
     block
 }
 
+/// The pairs of rows [`dense_i8_paired_dsp`] adds up.
+struct List<'a> {
+    /// Entries `[packed inputs, byte offset]`, ended by an entry of zeros.
+    marked: &'a [[u32; 2]],
+    /// The last pair, when it had to give its slot to the end marker.
+    spare: Option<[u32; 2]>,
+    /// Whether the weights and every offset sit on 4-byte boundaries, as
+    /// [`six_sums`] needs.
+    aligned: bool,
+}
+
 /// Outputs `start..start + B` in general registers (`WORDS = B / 2` weight
 /// words per pair of rows), over the listed pairs of rows; with the DSP
 /// extension two multiply-adds per instruction. A Cortex-M has room for six
@@ -238,7 +264,7 @@ fn block_simd<const IN: usize, const OUT: usize>(
 #[inline]
 fn block_registers<const IN: usize, const OUT: usize, const B: usize, const WORDS: usize>(
     input: &[u8; IN],
-    entries: &[[u32; 2]],
+    list: &List,
     bytes: &[i8],
     bias: &[i32; OUT],
     start: usize,
@@ -246,11 +272,27 @@ fn block_registers<const IN: usize, const OUT: usize, const B: usize, const WORD
     const { assert!(B == 2 * WORDS, "two outputs per weight word") };
     let mut sums: [i32; B] = core::array::from_fn(|t| bias[start + t]);
     let block = bytes.get(2 * start..).unwrap_or_default();
-    for &[x, offset] in entries {
+    let add = |sums: &mut [i32; B], &[x, offset]: &[u32; 2]| {
         let words: [u32; WORDS] = words(block, offset as usize);
         for (q, word) in words.into_iter().enumerate() {
             (sums[2 * q], sums[2 * q + 1]) = word_products(x, word, sums[2 * q], sums[2 * q + 1]);
         }
+    };
+    let six = <&mut [i32; 6]>::try_from(sums.as_mut_slice());
+    if let (Ok(six), true, false) = (six, list.aligned, list.marked.is_empty()) {
+        // SAFETY: `marked` ends with its marker (it is not empty, and the
+        // marker is its last entry); each offset is that of a pair of rows,
+        // and the block's 12 bytes from it end at or before that pair's end;
+        // `aligned` holds for the weights and the offsets, and `2 * start`
+        // is a multiple of 12.
+        *six = unsafe { six_sums(list.marked, block, *six) };
+    } else {
+        for entry in list.marked.iter().take_while(|entry| entry[0] != 0) {
+            add(&mut sums, entry);
+        }
+    }
+    if let Some(spare) = &list.spare {
+        add(&mut sums, spare);
     }
     add_odd_row::<IN, OUT, B>(input, bytes, start, &mut sums);
     sums
