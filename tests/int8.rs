@@ -160,6 +160,44 @@ fn the_dsp_convolution_skips_black_background_exactly() {
     }
 }
 
+/// `to_u8` takes a shorter path for the usual factors; it must give what
+/// ReLU, `apply` and a clamp to `0..=255` give, for every kind of factor.
+#[test]
+fn requantization_to_u8_is_relu_apply_and_clamp() {
+    let mut r = rng(9);
+    let mut next = || rand_core::RngCore::next_u32(&mut r);
+    let mut factors: Vec<Requant> = [1e-9, 1e-4, 0.001, 0.0123, 0.3, 0.5, 1.0, 2.0, 77.7, 1e9]
+        .iter()
+        .map(|&f| Requant::from_real(f))
+        .collect();
+    // Forged factors: negative or zero multipliers, shifts far out of range.
+    for (multiplier, shift) in [
+        (-1_500_000_000, 0),
+        (0, 0),
+        (1 << 30, 40),
+        (1 << 30, -40),
+        (i32::MAX, i32::MIN),
+        (1 << 30, i32::MAX),
+    ] {
+        factors.push(Requant { multiplier, shift });
+    }
+    for requant in factors {
+        for _ in 0..2000 {
+            let value = match next() % 3 {
+                0 => next() as i32,
+                1 => (next() % 100_000) as i32 - 1000,
+                _ => (next() % 600) as i32,
+            };
+            let expected = if value <= 0 {
+                0
+            } else {
+                requant.apply(value).clamp(0, 255) as u8
+            };
+            assert_eq!(requant.to_u8(value), expected, "{requant:?} {value}");
+        }
+    }
+}
+
 #[test]
 fn requantization_by_hand() {
     // 0.3 = 0.6 * 2^-1: multiplier round(0.6 * 2^31), shift -1.

@@ -91,6 +91,14 @@ impl Requant {
         if value <= 0 {
             return 0;
         }
+        // The usual case, a positive factor and a right shift, in unsigned
+        // arithmetic without the general path's cases: one multiply, one
+        // rounding add and one shift of 64 bits.
+        let right = 31 - i64::from(self.shift);
+        if self.multiplier > 0 && (1..=62).contains(&right) {
+            let product = u64::from(value.unsigned_abs()) * u64::from(self.multiplier.unsigned_abs());
+            return ((product + (1 << (right - 1))) >> right).min(255) as u8;
+        }
         self.apply(value).clamp(0, 255) as u8
     }
 }
