@@ -139,7 +139,7 @@ fn the_dsp_convolution_skips_black_background_exactly() {
     // An item in the middle with black margins and black rows above and below.
     let mut item = [[0u8; 28]; 28];
     for (y, row) in item.iter_mut().enumerate().take(22).skip(5) {
-        for (x, p) in row.iter_mut().enumerate().take(20 + y % 3).skip(7 - y % 2) {
+        for p in row.iter_mut().take(20 + y % 3).skip(7 - y % 2) {
             *p = draw(0, 255) as u8;
         }
     }
