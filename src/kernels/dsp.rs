@@ -149,3 +149,75 @@ pub(super) unsafe fn six_sums(entries: &[[u32; 2]], block: &[i8], sums: [i32; 6]
         sums
     }
 }
+
+/// What ends a list of [`Patch`]es: no patch starts with `u32::MAX`, whose
+/// 16-bit halves are out of a pixel's reach.
+pub(super) const PATCH_END: [u32; 5] = [u32::MAX; 5];
+
+/// The nine pixels of one convolution output's 3x3 patch in five words, as
+/// [`SMLAD`](dual_mac) takes them: the columns left of, at and right of the
+/// output (each with its upper and middle pixel as 16-bit halves), the lower
+/// row's pixels left of and at the output (a pair too), and its pixel right
+/// of the output.
+pub(super) type Patch = [u32; 5];
+
+/// Sums of one channel over consecutive patches, written to `out`, up to the
+/// [`PATCH_END`] that closes `patches`: `bias`, plus `corner` times the last
+/// word, plus the four pairs times the four pairs of `taps`.
+///
+/// With the DSP extension the loop is written out in assembly, because the
+/// compiler's version reloads taps from the stack: one `LDM` of a patch,
+/// `MLA`, four `SMLAD`, a store and the end test, ten instructions for nine
+/// multiply-adds. Nothing is written unless `patches` ends with the marker
+/// and `out` has room for every patch before it.
+#[inline(always)]
+pub(super) fn channel_sums(patches: &[Patch], taps: &[u32; 4], corner: i32, bias: i32, out: &mut [i32]) {
+    if patches.last().map(|p| p[0]) != Some(u32::MAX) || out.len() + 1 < patches.len() {
+        return;
+    }
+    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
+    // SAFETY: the patches end with the marker, which no earlier entry can
+    // equal before the loop stops at it, and `out` has room for each patch
+    // before the marker. r6 (which LLVM may reserve) is saved on the stack
+    // and restored before the block ends.
+    unsafe {
+        core::arch::asm!(
+            "push {{r6}}",
+            "2:",
+            "ldm r0!, {{r6, r10, r11, r12, lr}}",
+            "cmn r6, #1",
+            "beq 3f",
+            "mla lr, lr, r8, r9",
+            "smlad lr, r6, r2, lr",
+            "smlad lr, r10, r3, lr",
+            "smlad lr, r11, r4, lr",
+            "smlad lr, r12, r5, lr",
+            "str lr, [r1], #4",
+            "b 2b",
+            "3:",
+            "pop {{r6}}",
+            inout("r0") patches.as_ptr() => _,
+            inout("r1") out.as_mut_ptr() => _,
+            in("r2") taps[0],
+            in("r3") taps[1],
+            in("r4") taps[2],
+            in("r5") taps[3],
+            in("r8") corner,
+            in("r9") bias,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
+    for (&[left, centre, right, lower, last], value) in
+        patches.iter().take_while(|p| p[0] != u32::MAX).zip(out)
+    {
+        let mut sum = bias.wrapping_add(last as i32 * corner);
+        sum = dual_mac(left, taps[0], sum);
+        sum = dual_mac(centre, taps[1], sum);
+        sum = dual_mac(right, taps[2], sum);
+        *value = dual_mac(lower, taps[3], sum);
+    }
+}

@@ -6,7 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
-use super::dsp::dual_mac;
+use super::dsp::{channel_sums, Patch, PATCH_END};
 use super::vector::{HAS_SIMD, LANES};
 use wide::i32x8;
 
@@ -202,19 +202,26 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
             image[y].iter().rposition(nonzero)?,
         ))
     });
+    // Twice a row of patches, so that the end marker fits after a whole row.
+    let mut room = [[[0u32; 5]; W]; 2];
     conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
-        conv_rows_i8_dsp(image, &extents, &taps, kernel, bias, y, row);
+        conv_rows_i8_dsp(
+            image,
+            &extents,
+            &taps,
+            kernel,
+            bias,
+            y,
+            room.as_flattened_mut(),
+            row,
+        );
     });
 }
 
 /// Convolution row `y` of every channel for [`conv_relu_pool_i8_dsp`]. The
-/// source rows are laid out once per row, for every channel: for output `x`,
-/// `packed[x]` holds the pixels of rows `y - 1` and `y` in column `x + 1`
-/// (one pair), the pixels of row `y + 1` in columns `x - 1` and `x` (another
-/// pair), and row `y + 1`'s pixel in column `x + 1`; the pairs of columns
-/// `x - 1` and `x` are carried over from the outputs before. Padding reads 0.
-/// Only the columns whose 3x3 patch reaches a non-zero pixel of `extents` are
-/// summed; the others are the bias.
+/// 3x3 patches are packed once per row, for every channel (see [`Patch`]);
+/// padding reads 0. Only the columns whose patch reaches a non-zero pixel of
+/// `extents` are summed; the others are the bias.
 #[inline]
 fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     image: &[[u8; W]; H],
@@ -223,6 +230,7 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     kernel: &ConvKernelI8<K>,
     bias: &[i32; K],
     y: usize,
+    patches: &mut [Patch],
     out: &mut [[i32; W]; K],
 ) {
     let source_row = |ky: usize| (y + ky).checked_sub(1);
@@ -242,29 +250,30 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     // Pixel `x` of a row, 0 in the padding (x = usize::MAX stands for -1).
     let pixel = |row: Option<&[u8; W]>, x: usize| row.and_then(|r| r.get(x)).map_or(0, |&p| u32::from(p));
     let column = |x: usize| pixel(upper, x) | (pixel(middle, x) << 16);
-    let mut packed = [[0u32; 3]; W];
-    for (x, packed) in packed.iter_mut().enumerate().take(hi + 1).skip(lo) {
-        *packed = [
-            column(x + 1),
-            pixel(below, x.wrapping_sub(1)) | (pixel(below, x) << 16),
-            pixel(below, x + 1),
-        ];
+    let n = hi + 1 - lo;
+    // Each column and lower pixel is read once and moves left through the patches.
+    let (mut left, mut centre) = (column(lo.wrapping_sub(1)), column(lo));
+    let mut lower = pixel(below, lo.wrapping_sub(1)) | (pixel(below, lo) << 16);
+    for (x, patch) in (lo..=hi).zip(patches.iter_mut()) {
+        let (right, last) = (column(x + 1), pixel(below, x + 1));
+        *patch = [left, centre, right, lower, last];
+        (left, centre, lower) = (centre, right, (lower >> 16) | (last << 16));
     }
-    let (before, centre) = (column(lo.wrapping_sub(1)), column(lo));
+    if let Some(end) = patches.get_mut(n) {
+        *end = PATCH_END;
+    }
+    let patches: &[Patch] = patches.get(..=n).unwrap_or_default();
     for (k, (row, taps)) in out.iter_mut().zip(taps).enumerate() {
         let corner = i32::from(kernel[2][2][k]);
-        let (outside, active) = (bias[k], row.get_mut(lo..=hi).unwrap_or_default());
-        let (mut left, mut centre) = (before, centre);
-        for (value, &[right, lower, last]) in active.iter_mut().zip(&packed[lo..]) {
-            let mut sum = bias[k].wrapping_add(last as i32 * corner);
-            sum = dual_mac(left, taps[0], sum);
-            sum = dual_mac(centre, taps[1], sum);
-            sum = dual_mac(right, taps[2], sum);
-            *value = dual_mac(lower, taps[3], sum);
-            (left, centre) = (centre, right);
-        }
-        row[..lo].fill(outside);
-        row[hi + 1..].fill(outside);
+        channel_sums(
+            patches,
+            taps,
+            corner,
+            bias[k],
+            row.get_mut(lo..=hi).unwrap_or_default(),
+        );
+        row[..lo].fill(bias[k]);
+        row[hi + 1..].fill(bias[k]);
     }
 }
 
