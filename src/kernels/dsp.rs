@@ -161,9 +161,20 @@ pub(super) const PATCH_END: [u32; 5] = [u32::MAX; 5];
 /// of the output.
 pub(super) type Patch = [u32; 5];
 
+/// One channel of a 3x3 convolution as [`channel_sums`] takes it.
+#[derive(Clone, Copy)]
+pub(super) struct ChannelTaps {
+    /// The taps matching a [`Patch`]'s four pairs, as 16-bit pairs.
+    pub(super) pairs: [u32; 4],
+    /// The tap matching a patch's last word.
+    pub(super) corner: i32,
+    /// The channel's bias.
+    pub(super) bias: i32,
+}
+
 /// Sums of one channel over consecutive patches, written to `out`, up to the
-/// [`PATCH_END`] that closes `patches`: `bias`, plus `corner` times the last
-/// word, plus the four pairs times the four pairs of `taps`.
+/// [`PATCH_END`] that closes `patches`: the bias, plus the corner tap times
+/// the last word, plus the four pairs times the four pairs of taps.
 ///
 /// With the DSP extension the loop is written out in assembly, because the
 /// compiler's version reloads taps from the stack: one `LDM` of a patch,
@@ -171,7 +182,8 @@ pub(super) type Patch = [u32; 5];
 /// multiply-adds. Nothing is written unless `patches` ends with the marker
 /// and `out` has room for every patch before it.
 #[inline(always)]
-pub(super) fn channel_sums(patches: &[Patch], taps: &[u32; 4], corner: i32, bias: i32, out: &mut [i32]) {
+pub(super) fn channel_sums(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32]) {
+    let ChannelTaps { pairs, corner, bias } = *taps;
     if patches.last().map(|p| p[0]) != Some(u32::MAX) || out.len() + 1 < patches.len() {
         return;
     }
@@ -198,10 +210,10 @@ pub(super) fn channel_sums(patches: &[Patch], taps: &[u32; 4], corner: i32, bias
             "pop {{r6}}",
             inout("r0") patches.as_ptr() => _,
             inout("r1") out.as_mut_ptr() => _,
-            in("r2") taps[0],
-            in("r3") taps[1],
-            in("r4") taps[2],
-            in("r5") taps[3],
+            in("r2") pairs[0],
+            in("r3") pairs[1],
+            in("r4") pairs[2],
+            in("r5") pairs[3],
             in("r8") corner,
             in("r9") bias,
             out("r10") _,
@@ -215,9 +227,9 @@ pub(super) fn channel_sums(patches: &[Patch], taps: &[u32; 4], corner: i32, bias
         patches.iter().take_while(|p| p[0] != u32::MAX).zip(out)
     {
         let mut sum = bias.wrapping_add(last as i32 * corner);
-        sum = dual_mac(left, taps[0], sum);
-        sum = dual_mac(centre, taps[1], sum);
-        sum = dual_mac(right, taps[2], sum);
-        *value = dual_mac(lower, taps[3], sum);
+        sum = dual_mac(left, pairs[0], sum);
+        sum = dual_mac(centre, pairs[1], sum);
+        sum = dual_mac(right, pairs[2], sum);
+        *value = dual_mac(lower, pairs[3], sum);
     }
 }

@@ -6,7 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
-use super::dsp::{channel_sums, Patch, PATCH_END};
+use super::dsp::{channel_sums, ChannelTaps, Patch, PATCH_END};
 use super::vector::{HAS_SIMD, LANES};
 use wide::i32x8;
 
@@ -183,14 +183,18 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
     pooled: &mut [u8; FLAT],
 ) {
     let pair = |low: i8, high: i8| u32::from(low as u16) | (u32::from(high as u16) << 16);
-    let taps: [[u32; 4]; K] = core::array::from_fn(|k| {
+    let taps: [ChannelTaps; K] = core::array::from_fn(|k| {
         let t = |ky: usize, kx: usize| kernel[ky][kx][k];
-        [
-            pair(t(0, 0), t(1, 0)),
-            pair(t(0, 1), t(1, 1)),
-            pair(t(0, 2), t(1, 2)),
-            pair(t(2, 0), t(2, 1)),
-        ]
+        ChannelTaps {
+            pairs: [
+                pair(t(0, 0), t(1, 0)),
+                pair(t(0, 1), t(1, 1)),
+                pair(t(0, 2), t(1, 2)),
+                pair(t(2, 0), t(2, 1)),
+            ],
+            corner: i32::from(t(2, 2)),
+            bias: bias[k],
+        }
     });
     // The first and last non-zero column of each image row (None for a black
     // row): outside them, widened by the kernel, a sum is the bias alone.
@@ -205,16 +209,7 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
     // Twice a row of patches, so that the end marker fits after a whole row.
     let mut room = [[[0u32; 5]; W]; 2];
     conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
-        conv_rows_i8_dsp(
-            image,
-            &extents,
-            &taps,
-            kernel,
-            bias,
-            y,
-            room.as_flattened_mut(),
-            row,
-        );
+        conv_rows_i8_dsp(image, &extents, &taps, y, room.as_flattened_mut(), row);
     });
 }
 
@@ -226,9 +221,7 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
 fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     image: &[[u8; W]; H],
     extents: &[Option<(usize, usize)>; H],
-    taps: &[[u32; 4]; K],
-    kernel: &ConvKernelI8<K>,
-    bias: &[i32; K],
+    taps: &[ChannelTaps; K],
     y: usize,
     patches: &mut [Patch],
     out: &mut [[i32; W]; K],
@@ -238,8 +231,8 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
         .filter_map(|ky| extents.get(source_row(ky)?).copied().flatten())
         .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
     let Some((first, last)) = span else {
-        for (row, &bias) in out.iter_mut().zip(bias) {
-            *row = [bias; W];
+        for (row, taps) in out.iter_mut().zip(taps) {
+            *row = [taps.bias; W];
         }
         return;
     };
@@ -263,17 +256,10 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
         *end = PATCH_END;
     }
     let patches: &[Patch] = patches.get(..=n).unwrap_or_default();
-    for (k, (row, taps)) in out.iter_mut().zip(taps).enumerate() {
-        let corner = i32::from(kernel[2][2][k]);
-        channel_sums(
-            patches,
-            taps,
-            corner,
-            bias[k],
-            row.get_mut(lo..=hi).unwrap_or_default(),
-        );
-        row[..lo].fill(bias[k]);
-        row[hi + 1..].fill(bias[k]);
+    for (row, taps) in out.iter_mut().zip(taps) {
+        channel_sums(patches, taps, row.get_mut(lo..=hi).unwrap_or_default());
+        row[..lo].fill(taps.bias);
+        row[hi + 1..].fill(taps.bias);
     }
 }
 
