@@ -97,6 +97,14 @@ impl Requant {
         let right = 31 - i64::from(self.shift);
         if self.multiplier > 0 && (1..=62).contains(&right) {
             let product = u64::from(value.unsigned_abs()) * u64::from(self.multiplier.unsigned_abs());
+            // Rounding half up, `(p + 2^(right-1)) >> right`, equals
+            // `(q + 1) >> 1` for `q = p >> (right - 1)`. From a shift of 33
+            // on (factors below 2^-2, the usual case) `q` comes from the
+            // product's high word alone: 32-bit instructions only.
+            if right >= 33 {
+                let q = ((product >> 32) as u32) >> (right - 33);
+                return ((q + 1) >> 1).min(255) as u8;
+            }
             return ((product + (1 << (right - 1))) >> right).min(255) as u8;
         }
         self.apply(value).clamp(0, 255) as u8
@@ -127,19 +135,25 @@ pub fn conv_relu_pool_i8<const H: usize, const W: usize, const K: usize, const F
     if cfg!(tinycnn_dsp) {
         return conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
     }
-    conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
-        conv_rows_i8(image, kernel, bias, y, row)
+    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, |y, row| {
+        conv_rows_i8(image, kernel, bias, y, row);
+        Some((0, W - 1))
     });
 }
 
 /// The frame the three convolutions share: each computes two rows of sums
 /// (`rows(y, out)` writes row `y` of every channel), which are max-pooled,
 /// passed through ReLU and requantized into pooled row `y / 2`.
+///
+/// `rows` returns the columns it summed, `None` for none: outside them every
+/// sum is the channel's bias, so a window outside both rows' columns is
+/// pooled without being read.
 #[inline]
 fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    bias: &[i32; K],
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
-    mut rows: impl FnMut(usize, &mut [[i32; W]; K]),
+    mut rows: impl FnMut(usize, &mut [[i32; W]; K]) -> Option<(usize, usize)>,
 ) {
     const {
         assert!(
@@ -147,12 +161,18 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
             "FLAT must be (H/2)*(W/2)*K"
         )
     };
+    let background: [u8; K] = core::array::from_fn(|k| requant[k].to_u8(bias[k]));
     let mut sums = [[[0i32; W]; K]; 2];
     for py in 0..H / 2 {
+        let mut summed: Option<(usize, usize)> = None;
         for (r, row) in sums.iter_mut().enumerate() {
-            rows(2 * py + r, row);
+            if let Some((lo, hi)) = rows(2 * py + r, row) {
+                summed = Some(summed.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            }
         }
-        pool_row_i8(&sums, py, requant, pooled);
+        // Pooled columns whose window reaches a summed column.
+        let windows = summed.map_or(0..0, |(lo, hi)| lo / 2..hi / 2 + 1);
+        pool_row_i8(&sums, py, requant, &background, windows, pooled);
     }
 }
 
@@ -175,6 +195,7 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
 /// conv_relu_pool_i8_scalar::<3, 3, 2, 2>(&image, &kernel, &bias, &requant, &mut b);
 /// assert_eq!(a, b);
 /// ```
+#[inline(never)]
 pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
     image: &[[u8; W]; H],
     kernel: &ConvKernelI8<K>,
@@ -208,15 +229,15 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
     });
     // Twice a row of patches, so that the end marker fits after a whole row.
     let mut room = [[[0u32; 5]; W]; 2];
-    conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
-        conv_rows_i8_dsp(image, &extents, &taps, y, room.as_flattened_mut(), row);
+    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, |y, row| {
+        conv_rows_i8_dsp(image, &extents, &taps, y, room.as_flattened_mut(), row)
     });
 }
 
 /// Convolution row `y` of every channel for [`conv_relu_pool_i8_dsp`]. The
 /// 3x3 patches are packed once per row, for every channel (see [`Patch`]);
 /// padding reads 0. Only the columns whose patch reaches a non-zero pixel of
-/// `extents` are summed; the others are the bias.
+/// `extents` are summed, and returned; the others are the bias.
 #[inline]
 fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     image: &[[u8; W]; H],
@@ -225,7 +246,7 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     y: usize,
     patches: &mut [Patch],
     out: &mut [[i32; W]; K],
-) {
+) -> Option<(usize, usize)> {
     let source_row = |ky: usize| (y + ky).checked_sub(1);
     let span = (0..3)
         .filter_map(|ky| extents.get(source_row(ky)?).copied().flatten())
@@ -234,7 +255,7 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
         for (row, taps) in out.iter_mut().zip(taps) {
             *row = [taps.bias; W];
         }
-        return;
+        return None;
     };
     // Outputs whose 3x3 patch reaches a non-zero pixel.
     let (lo, hi) = (first.saturating_sub(1), (last + 1).min(W - 1));
@@ -261,6 +282,7 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
         row[..lo].fill(taps.bias);
         row[hi + 1..].fill(taps.bias);
     }
+    Some((lo, hi))
 }
 
 /// Scalar twin of [`conv_relu_pool_i8`].
@@ -280,12 +302,13 @@ pub fn conv_relu_pool_i8_scalar<const H: usize, const W: usize, const K: usize, 
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    conv_pool_i8::<H, W, K, FLAT>(requant, pooled, |y, row| {
+    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, |y, row| {
         for (k, out) in row.iter_mut().enumerate() {
             for (x, value) in out.iter_mut().enumerate() {
                 *value = conv_pixel_i8(image, kernel, bias, y, x, k);
             }
         }
+        Some((0, W - 1))
     });
 }
 
@@ -381,16 +404,26 @@ fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
     rows: &[[[i32; W]; K]; 2],
     py: usize,
     requant: &[Requant; K],
+    background: &[u8; K],
+    windows: core::ops::Range<usize>,
     pooled: &mut [u8; FLAT],
 ) {
     let pw = W / 2;
-    for (k, (top, bottom)) in rows[0].iter().zip(&rows[1]).enumerate() {
-        for px in 0..pw {
+    let Some(cells) = pooled.get_mut(py * pw * K..(py + 1) * pw * K) else {
+        return;
+    };
+    for (px, cell) in cells.chunks_exact_mut(K).enumerate() {
+        if !windows.contains(&px) {
+            cell.copy_from_slice(background);
+            continue;
+        }
+        for (k, (value, requant)) in cell.iter_mut().zip(requant).enumerate() {
+            let (top, bottom) = (&rows[0][k], &rows[1][k]);
             let best = top[2 * px]
                 .max(top[2 * px + 1])
                 .max(bottom[2 * px])
                 .max(bottom[2 * px + 1]);
-            pooled[(py * pw + px) * K + k] = requant[k].to_u8(best);
+            *value = requant.to_u8(best);
         }
     }
 }

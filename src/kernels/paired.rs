@@ -114,6 +114,7 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
 /// dense_i8(&[255, 0, 3], &plain, &[1, 2, 3], &mut b);
 /// assert_eq!(a, b);
 /// ```
+#[inline(never)]
 pub fn dense_i8_paired_dsp<const IN: usize, const OUT: usize>(
     input: &[u8; IN],
     kernel: &[[i8; OUT]; IN],
