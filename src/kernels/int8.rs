@@ -132,7 +132,7 @@ pub fn conv_relu_pool_i8<const H: usize, const W: usize, const K: usize, const F
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    if cfg!(tinycnn_dsp) {
+    if cfg!(tinycnn_dsp) || !HAS_SIMD {
         return conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
     }
     conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, |y, row| {
@@ -179,7 +179,10 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
 /// [`conv_relu_pool_i8`] as a core with the DSP extension (Cortex-M4) runs
 /// it, with the same result: pixels and taps packed in 16-bit pairs, two
 /// multiply-adds per instruction (`SMLAD`). Elsewhere the pairs are
-/// taken apart in plain code (which is how the host tests this path).
+/// taken apart in plain code (which is how the host tests this path); a
+/// core with neither SIMD registers nor DSP (Cortex-M0) runs that plain
+/// form too, since the columns it skips over black background pay there as
+/// well. Both sum only the columns whose 3x3 patch reaches a non-zero pixel.
 ///
 /// Eight of the nine taps pair up: the two upper rows of each column with a
 /// column of two pixels, and the first two taps of the lower row with two
