@@ -121,6 +121,19 @@ fn max_pool_ties_go_to_the_first_cell_in_row_major_order() {
         assert_eq!(flat.iter().sum::<f32>(), 1.0);
         assert_eq!(flat[usize::from(expected)], 1.0);
     }
+    // The same windows side by side in a row wide enough for the SIMD path,
+    // which pools eight windows at a time.
+    let mut wide = [[0.0f32; 24]; 2];
+    for (w, (image, _)) in cases.iter().cycle().take(12).enumerate() {
+        for (y, row) in image.iter().enumerate() {
+            wide[y][2 * w..2 * w + 2].copy_from_slice(row);
+        }
+    }
+    let (mut pooled, mut argmax) = ([0.0f32; 12], [9u8; 12]);
+    conv_relu_pool::<2, 24, 1, 12>(&wide, &kernel, &[0.0], &mut pooled, Some(&mut argmax));
+    let expected: Vec<u8> = cases.iter().cycle().take(12).map(|c| c.1).collect();
+    assert_eq!(argmax.to_vec(), expected);
+    assert_eq!(pooled[..4], [1.0, 2.0, 3.0, 4.0]);
 }
 
 #[test]

@@ -46,15 +46,111 @@ pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
     const { check_sizes::<H, W, K, FLAT>() };
-    let taps: [[[f32x8; 3]; 3]; K] = core::array::from_fn(|k| {
-        core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])))
-    });
+    if HAS_SIMD && W / 2 >= LANES {
+        return conv_relu_pool_split(image, kernel, bias, pooled, argmax);
+    }
     let mut rows = [[[0.0f32; W]; K]; 2];
     for py in 0..H / 2 {
         for (r, row) in rows.iter_mut().enumerate() {
-            conv_rows(image, kernel, &taps, bias, 2 * py + r, row);
+            conv_rows(image, kernel, bias, 2 * py + r, row);
         }
-        pool_row(&rows, py, pooled, argmax.as_deref_mut());
+        pool_row_scalar(&rows, py, pooled, argmax.as_deref_mut());
+    }
+}
+
+/// [`conv_relu_pool`] on SIMD registers, with every image row split into its
+/// even and odd columns first: the four cells of eight neighbouring pooling
+/// windows are then four vectors of sums (even and odd columns of two
+/// convolution rows), pooled lane by lane without a shuffle, and the
+/// convolution map never leaves the registers. With `even[j] = row[2j]` and
+/// `odd[j] = row[2j - 1]` (zero outside the row), the three taps of column
+/// `2j` read `odd[j]`, `even[j]`, `odd[j + 1]`, those of column `2j + 1`
+/// read `even[j]`, `odd[j + 1]`, `even[j + 1]`: aligned runs of `j`. Every
+/// sum runs in the scalar twin's order.
+fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[f32; W]; H],
+    kernel: &ConvKernel<K>,
+    bias: &[f32; K],
+    pooled: &mut [f32; FLAT],
+    mut argmax: Option<&mut [u8; FLAT]>,
+) {
+    let taps: [[[f32x8; 3]; 3]; K] = core::array::from_fn(|k| {
+        core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])))
+    });
+    let pw = W / 2;
+    let mut split = [[[0.0f32; W]; 2]; H];
+    for (row, [even, odd]) in image.iter().zip(&mut split) {
+        for j in 0..=pw {
+            let at = |x: Option<usize>| x.and_then(|x| row.get(x)).copied().unwrap_or(0.0);
+            if let (Some(e), Some(o)) = (even.get_mut(j), odd.get_mut(j)) {
+                (*e, *o) = (at(Some(2 * j)), at((2 * j).checked_sub(1)));
+            }
+        }
+    }
+    let (zero, one, two, three) = (
+        f32x8::splat(0.0),
+        f32x8::splat(1.0),
+        f32x8::splat(2.0),
+        f32x8::splat(3.0),
+    );
+    let last = pw - LANES;
+    for py in 0..H / 2 {
+        let mut j = 0;
+        loop {
+            let at = j.min(last);
+            // Image rows 2py - 1 ..= 2py + 2 as [odd@j, even@j, odd@j+1, even@j+1].
+            let sources: [Option<[f32x8; 4]>; 4] = core::array::from_fn(|r| {
+                let [even, odd] = split.get((2 * py + r).checked_sub(1)?)?;
+                Some([
+                    lanes(odd, at),
+                    lanes(even, at),
+                    lanes(odd, at + 1),
+                    lanes(even, at + 1),
+                ])
+            });
+            for (k, (taps, &bias)) in taps.iter().zip(bias).enumerate() {
+                // Sums of the even and odd columns of the top and bottom row.
+                let mut cells = [f32x8::splat(bias); 4];
+                for (ky, taps) in taps.iter().enumerate() {
+                    for (half, rows) in [(0, ky), (2, ky + 1)] {
+                        if let Some([a, b, c, d]) = sources[rows] {
+                            let (even, odd) = (&mut cells[half], half + 1);
+                            *even = a.mul_add(taps[0], *even);
+                            *even = b.mul_add(taps[1], *even);
+                            *even = c.mul_add(taps[2], *even);
+                            let odd = &mut cells[odd];
+                            *odd = b.mul_add(taps[0], *odd);
+                            *odd = c.mul_add(taps[1], *odd);
+                            *odd = d.mul_add(taps[2], *odd);
+                        }
+                    }
+                }
+                // Ties go to the earlier cell in row-major order: compares are strict.
+                let [top_left, top_right, bottom_left, bottom_right] = cells;
+                let right = top_right.simd_gt(top_left);
+                let (top, top_which) = (right.select(top_right, top_left), right.select(one, zero));
+                let right = bottom_right.simd_gt(bottom_left);
+                let (bottom, bottom_which) =
+                    (right.select(bottom_right, bottom_left), right.select(three, two));
+                let lower = bottom.simd_gt(top);
+                let best = lower.select(bottom, top);
+                let best = zero.simd_gt(best).select(zero, best).to_array();
+                let which = lower.select(bottom_which, top_which).to_array();
+                for (t, (&value, &which)) in best.iter().zip(&which).enumerate() {
+                    let cell = (py * pw + at + t) * K + k;
+                    if let Some(slot) = pooled.get_mut(cell) {
+                        *slot = value;
+                    }
+                    if let Some(slot) = argmax.as_deref_mut().and_then(|a| a.get_mut(cell)) {
+                        *slot = which as u8;
+                    }
+                }
+            }
+            if at == last {
+                break;
+            }
+            j += LANES;
+        }
     }
 }
 
@@ -105,16 +201,14 @@ fn pixel_at<const H: usize, const W: usize>(
 }
 
 /// Convolution row `y` of every channel. Eight interior pixels at a time
-/// take all nine taps of every channel while their sums stay in registers:
-/// the nine input vectors are loaded once and serve all `K` channels (the
-/// last group overlaps the one before it rather than leaving a remainder).
-/// The two edge columns, where a tap column is padding, are summed on their
-/// own. Every sum runs in the same order as in the scalar twin.
+/// take all nine taps while their sum stays in registers (the last group
+/// overlaps the one before it rather than leaving a remainder); the two edge
+/// columns, where a tap column is padding, are summed on their own. Every sum
+/// runs in the same order as in the scalar twin.
 #[inline]
 fn conv_rows<const H: usize, const W: usize, const K: usize>(
     image: &[[f32; W]; H],
     kernel: &ConvKernel<K>,
-    taps: &[[[f32x8; 3]; 3]; K],
     bias: &[f32; K],
     y: usize,
     out: &mut [[f32; W]; K],
@@ -122,37 +216,33 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
     // The three source rows; a row outside the image is padding and adds nothing.
     let sources: [Option<&[f32; W]>; 3] =
         core::array::from_fn(|ky| (y + ky).checked_sub(1).and_then(|iy| image.get(iy)));
-    if W < LANES + 2 {
-        for (k, row) in out.iter_mut().enumerate() {
+    for (k, row) in out.iter_mut().enumerate() {
+        if W < LANES + 2 {
             for (x, value) in row.iter_mut().enumerate() {
                 *value = conv_pixel(image, kernel, bias, y, x, k);
             }
+            continue;
         }
-        return;
-    }
-    let last = W - 1 - LANES;
-    let mut x = 1;
-    loop {
-        let at = x.min(last);
-        let inputs: [Option<[f32x8; 3]>; 3] =
-            sources.map(|source| source.map(|source| core::array::from_fn(|kx| lanes(source, at - 1 + kx))));
-        for ((row, taps), &bias) in out.iter_mut().zip(taps).zip(bias) {
-            let mut sum = f32x8::splat(bias);
-            for (inputs, taps) in inputs.iter().zip(taps) {
-                if let Some(inputs) = inputs {
-                    for (input, &tap) in inputs.iter().zip(taps) {
-                        sum = input.mul_add(tap, sum);
-                    }
+        let taps: [[f32x8; 3]; 3] =
+            core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])));
+        let last = W - 1 - LANES;
+        let mut x = 1;
+        loop {
+            let at = x.min(last);
+            let mut sum = f32x8::splat(bias[k]);
+            for (source, taps) in sources.iter().zip(&taps) {
+                if let Some(source) = source {
+                    sum = lanes(*source, at - 1).mul_add(taps[0], sum);
+                    sum = lanes(*source, at).mul_add(taps[1], sum);
+                    sum = lanes(*source, at + 1).mul_add(taps[2], sum);
                 }
             }
             row[at..at + LANES].copy_from_slice(&sum.to_array());
+            if at == last {
+                break;
+            }
+            x += LANES;
         }
-        if at == last {
-            break;
-        }
-        x += LANES;
-    }
-    for (k, row) in out.iter_mut().enumerate() {
         let (mut left, mut right) = (bias[k], bias[k]);
         for (source, taps) in sources.iter().zip(kernel) {
             if let Some(source) = source {
@@ -196,61 +286,6 @@ fn conv_pixel<const H: usize, const W: usize, const K: usize>(
         }
     }
     sum
-}
-
-/// Pools two convolution rows into pooled row `py`, recording the winners
-/// when asked, without a branch: eight windows at a time, as compares and
-/// selects. Every column position is taken as a window start (the odd ones
-/// are computed and dropped), which keeps the lanes contiguous.
-#[inline]
-fn pool_row<const W: usize, const K: usize, const FLAT: usize>(
-    rows: &[[[f32; W]; K]; 2],
-    py: usize,
-    pooled: &mut [f32; FLAT],
-    mut argmax: Option<&mut [u8; FLAT]>,
-) {
-    // Without SIMD registers (Cortex-M) the eight lanes are eight scalar
-    // selects, and a branch costs little: one window at a time is cheaper there.
-    if W < LANES + 1 || !HAS_SIMD {
-        return pool_row_scalar(rows, py, pooled, argmax);
-    }
-    let pw = W / 2;
-    let last = W - 1 - LANES;
-    let (zero, one, two, three) = (
-        f32x8::splat(0.0),
-        f32x8::splat(1.0),
-        f32x8::splat(2.0),
-        f32x8::splat(3.0),
-    );
-    for (k, (top, bottom)) in rows[0].iter().zip(&rows[1]).enumerate() {
-        let mut best = [0.0f32; W];
-        let mut which = [0.0f32; W];
-        let mut x = 0;
-        loop {
-            let at = x.min(last);
-            let (a, b) = (lanes(top, at), lanes(top, at + 1));
-            let (c, d) = (lanes(bottom, at), lanes(bottom, at + 1));
-            // Ties go to the earlier cell in row-major order: compares are strict.
-            let right = b.simd_gt(a);
-            let (top_max, top_which) = (right.select(b, a), right.select(one, zero));
-            let right = d.simd_gt(c);
-            let (bottom_max, bottom_which) = (right.select(d, c), right.select(three, two));
-            let lower = bottom_max.simd_gt(top_max);
-            best[at..at + LANES].copy_from_slice(&lower.select(bottom_max, top_max).to_array());
-            which[at..at + LANES].copy_from_slice(&lower.select(bottom_which, top_which).to_array());
-            if at == last {
-                break;
-            }
-            x += LANES;
-        }
-        for px in 0..pw {
-            let cell = (py * pw + px) * K + k;
-            pooled[cell] = larger(best[2 * px], 0.0);
-            if let Some(argmax) = argmax.as_deref_mut() {
-                argmax[cell] = which[2 * px] as u8;
-            }
-        }
-    }
 }
 
 /// Pools two convolution rows into pooled row `py` one window at a time,
