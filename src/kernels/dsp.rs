@@ -93,10 +93,11 @@ pub(super) unsafe fn six_sums(entries: &[[u32; 2]], block: &[i8], sums: [i32; 6]
         let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5] = sums;
         // SAFETY: the caller guarantees the list's end marker, the offsets'
         // bounds and the alignment `LDM` needs. r6 (which LLVM may reserve)
-        // is saved on the stack and restored before the block ends.
+        // is saved on the stack and restored before the block ends; r7 goes
+        // with it, untouched, to keep the stack 8-byte aligned.
         unsafe {
             core::arch::asm!(
-                "push {{r6}}",
+                "push {{r6, r7}}",
                 "2:",
                 "ldrd r6, r12, [r0], #8",
                 "cbz r6, 3f",
@@ -116,7 +117,7 @@ pub(super) unsafe fn six_sums(entries: &[[u32; 2]], block: &[i8], sums: [i32; 6]
                 "smlad lr, r6, r12, lr",
                 "b 2b",
                 "3:",
-                "pop {{r6}}",
+                "pop {{r6, r7}}",
                 inout("r0") entries.as_ptr() => _,
                 in("r1") block.as_ptr(),
                 inout("r2") s0,
@@ -191,10 +192,11 @@ pub(super) fn channel_sums(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32
     // SAFETY: the patches end with the marker, which no earlier entry can
     // equal before the loop stops at it, and `out` has room for each patch
     // before the marker. r6 (which LLVM may reserve) is saved on the stack
-    // and restored before the block ends.
+    // and restored before the block ends; r7 goes with it, untouched, to
+    // keep the stack 8-byte aligned.
     unsafe {
         core::arch::asm!(
-            "push {{r6}}",
+            "push {{r6, r7}}",
             "2:",
             "ldm r0!, {{r6, r10, r11, r12, lr}}",
             "cmn r6, #1",
@@ -207,7 +209,7 @@ pub(super) fn channel_sums(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32
             "str lr, [r1], #4",
             "b 2b",
             "3:",
-            "pop {{r6}}",
+            "pop {{r6, r7}}",
             inout("r0") patches.as_ptr() => _,
             inout("r1") out.as_mut_ptr() => _,
             in("r2") pairs[0],
