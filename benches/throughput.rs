@@ -277,6 +277,30 @@ fn kernels(c: &mut Criterion) {
             )
         })
     });
+    // dense1 in int8 over the same map, in the paired layout, against its
+    // scalar twin (scales as the quantizer would pick them).
+    let pooled_max = pooled.iter().fold(1e-6f32, |m, &v| m.max(v));
+    let pooled_u8: [u8; 1960] = pooled.map(|v| (v / pooled_max * 255.0).round() as u8);
+    let w_max = params
+        .dense1_kernel
+        .as_flattened()
+        .iter()
+        .fold(1e-6f32, |m, w| m.max(w.abs()));
+    let mut plain: Box<[[i8; 100]; 1960]> = bytemuck::zeroed_box();
+    for (row, weights) in plain.iter_mut().zip(params.dense1_kernel.iter()) {
+        for (q, &w) in row.iter_mut().zip(weights) {
+            *q = (w / w_max * 127.0).round() as i8;
+        }
+    }
+    let mut paired: Box<[[i8; 100]; 1960]> = bytemuck::zeroed_box();
+    pair_kernel(&plain, &mut paired);
+    let (bias_i32, mut sums) = ([0i32; 100], [0i32; 100]);
+    group.bench_function("dense1 int8 simd", |b| {
+        b.iter(|| dense_i8_paired(black_box(&pooled_u8), &paired, &bias_i32, &mut sums))
+    });
+    group.bench_function("dense1 int8 scalar", |b| {
+        b.iter(|| dense_i8_paired_scalar(black_box(&pooled_u8), &paired, &bias_i32, &mut sums))
+    });
     let out_grad: [f32; 100] = random(100, 1).try_into().unwrap();
     let mut grads = FashionParams::boxed();
     let mut input_grad = [0.0f32; 1960];

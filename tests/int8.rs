@@ -300,4 +300,6 @@ fn paired_dense_equals_the_plain_one() {
     check::<8, 13>(34, 50); // outputs past the blocks of six and four
     check::<1, 1>(35, 0);
     check::<2, 6>(36, 0); // one pair, listed apart from the end marker
+    check::<9, 17>(37, 40); // SIMD blocks of eight with an odd last row
+    check::<6, 200>(38, 20); // more SIMD blocks than are kept in flight at once
 }

@@ -15,6 +15,8 @@
 //! weight goes.
 
 use super::dsp::{six_sums, word_products};
+use super::vector::{HAS_SIMD, LANES};
+use wide::{i16x16, i32x8, i8x16, u8x16};
 
 /// Where weight `(input, output)` of an `[IN][OUT]` kernel sits in the
 /// paired layout, as an index into its flattened bytes.
@@ -66,13 +68,14 @@ pub fn pair_kernel<const IN: usize, const OUT: usize>(plain: &[[i8; OUT]; IN], p
 /// layout; the same sums as [`dense_i8`](super::dense_i8) on the plain one.
 ///
 /// The pairs of inputs that are not both zero are listed first, each with
-/// its inputs packed in 16-bit halves and the offset of its rows; then blocks
-/// of six outputs are summed in general registers over the list. With the
-/// DSP extension (Cortex-M4) that loop is assembly, two multiply-adds per
-/// `SMLAD`; elsewhere the 16-bit pairs are taken apart in plain code, which
-/// is how the host tests the layout. On x86-64 this plain form is also the
-/// faster one: 51.6 us for the int8 model's image against 59.7 us for eight
-/// `i32` lanes that gather each pair's bytes.
+/// its inputs packed in 16-bit halves and the offset of its rows; then the
+/// outputs are summed over the list with their sums kept in registers. With
+/// SIMD registers (the host), blocks of eight outputs, twelve blocks at a
+/// time, two multiply-adds per 16-bit lane pair (`pmaddwd`); without, blocks
+/// of six in general registers, which with the DSP extension (Cortex-M4) is
+/// assembly with two multiply-adds per `SMLAD`, and elsewhere plain code
+/// (also what the host tests for the layout, and what covers the outputs the
+/// SIMD blocks leave).
 ///
 /// ```
 /// use tinycnn::kernels::{dense_i8, dense_i8_paired, pair_kernel};
@@ -121,6 +124,9 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
         aligned: OUT.is_multiple_of(2) && (bytes.as_ptr() as usize).is_multiple_of(4),
     };
     let mut start = 0;
+    if HAS_SIMD {
+        start = blocks_simd::<IN, OUT>(input, &list, bytes, bias, out);
+    }
     while start + 6 <= OUT {
         let block = block_registers::<IN, OUT, 6, 3>(input, &list, bytes, bias, start);
         out[start..start + 6].copy_from_slice(&block);
@@ -137,6 +143,53 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
         start += 2;
     }
     tail(input, bytes, bias, start, out);
+}
+
+/// Blocks of eight outputs at the front of `out` on SIMD registers, as many
+/// as fit (returns how many outputs that is), twelve blocks in flight: per
+/// listed pair, each block's 16 weight bytes are reordered so that each
+/// output's two weights sit side by side, widened to 16 bits and multiplied
+/// with the pair of inputs, the two products of each output added into one
+/// `i32` lane (`pmaddwd` on x86-64).
+#[inline]
+fn blocks_simd<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    list: &List,
+    bytes: &[i8],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+) -> usize {
+    const IN_FLIGHT: usize = 12;
+    // Within each word [w(i, o), w(i, o+1), w(i+1, o), w(i+1, o+1)], the two
+    // weights of output o first, then those of o + 1.
+    let side_by_side = u8x16::new([0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15]);
+    let mut start = 0;
+    while start + LANES <= OUT {
+        let blocks = ((OUT - start) / LANES).min(IN_FLIGHT);
+        let mut sums: [i32x8; IN_FLIGHT] = core::array::from_fn(|b| {
+            let at = start + b * LANES;
+            i32x8::new(core::array::from_fn(|t| bias.get(at + t).copied().unwrap_or(0)))
+        });
+        for &[x, offset] in list.entries() {
+            let inputs: i16x16 = bytemuck::cast(i32x8::splat(x as i32));
+            for (b, sum) in sums.iter_mut().enumerate().take(blocks) {
+                let at = offset as usize + 2 * (start + b * LANES);
+                let Some(run) = bytes.get(at..at + 2 * LANES) else {
+                    continue;
+                };
+                let weights: [i8; 16] = core::array::from_fn(|t| run[t]);
+                let pairs = i16x16::from_i8x16(i8x16::new(weights).shuffle_zeroing(side_by_side));
+                *sum += pairs.dot(inputs);
+            }
+        }
+        for (b, sum) in sums.iter().enumerate().take(blocks) {
+            let at = start + b * LANES;
+            out[at..at + LANES].copy_from_slice(&sum.to_array());
+        }
+        start += blocks * LANES;
+    }
+    add_odd_row::<IN, OUT>(input, bytes, 0, &mut out[..start]);
+    start
 }
 
 /// Outputs `start..` one at a time, each weight looked up by
@@ -203,6 +256,14 @@ struct List<'a> {
     aligned: bool,
 }
 
+impl List<'_> {
+    /// Every listed pair: the entries before the end marker, then the spare.
+    fn entries(&self) -> impl Iterator<Item = &[u32; 2]> {
+        let listed = self.marked.iter().take_while(|entry| entry[0] != 0);
+        listed.chain(self.spare.as_ref())
+    }
+}
+
 /// Outputs `start..start + B` in general registers (`WORDS = B / 2` weight
 /// words per pair of rows), over the listed pairs of rows; with the DSP
 /// extension two multiply-adds per instruction. A Cortex-M has room for six
@@ -240,17 +301,17 @@ fn block_registers<const IN: usize, const OUT: usize, const B: usize, const WORD
     if let Some(spare) = &list.spare {
         add(&mut sums, spare);
     }
-    add_odd_row::<IN, OUT, B>(input, bytes, start, &mut sums);
+    add_odd_row::<IN, OUT>(input, bytes, start, &mut sums);
     sums
 }
 
 /// With an odd `IN`, the last row's products, which have no partner.
 #[inline]
-fn add_odd_row<const IN: usize, const OUT: usize, const B: usize>(
+fn add_odd_row<const IN: usize, const OUT: usize>(
     input: &[u8; IN],
     bytes: &[i8],
     start: usize,
-    sums: &mut [i32; B],
+    sums: &mut [i32],
 ) {
     if IN.is_multiple_of(2) {
         return;
