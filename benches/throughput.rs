@@ -277,6 +277,45 @@ fn kernels(c: &mut Criterion) {
             )
         })
     });
+    // The int8 convolution on the same image's pixels (scales as the
+    // quantizer would pick them), against its scalar twin.
+    let pixels: [[u8; 28]; 28] = image.map(|row| row.map(|p| (p * 255.0).round() as u8));
+    let conv_i8: ConvKernelI8<10> = core::array::from_fn(|ky| {
+        core::array::from_fn(|kx| {
+            core::array::from_fn(|k| {
+                let max = params
+                    .conv_kernel
+                    .as_flattened()
+                    .iter()
+                    .fold(1e-6f32, |m, taps| m.max(taps[k].abs()));
+                (params.conv_kernel[ky][kx][k] / max * 127.0).round() as i8
+            })
+        })
+    });
+    let (conv_bias_i32, conv_requant) = ([0i32; 10], [Requant::from_real(0.0005); 10]);
+    let mut pooled_i8 = [0u8; 1960];
+    group.bench_function("conv+relu+pool int8 simd", |b| {
+        b.iter(|| {
+            conv_relu_pool_i8(
+                black_box(&pixels),
+                &conv_i8,
+                &conv_bias_i32,
+                &conv_requant,
+                &mut pooled_i8,
+            )
+        })
+    });
+    group.bench_function("conv+relu+pool int8 scalar", |b| {
+        b.iter(|| {
+            conv_relu_pool_i8_scalar(
+                black_box(&pixels),
+                &conv_i8,
+                &conv_bias_i32,
+                &conv_requant,
+                &mut pooled_i8,
+            )
+        })
+    });
     // dense1 in int8 over the same map, in the paired layout, against its
     // scalar twin (scales as the quantizer would pick them).
     let pooled_max = pooled.iter().fold(1e-6f32, |m, &v| m.max(v));

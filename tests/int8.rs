@@ -103,6 +103,17 @@ fn integer_kernels_equal_their_scalar_twins_exactly() {
     let mut c = [0u8; 1960];
     conv_relu_pool_i8_dsp::<28, 28, 10, 1960>(&image, &kernel, &bias, &requant, &mut c);
     assert_eq!(c, b);
+    // The SIMD layout at odd sizes: the last row and column are not pooled,
+    // and the last run of eight windows overlaps the one before it.
+    let odd_image: [[u8; 19]; 9] = core::array::from_fn(|_| core::array::from_fn(|_| byte(0, 255) as u8));
+    let odd_kernel: ConvKernelI8<3> =
+        core::array::from_fn(|_| core::array::from_fn(|_| core::array::from_fn(|_| byte(-128, 127) as i8)));
+    let odd_requant = [Requant::from_real(0.0007); 3];
+    let (mut f, mut g) = ([0u8; 108], [0u8; 108]);
+    conv_relu_pool_i8::<9, 19, 3, 108>(&odd_image, &odd_kernel, &[-20, 0, 700], &odd_requant, &mut f);
+    conv_relu_pool_i8_scalar::<9, 19, 3, 108>(&odd_image, &odd_kernel, &[-20, 0, 700], &odd_requant, &mut g);
+    assert_eq!(f, g);
+    assert!(f.iter().any(|&v| v > 0 && v < 255), "{f:?}");
     // Extreme taps (-128 and 127 survive the 16-bit packing), odd sizes.
     let image: [[u8; 7]; 5] = core::array::from_fn(|_| core::array::from_fn(|_| byte(0, 255) as u8));
     let kernel: ConvKernelI8<3> = core::array::from_fn(|ky| {

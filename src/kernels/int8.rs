@@ -8,7 +8,7 @@
 
 use super::dsp::{channel_sums, ChannelTaps, Patch, PATCH_END};
 use super::vector::{HAS_SIMD, LANES};
-use wide::i32x8;
+use wide::{i16x16, i32x8};
 
 /// A real factor `m * 2^(shift - 31)` with `m` in `[2^30, 2^31)`: how a sum
 /// at one scale is brought to another with integers only.
@@ -132,13 +132,89 @@ pub fn conv_relu_pool_i8<const H: usize, const W: usize, const K: usize, const F
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    if cfg!(tinycnn_dsp) || !HAS_SIMD {
-        return conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
+    if HAS_SIMD && W / 2 >= LANES {
+        return conv_relu_pool_i8_pairs(image, kernel, bias, requant, pooled);
     }
-    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, |y, row| {
-        conv_rows_i8(image, kernel, bias, y, row);
-        Some((0, W - 1))
+    conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
+}
+
+/// [`conv_relu_pool_i8`] on SIMD registers: 16-bit pixels and taps in pairs,
+/// each pair of products added into one `i32` lane (`pmaddwd` on x86-64),
+/// eight pooling windows at a time, laid out as in the f32 convolution: the
+/// even and the odd columns of two convolution rows are four vectors of sums,
+/// max-pooled lane by lane. With `row` the image row widened to 16 bits and
+/// shifted one to the right (zero at either end), the taps of column `x` are
+/// the pair `row[x], row[x + 1]` times `(t0, t1)` plus `row[x + 2], row[x + 3]`
+/// times `(t2, 0)`: two multiply-adds of aligned runs per source row.
+fn conv_relu_pool_i8_pairs<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[u8; W]; H],
+    kernel: &ConvKernelI8<K>,
+    bias: &[i32; K],
+    requant: &[Requant; K],
+    pooled: &mut [u8; FLAT],
+) {
+    let pw = W / 2;
+    // Twice a row's length: room for the shift and for the last run of 16.
+    let mut rows = [[[0i16; W]; 2]; H];
+    for (row, wide) in image.iter().zip(&mut rows) {
+        for (slot, &p) in wide.as_flattened_mut().iter_mut().skip(1).zip(row) {
+            *slot = i16::from(p);
+        }
+    }
+    let pairs = |a: i8, b: i8| {
+        i16x16::new(core::array::from_fn(|t| {
+            i16::from(if t % 2 == 0 { a } else { b })
+        }))
+    };
+    // Per channel and kernel row: the taps (t0, t1) and (t2, 0) in pairs.
+    let taps: [[[i16x16; 2]; 3]; K] = core::array::from_fn(|k| {
+        core::array::from_fn(|ky| {
+            [
+                pairs(kernel[ky][0][k], kernel[ky][1][k]),
+                pairs(kernel[ky][2][k], 0),
+            ]
+        })
     });
+    let run = |row: &[i16], at: usize| {
+        row.get(at..at + 16)
+            .and_then(|r| <[i16; 16]>::try_from(r).ok())
+            .map_or(i16x16::splat(0), i16x16::new)
+    };
+    let last = pw - LANES;
+    for py in 0..H / 2 {
+        let mut j = 0;
+        loop {
+            let at = j.min(last);
+            // Image rows 2py - 1 ..= 2py + 2 from shifted columns 2at ..= 2at + 3.
+            let sources: [Option<[i16x16; 4]>; 4] = core::array::from_fn(|r| {
+                let row = rows.get((2 * py + r).checked_sub(1)?)?.as_flattened();
+                Some(core::array::from_fn(|shift| run(row, 2 * at + shift)))
+            });
+            for (k, ((taps, &bias), requant)) in taps.iter().zip(bias).zip(requant).enumerate() {
+                // Sums of the even and odd columns of the top and bottom row.
+                let mut cells = [i32x8::splat(bias); 4];
+                for (ky, [near, far]) in taps.iter().enumerate() {
+                    for (half, r) in [(0, ky), (2, ky + 1)] {
+                        if let Some([a, b, c, d]) = sources[r] {
+                            cells[half] += a.dot(*near) + c.dot(*far);
+                            cells[half + 1] += b.dot(*near) + d.dot(*far);
+                        }
+                    }
+                }
+                let [a, b, c, d] = cells;
+                let best = a.max(b).max(c.max(d)).to_array();
+                for (t, &best) in best.iter().enumerate() {
+                    if let Some(cell) = pooled.get_mut((py * pw + at + t) * K + k) {
+                        *cell = requant.to_u8(best);
+                    }
+                }
+            }
+            if at == last {
+                break;
+            }
+            j += LANES;
+        }
+    }
 }
 
 /// The frame the three convolutions share: each computes two rows of sums
@@ -338,59 +414,6 @@ fn conv_pixel_i8<const H: usize, const W: usize, const K: usize>(
         }
     }
     sum
-}
-
-/// Integer convolution row `y` of every channel, eight pixels at a time on
-/// `i32` lanes; the edge columns one at a time.
-#[inline]
-fn conv_rows_i8<const H: usize, const W: usize, const K: usize>(
-    image: &[[u8; W]; H],
-    kernel: &ConvKernelI8<K>,
-    bias: &[i32; K],
-    y: usize,
-    out: &mut [[i32; W]; K],
-) {
-    if W < LANES + 2 {
-        for (k, row) in out.iter_mut().enumerate() {
-            for (x, value) in row.iter_mut().enumerate() {
-                *value = conv_pixel_i8(image, kernel, bias, y, x, k);
-            }
-        }
-        return;
-    }
-    // The three source rows widened to i32 once, for every channel.
-    let mut sources = [[0i32; W]; 3];
-    let mut present = [false; 3];
-    for (ky, (source, present)) in sources.iter_mut().zip(&mut present).enumerate() {
-        if let Some(row) = (y + ky).checked_sub(1).and_then(|iy| image.get(iy)) {
-            *source = row.map(i32::from);
-            *present = true;
-        }
-    }
-    let last = W - 1 - LANES;
-    for (k, row) in out.iter_mut().enumerate() {
-        let taps: [[i32x8; 3]; 3] =
-            core::array::from_fn(|ky| core::array::from_fn(|kx| i32x8::splat(i32::from(kernel[ky][kx][k]))));
-        let mut x = 1;
-        loop {
-            let at = x.min(last);
-            let mut sum = i32x8::splat(bias[k]);
-            for ((source, taps), present) in sources.iter().zip(&taps).zip(present) {
-                if present {
-                    sum += lanes_i32(source, at - 1) * taps[0];
-                    sum += lanes_i32(source, at) * taps[1];
-                    sum += lanes_i32(source, at + 1) * taps[2];
-                }
-            }
-            row[at..at + LANES].copy_from_slice(&sum.to_array());
-            if at == last {
-                break;
-            }
-            x += LANES;
-        }
-        row[0] = conv_pixel_i8(image, kernel, bias, y, 0, k);
-        row[W - 1] = conv_pixel_i8(image, kernel, bias, y, W - 1, k);
-    }
 }
 
 #[inline]
