@@ -173,27 +173,32 @@ pub(super) struct ChannelTaps {
     pub(super) bias: i32,
 }
 
-/// Sums of one channel over consecutive patches, written to `out`, up to the
-/// [`PATCH_END`] that closes `patches`: the bias, plus the corner tap times
-/// the last word, plus the four pairs times the four pairs of taps.
+/// The larger of each two neighbouring sums of one channel over consecutive
+/// patches (the two columns of a pooling window), written to `out`, up to the
+/// [`PATCH_END`] that closes `patches` after an even number of them. A sum
+/// is the bias, plus the corner tap times the last word, plus the four pairs
+/// times the four pairs of taps.
 ///
 /// With the DSP extension the loop is written out in assembly, because the
-/// compiler's version reloads taps from the stack: one `LDM` of a patch,
-/// `MLA`, four `SMLAD`, a store and the end test, ten instructions for nine
-/// multiply-adds. Nothing is written unless `patches` ends with the marker
-/// and `out` has room for every patch before it.
+/// compiler's version reloads taps from the stack: per window two `LDM` of a
+/// patch, two `MLA`, eight `SMLAD`, the larger sum kept and stored, and the
+/// end test, 19 instructions for 18 multiply-adds. Nothing is written unless
+/// `patches` ends with the marker after an even count and `out` has room for
+/// every window before it.
 #[inline(always)]
-pub(super) fn channel_sums(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32]) {
+pub(super) fn channel_pair_maxima(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32]) {
     let ChannelTaps { pairs, corner, bias } = *taps;
-    if patches.last().map(|p| p[0]) != Some(u32::MAX) || out.len() + 1 < patches.len() {
+    let windows = patches.len().saturating_sub(1) / 2;
+    let marked = patches.last().map(|p| p[0]) == Some(u32::MAX) && patches.len() % 2 == 1;
+    if !marked || out.len() < windows {
         return;
     }
     #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-    // SAFETY: the patches end with the marker, which no earlier entry can
-    // equal before the loop stops at it, and `out` has room for each patch
-    // before the marker. r6 (which LLVM may reserve) is saved on the stack
-    // and restored before the block ends; r7 goes with it, untouched, to
-    // keep the stack 8-byte aligned.
+    // SAFETY: the patches end with the marker after an even count, so the
+    // loop, which tests for it at the first patch of each window, stops
+    // there, and `out` has room for each window before it. r6 and r7 (which
+    // LLVM may reserve) are saved on the stack and restored before the block
+    // ends.
     unsafe {
         core::arch::asm!(
             "push {{r6, r7}}",
@@ -206,6 +211,15 @@ pub(super) fn channel_sums(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32
             "smlad lr, r10, r3, lr",
             "smlad lr, r11, r4, lr",
             "smlad lr, r12, r5, lr",
+            "ldm r0!, {{r6, r7, r10, r11, r12}}",
+            "mla r12, r12, r8, r9",
+            "smlad r12, r6, r2, r12",
+            "smlad r12, r7, r3, r12",
+            "smlad r12, r10, r4, r12",
+            "smlad r12, r11, r5, r12",
+            "cmp lr, r12",
+            "it lt",
+            "movlt lr, r12",
             "str lr, [r1], #4",
             "b 2b",
             "3:",
@@ -225,13 +239,17 @@ pub(super) fn channel_sums(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32
         );
     }
     #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-    for (&[left, centre, right, lower, last], value) in
-        patches.iter().take_while(|p| p[0] != u32::MAX).zip(out)
     {
-        let mut sum = bias.wrapping_add(last as i32 * corner);
-        sum = dual_mac(left, pairs[0], sum);
-        sum = dual_mac(centre, pairs[1], sum);
-        sum = dual_mac(right, pairs[2], sum);
-        *value = dual_mac(lower, pairs[3], sum);
+        let sum = |&[left, centre, right, lower, last]: &Patch| {
+            let mut sum = bias.wrapping_add(last as i32 * corner);
+            sum = dual_mac(left, pairs[0], sum);
+            sum = dual_mac(centre, pairs[1], sum);
+            sum = dual_mac(right, pairs[2], sum);
+            dual_mac(lower, pairs[3], sum)
+        };
+        let windows = patches.chunks_exact(2).take_while(|w| w[0][0] != u32::MAX);
+        for (window, value) in windows.zip(out) {
+            *value = sum(&window[0]).max(sum(&window[1]));
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
-use super::dsp::{channel_sums, ChannelTaps, Patch, PATCH_END};
+use super::dsp::{channel_pair_maxima, ChannelTaps, Patch, PATCH_END};
 use super::vector::{HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
@@ -229,6 +229,7 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
     bias: &[i32; K],
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
+    halved: bool,
     mut rows: impl FnMut(usize, &mut [[i32; W]; K]) -> Option<(usize, usize)>,
 ) {
     const {
@@ -248,7 +249,7 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
         }
         // Pooled columns whose window reaches a summed column.
         let windows = summed.map_or(0..0, |(lo, hi)| lo / 2..hi / 2 + 1);
-        pool_row_i8(&sums, py, requant, &background, windows, pooled);
+        pool_row_i8(&sums, py, requant, &background, windows, halved, pooled);
     }
 }
 
@@ -308,7 +309,7 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
     });
     // Twice a row of patches, so that the end marker fits after a whole row.
     let mut room = [[[0u32; 5]; W]; 2];
-    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, |y, row| {
+    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, true, |y, row| {
         conv_rows_i8_dsp(image, &extents, &taps, y, room.as_flattened_mut(), row)
     });
 }
@@ -330,14 +331,18 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     let span = (0..3)
         .filter_map(|ky| extents.get(source_row(ky)?).copied().flatten())
         .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
-    let Some((first, last)) = span else {
+    // Whole pooling windows (columns 2px, 2px + 1) around the outputs whose
+    // 3x3 patch reaches a non-zero pixel.
+    let pw = W / 2;
+    let summed = span
+        .map(|(first, last)| (first.saturating_sub(1) & !1, ((last + 1) | 1).min(2 * pw - 1)))
+        .filter(|(lo, hi)| lo < hi);
+    let Some((lo, hi)) = summed else {
         for (row, taps) in out.iter_mut().zip(taps) {
             *row = [taps.bias; W];
         }
         return None;
     };
-    // Outputs whose 3x3 patch reaches a non-zero pixel.
-    let (lo, hi) = (first.saturating_sub(1), (last + 1).min(W - 1));
     let source = |ky: usize| source_row(ky).and_then(|iy| image.get(iy));
     let (upper, middle, below) = (source(0), source(1), source(2));
     // Pixel `x` of a row, 0 in the padding (x = usize::MAX stands for -1).
@@ -356,10 +361,13 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
         *end = PATCH_END;
     }
     let patches: &[Patch] = patches.get(..=n).unwrap_or_default();
+    // Each row holds the larger of each window's two sums, at the window's
+    // pooled column; the windows not summed, the bias.
+    let (first, last) = (lo / 2, hi / 2);
     for (row, taps) in out.iter_mut().zip(taps) {
-        channel_sums(patches, taps, row.get_mut(lo..=hi).unwrap_or_default());
-        row[..lo].fill(taps.bias);
-        row[hi + 1..].fill(taps.bias);
+        channel_pair_maxima(patches, taps, row.get_mut(first..=last).unwrap_or_default());
+        row[..first].fill(taps.bias);
+        row[last + 1..].fill(taps.bias);
     }
     Some((lo, hi))
 }
@@ -381,7 +389,7 @@ pub fn conv_relu_pool_i8_scalar<const H: usize, const W: usize, const K: usize, 
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, |y, row| {
+    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, false, |y, row| {
         for (k, out) in row.iter_mut().enumerate() {
             for (x, value) in out.iter_mut().enumerate() {
                 *value = conv_pixel_i8(image, kernel, bias, y, x, k);
@@ -432,6 +440,7 @@ fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
     requant: &[Requant; K],
     background: &[u8; K],
     windows: core::ops::Range<usize>,
+    halved: bool,
     pooled: &mut [u8; FLAT],
 ) {
     let pw = W / 2;
@@ -445,10 +454,14 @@ fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
         }
         for (k, (value, requant)) in cell.iter_mut().zip(requant).enumerate() {
             let (top, bottom) = (&rows[0][k], &rows[1][k]);
-            let best = top[2 * px]
-                .max(top[2 * px + 1])
-                .max(bottom[2 * px])
-                .max(bottom[2 * px + 1]);
+            let best = if halved {
+                top[px].max(bottom[px])
+            } else {
+                top[2 * px]
+                    .max(top[2 * px + 1])
+                    .max(bottom[2 * px])
+                    .max(bottom[2 * px + 1])
+            };
             *value = requant.to_u8(best);
         }
     }
