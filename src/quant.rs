@@ -321,7 +321,7 @@ pub fn quantize<
         for position in workspace.pooled().chunks_exact(K) {
             for (a, counts) in either.iter_mut().enumerate() {
                 for (b, count) in counts.iter_mut().enumerate() {
-                    *count += u32::from(position[a] > 0.0 || position[b] > 0.0);
+                    *count = count.saturating_add(u32::from(position[a] > 0.0 || position[b] > 0.0));
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! Inside each 2x2 window the maximum goes to the first of the four cells in
 //! row-major order among equal values; backward sends the gradient there.
 
-use super::vector::{self, larger, HAS_SIMD, LANES};
+use super::vector::{self, larger, runs, HAS_SIMD, LANES};
 use wide::f32x8;
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
@@ -93,11 +93,8 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
         f32x8::splat(2.0),
         f32x8::splat(3.0),
     );
-    let last = pw - LANES;
     for py in 0..H / 2 {
-        let mut j = 0;
-        loop {
-            let at = j.min(last);
+        for at in runs(pw) {
             // Image rows 2py - 1 ..= 2py + 2 as [odd@j, even@j, odd@j+1, even@j+1].
             let sources: [Option<[f32x8; 4]>; 4] = core::array::from_fn(|r| {
                 let [even, odd] = split.get((2 * py + r).checked_sub(1)?)?;
@@ -146,10 +143,6 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
                     }
                 }
             }
-            if at == last {
-                break;
-            }
-            j += LANES;
         }
     }
 }
@@ -225,6 +218,9 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
         }
         let taps: [[f32x8; 3]; 3] =
             core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])));
+        // Columns 1 ..= W - 2, whose taps never reach the padding, in runs of
+        // LANES (the last overlapping the one before). A plain loop rather than
+        // `runs`: without SIMD registers (Cortex-M) the iterator costs 1%.
         let last = W - 1 - LANES;
         let mut x = 1;
         loop {

@@ -139,15 +139,22 @@ pub(super) unsafe fn six_sums(entries: &[[u32; 2]], block: &[i8], sums: [i32; 6]
     {
         let mut sums = sums;
         for &[x, offset] in entries.iter().take_while(|entry| entry[0] != 0) {
-            let words = block
-                .get(offset as usize..offset as usize + 12)
-                .unwrap_or_default();
-            for (q, word) in words.chunks_exact(4).enumerate() {
-                let word = u32::from_le_bytes([word[0] as u8, word[1] as u8, word[2] as u8, word[3] as u8]);
-                (sums[2 * q], sums[2 * q + 1]) = word_products(x, word, sums[2 * q], sums[2 * q + 1]);
-            }
+            add_word_products(x, block, offset as usize, &mut sums);
         }
         sums
+    }
+}
+
+/// Adds `x` (two inputs packed in 16-bit halves) times the weight words
+/// from byte `offset` of `block` to the sums of their outputs, two per word
+/// (see [`word_products`]); nothing past the end of `block`, which the
+/// callers' bounds never reach.
+#[inline(always)]
+pub(super) fn add_word_products<const B: usize>(x: u32, block: &[i8], offset: usize, sums: &mut [i32; B]) {
+    let words = block.get(offset..offset + 2 * B).unwrap_or_default();
+    for (q, word) in words.chunks_exact(4).enumerate() {
+        let word = u32::from_le_bytes([word[0] as u8, word[1] as u8, word[2] as u8, word[3] as u8]);
+        (sums[2 * q], sums[2 * q + 1]) = word_products(x, word, sums[2 * q], sums[2 * q + 1]);
     }
 }
 
@@ -162,7 +169,7 @@ pub(super) const PATCH_END: [u32; 5] = [u32::MAX; 5];
 /// of the output.
 pub(super) type Patch = [u32; 5];
 
-/// One channel of a 3x3 convolution as [`channel_sums`] takes it.
+/// One channel of a 3x3 convolution as [`channel_pair_maxima`] takes it.
 #[derive(Clone, Copy)]
 pub(super) struct ChannelTaps {
     /// The taps matching a [`Patch`]'s four pairs, as 16-bit pairs.

@@ -7,7 +7,7 @@
 //! result is wrong but nothing panics.
 
 use super::dsp::{channel_pair_maxima, ChannelTaps, Patch, PATCH_END};
-use super::vector::{HAS_SIMD, LANES};
+use super::vector::{runs, HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
 /// A real factor `m * 2^(shift - 31)` with `m` in `[2^30, 2^31)`: how a sum
@@ -180,11 +180,8 @@ fn conv_relu_pool_i8_pairs<const H: usize, const W: usize, const K: usize, const
             .and_then(|r| <[i16; 16]>::try_from(r).ok())
             .map_or(i16x16::splat(0), i16x16::new)
     };
-    let last = pw - LANES;
     for py in 0..H / 2 {
-        let mut j = 0;
-        loop {
-            let at = j.min(last);
+        for at in runs(pw) {
             // Image rows 2py - 1 ..= 2py + 2 from shifted columns 2at ..= 2at + 3.
             let sources: [Option<[i16x16; 4]>; 4] = core::array::from_fn(|r| {
                 let row = rows.get((2 * py + r).checked_sub(1)?)?.as_flattened();
@@ -209,10 +206,6 @@ fn conv_relu_pool_i8_pairs<const H: usize, const W: usize, const K: usize, const
                     }
                 }
             }
-            if at == last {
-                break;
-            }
-            j += LANES;
         }
     }
 }

@@ -14,7 +14,7 @@
 //! last row stays as it is, at the end. [`paired_index`] says where each
 //! weight goes.
 
-use super::dsp::{six_sums, word_products};
+use super::dsp::{add_word_products, six_sums};
 use super::vector::{HAS_SIMD, LANES};
 use wide::{i16x16, i32x8, i8x16, u8x16};
 
@@ -128,17 +128,17 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
         start = blocks_simd::<IN, OUT>(input, &list, bytes, bias, out);
     }
     while start + 6 <= OUT {
-        let block = block_registers::<IN, OUT, 6, 3>(input, &list, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 6>(input, &list, bytes, bias, start);
         out[start..start + 6].copy_from_slice(&block);
         start += 6;
     }
     if start + 4 <= OUT {
-        let block = block_registers::<IN, OUT, 4, 2>(input, &list, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 4>(input, &list, bytes, bias, start);
         out[start..start + 4].copy_from_slice(&block);
         start += 4;
     }
     if start + 2 <= OUT {
-        let block = block_registers::<IN, OUT, 2, 1>(input, &list, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 2>(input, &list, bytes, bias, start);
         out[start..start + 2].copy_from_slice(&block);
         start += 2;
     }
@@ -232,19 +232,6 @@ pub fn dense_i8_paired_scalar<const IN: usize, const OUT: usize>(
     tail(input, kernel.as_flattened(), bias, 0, out);
 }
 
-/// The `N` weight words from byte `base` (outputs `2N` of a pair of rows),
-/// little-endian (zeros past the end, which the callers' bounds never reach).
-#[inline(always)]
-fn words<const N: usize>(bytes: &[i8], base: usize) -> [u32; N] {
-    let Some(run) = bytes.get(base..base + 4 * N) else {
-        return [0; N];
-    };
-    core::array::from_fn(|q| {
-        let w = &run[4 * q..4 * q + 4];
-        u32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8])
-    })
-}
-
 /// The pairs of rows [`dense_i8_paired`] adds up.
 struct List<'a> {
     /// Entries `[packed inputs, byte offset]`, ended by an entry of zeros.
@@ -264,27 +251,22 @@ impl List<'_> {
     }
 }
 
-/// Outputs `start..start + B` in general registers (`WORDS = B / 2` weight
+/// Outputs `start..start + B` in general registers (`B / 2` weight
 /// words per pair of rows), over the listed pairs of rows; with the DSP
 /// extension two multiply-adds per instruction. A Cortex-M has room for six
 /// sums beside the pointers; eight spill to the stack.
 #[inline]
-fn block_registers<const IN: usize, const OUT: usize, const B: usize, const WORDS: usize>(
+fn block_registers<const IN: usize, const OUT: usize, const B: usize>(
     input: &[u8; IN],
     list: &List,
     bytes: &[i8],
     bias: &[i32; OUT],
     start: usize,
 ) -> [i32; B] {
-    const { assert!(B == 2 * WORDS, "two outputs per weight word") };
     let mut sums: [i32; B] = core::array::from_fn(|t| bias[start + t]);
     let block = bytes.get(2 * start..).unwrap_or_default();
-    let add = |sums: &mut [i32; B], &[x, offset]: &[u32; 2]| {
-        let words: [u32; WORDS] = words(block, offset as usize);
-        for (q, word) in words.into_iter().enumerate() {
-            (sums[2 * q], sums[2 * q + 1]) = word_products(x, word, sums[2 * q], sums[2 * q + 1]);
-        }
-    };
+    let add =
+        |sums: &mut [i32; B], &[x, offset]: &[u32; 2]| add_word_products(x, block, offset as usize, sums);
     let six = <&mut [i32; 6]>::try_from(sums.as_mut_slice());
     if let (Ok(six), true, false) = (six, list.aligned, list.marked.is_empty()) {
         // SAFETY: `marked` ends with its marker (it is not empty, and the
@@ -293,13 +275,11 @@ fn block_registers<const IN: usize, const OUT: usize, const B: usize, const WORD
         // `aligned` holds for the weights and the offsets, and `2 * start`
         // is a multiple of 12.
         *six = unsafe { six_sums(list.marked, block, *six) };
-    } else {
-        for entry in list.marked.iter().take_while(|entry| entry[0] != 0) {
-            add(&mut sums, entry);
+        if let Some(spare) = &list.spare {
+            add(&mut sums, spare);
         }
-    }
-    if let Some(spare) = &list.spare {
-        add(&mut sums, spare);
+    } else {
+        list.entries().for_each(|entry| add(&mut sums, entry));
     }
     add_odd_row::<IN, OUT>(input, bytes, start, &mut sums);
     sums

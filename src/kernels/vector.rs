@@ -78,6 +78,15 @@ pub fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
     x.iter().zip(y).map(|(a, b)| a * b).sum()
 }
 
+/// Starts of the runs of `LANES` that cover `0..len` (`len >= LANES`): one
+/// every `LANES`, the last moved back to end at `len`, overlapping the one
+/// before it rather than leaving a remainder.
+#[inline]
+pub(crate) fn runs(len: usize) -> impl Iterator<Item = usize> {
+    let last = len.saturating_sub(LANES);
+    (0..len.div_ceil(LANES)).map(move |run| (run * LANES).min(last))
+}
+
 /// `true` when no value is NaN or infinite.
 ///
 /// ```
