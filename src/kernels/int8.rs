@@ -214,9 +214,11 @@ fn conv_relu_pool_i8_pairs<const H: usize, const W: usize, const K: usize, const
 /// (`rows(y, out)` writes row `y` of every channel), which are max-pooled,
 /// passed through ReLU and requantized into pooled row `y / 2`.
 ///
-/// `rows` returns the columns it summed, `None` for none: outside them every
-/// sum is the channel's bias, so a window outside both rows' columns is
-/// pooled without being read.
+/// `rows` returns the pooling windows (pairs of columns) it summed, `None`
+/// for none: outside them every sum is the channel's bias, so a window
+/// outside both rows' windows is pooled without being read, and one outside
+/// a single row's takes the bias there. `halved` rows hold one sum per
+/// window (the larger of its two columns), the others one per column.
 #[inline]
 fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
     bias: &[i32; K],
@@ -233,16 +235,34 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
     };
     let background: [u8; K] = core::array::from_fn(|k| requant[k].to_u8(bias[k]));
     let mut sums = [[[0i32; W]; K]; 2];
+    let cells = |windows: core::ops::Range<usize>| {
+        if halved {
+            windows
+        } else {
+            2 * windows.start..2 * windows.end
+        }
+    };
     for py in 0..H / 2 {
-        let mut summed: Option<(usize, usize)> = None;
-        for (r, row) in sums.iter_mut().enumerate() {
-            if let Some((lo, hi)) = rows(2 * py + r, row) {
-                summed = Some(summed.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        let summed: [Option<(usize, usize)>; 2] =
+            [rows(2 * py, &mut sums[0]), rows(2 * py + 1, &mut sums[1])];
+        let Some((lo, hi)) = summed
+            .into_iter()
+            .flatten()
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+        else {
+            pool_row_i8(&sums, py, requant, &background, 0..0, halved, pooled);
+            continue;
+        };
+        // Within the windows either row summed, the other row's bias.
+        for (row, own) in sums.iter_mut().zip(summed) {
+            let (first, last) = own.unwrap_or((hi + 1, hi));
+            for (channel, &bias) in row.iter_mut().zip(bias) {
+                for gap in [cells(lo..first), cells(last + 1..hi + 1)] {
+                    channel.get_mut(gap).unwrap_or_default().fill(bias);
+                }
             }
         }
-        // Pooled columns whose window reaches a summed column.
-        let windows = summed.map_or(0..0, |(lo, hi)| lo / 2..hi / 2 + 1);
-        pool_row_i8(&sums, py, requant, &background, windows, halved, pooled);
+        pool_row_i8(&sums, py, requant, &background, lo..hi + 1, halved, pooled);
     }
 }
 
@@ -310,7 +330,8 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
 /// Convolution row `y` of every channel for [`conv_relu_pool_i8_dsp`]. The
 /// 3x3 patches are packed once per row, for every channel (see [`Patch`]);
 /// padding reads 0. Only the columns whose patch reaches a non-zero pixel of
-/// `extents` are summed, and returned; the others are the bias.
+/// `extents` are summed, whole pooling windows at a time; returns those
+/// windows, and leaves the others to the frame (they are the bias).
 #[inline]
 fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     image: &[[u8; W]; H],
@@ -330,12 +351,7 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     let summed = span
         .map(|(first, last)| (first.saturating_sub(1) & !1, ((last + 1) | 1).min(2 * pw - 1)))
         .filter(|(lo, hi)| lo < hi);
-    let Some((lo, hi)) = summed else {
-        for (row, taps) in out.iter_mut().zip(taps) {
-            *row = [taps.bias; W];
-        }
-        return None;
-    };
+    let (lo, hi) = summed?;
     let source = |ky: usize| source_row(ky).and_then(|iy| image.get(iy));
     let (upper, middle, below) = (source(0), source(1), source(2));
     // Pixel `x` of a row, 0 in the padding (x = usize::MAX stands for -1).
@@ -355,14 +371,12 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     }
     let patches: &[Patch] = patches.get(..=n).unwrap_or_default();
     // Each row holds the larger of each window's two sums, at the window's
-    // pooled column; the windows not summed, the bias.
+    // pooled column.
     let (first, last) = (lo / 2, hi / 2);
     for (row, taps) in out.iter_mut().zip(taps) {
         channel_pair_maxima(patches, taps, row.get_mut(first..=last).unwrap_or_default());
-        row[..first].fill(taps.bias);
-        row[last + 1..].fill(taps.bias);
     }
-    Some((lo, hi))
+    Some((first, last))
 }
 
 /// Scalar twin of [`conv_relu_pool_i8`].
@@ -388,7 +402,7 @@ pub fn conv_relu_pool_i8_scalar<const H: usize, const W: usize, const K: usize, 
                 *value = conv_pixel_i8(image, kernel, bias, y, x, k);
             }
         }
-        Some((0, W - 1))
+        Some((0, W / 2 - 1))
     });
 }
 
