@@ -10,7 +10,7 @@
 //! each layer's sums move to the next scale with a [`Requant`]. The logits are
 //! brought to one common scale, so the class is an integer argmax.
 //!
-//! Blob layout (integers little-endian): magic `b"TCQ8"`, version 3, `H`,
+//! Blob layout (integers little-endian): magic `b"TCQ8"`, version 4, `H`,
 //! `W`, `K`, `HIDDEN`, `CLASSES`, payload length, CRC-32 of the payload (nine
 //! words); then the payload: the `i32` section (conv, dense1, dense2 biases;
 //! then for each layer its multipliers and its shifts) and the `i8` section:
@@ -18,7 +18,8 @@
 //! Cortex-M4 take two inputs per instruction, first, so that it starts on a
 //! 4-byte boundary and can be loaded a word at a time; then the conv and
 //! dense2 kernels in the Keras layouts. Versions 1 (dense1 in the Keras
-//! layout) and 2 (the conv kernel first) are refused.
+//! layout), 2 (the conv kernel first) and 3 (the paired layout without the
+//! even outputs' offset of 128) are refused.
 //!
 //! The conv channels are stored in an order chosen on the calibration set
 //! (dense1's rows follow it, so the network computes the same function):
@@ -27,7 +28,7 @@
 
 use crate::data::Samples;
 use crate::kernels::{
-    argmax, conv_relu_pool_i8, dense_i8, dense_i8_paired, paired_index, ConvKernelI8, Requant,
+    argmax, conv_relu_pool_i8, dense_i8, dense_i8_paired, paired_byte, paired_index, ConvKernelI8, Requant,
 };
 use crate::model::{Params, Workspace};
 use crate::Error;
@@ -35,7 +36,7 @@ use crate::Error;
 /// The first four bytes of an int8 blob.
 pub const MAGIC: [u8; 4] = *b"TCQ8";
 /// The int8 blob format version.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 use crate::weights::{BlobFormat, HEADER_BYTES};
 
 const INT8_BLOB: BlobFormat = BlobFormat {
@@ -381,7 +382,7 @@ pub fn quantize<
         let (input, output) = (i / HIDDEN, i % HIDDEN);
         let input = input - input % K + slot_of[input % K];
         if let Some(o) = dense1_out.get_mut(paired_index::<FLAT, HIDDEN>(input, output)) {
-            *o = weight(w, dense1_w[output]);
+            *o = paired_byte::<FLAT, HIDDEN>(input, output, weight(w, dense1_w[output]) as i8) as u8;
         }
     }
     for (i, (o, &w)) in dense2_out.iter_mut().zip(dense2_flat).enumerate() {

@@ -34,53 +34,85 @@ pub(super) fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
     }
 }
 
-/// Adds one word of weights (`[w(2k, 2j), w(2k, 2j + 1), w(2k + 1, 2j),
-/// w(2k + 1, 2j + 1)]`) times the packed inputs `x` (`x(2k)` low, `x(2k + 1)`
-/// high) to the sums of outputs `2j` and `2j + 1`.
+/// Whether the first sum of [`word_products`] takes the whole 16-bit halves
+/// (each even byte unsigned plus 256 times the odd byte above it), as one
+/// `SMLAD` does, or the even bytes alone, unsigned, as four plain
+/// multiply-adds do more cheaply.
+pub(super) const RAW_HAS_ODD: bool = cfg!(all(target_arch = "arm", tinycnn_dsp));
+
+/// Adds one word of weights in the paired layout (`[w(2k, 2j) + 128,
+/// w(2k, 2j + 1), w(2k + 1, 2j) + 128, w(2k + 1, 2j + 1)]`) times the packed
+/// inputs `x` (`x(2k)` low, `x(2k + 1)` high) to the raw sum and the odd sum
+/// of outputs `2j`, `2j + 1` (see [the paired layout](super::paired) and
+/// [`RAW_HAS_ODD`]).
 ///
-/// With the DSP extension: `SXTB16` sign-extends the even bytes, and with a
-/// rotation the odd ones, into 16-bit pairs, and each pair takes one
-/// `SMLAD`: four instructions for four multiply-adds. Elsewhere, four plain
-/// multiply-adds.
+/// With the DSP extension: one `SMLAD` of the word as it is, one `SXTB16`
+/// of its odd bytes and one `SMLAD` of those: three instructions for four
+/// multiply-adds. Elsewhere, four plain multiply-adds, the even bytes
+/// unsigned.
 #[inline(always)]
-pub(super) fn word_products(x: u32, word: u32, even: i32, odd: i32) -> (i32, i32) {
+pub(super) fn word_products(x: u32, word: u32, raw: i32, odd: i32) -> (i32, i32) {
     #[cfg(all(target_arch = "arm", tinycnn_dsp))]
     {
-        let (even_bytes, odd_bytes): (u32, u32);
+        let odd_bytes: u32;
         // SAFETY: SXTB16 reads one general register and writes another; it
         // touches no memory, stack or flags.
         unsafe {
             core::arch::asm!(
-                "sxtb16 {even}, {word}",
                 "sxtb16 {odd}, {word}, ror #8",
-                even = out(reg) even_bytes,
                 odd = lateout(reg) odd_bytes,
                 word = in(reg) word,
                 options(pure, nomem, nostack, preserves_flags),
             );
         }
-        (dual_mac(x, even_bytes, even), dual_mac(x, odd_bytes, odd))
+        (dual_mac(x, word, raw), dual_mac(x, odd_bytes, odd))
     }
     #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
     {
         let (a, b) = ((x & 0xffff) as i32, (x >> 16) as i32);
-        let w = word.to_le_bytes().map(|v| i32::from(v as i8));
+        let bytes = word.to_le_bytes();
         (
-            even.wrapping_add(a * w[0]).wrapping_add(b * w[2]),
-            odd.wrapping_add(a * w[1]).wrapping_add(b * w[3]),
+            raw.wrapping_add(a * i32::from(bytes[0]))
+                .wrapping_add(b * i32::from(bytes[2])),
+            odd.wrapping_add(a * i32::from(bytes[1] as i8))
+                .wrapping_add(b * i32::from(bytes[3] as i8)),
         )
     }
 }
 
-/// Adds to six sums (outputs `2j..2j + 6` of a paired dense layer) the
-/// products of every listed pair of rows: each entry holds the two inputs
-/// packed in 16-bit halves and the byte offset of the pair's three weight
-/// words in `block`. The list ends at the first entry whose inputs are zero.
+/// One entry of [`six_sums`]'s loop, which takes two per turn.
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+macro_rules! six_sums_entry {
+    () => {
+        concat!(
+            "ldrd r6, r12, [r0], #8\n",
+            "cbz r6, 3f\n",
+            "add r12, r12, r1\n",
+            "ldm r12, {{r9, r10, r11}}\n",
+            "smlad r2, r6, r9, r2\n",
+            "sxtb16 r9, r9, ror #8\n",
+            "smlad r3, r6, r9, r3\n",
+            "smlad r4, r6, r10, r4\n",
+            "sxtb16 r10, r10, ror #8\n",
+            "smlad r5, r6, r10, r5\n",
+            "smlad r8, r6, r11, r8\n",
+            "sxtb16 r11, r11, ror #8\n",
+            "smlad lr, r6, r11, lr\n",
+        )
+    };
+}
+
+/// Adds to six sums (the raw and odd sums of outputs `2j..2j + 6` of a
+/// paired dense layer, side by side) the products of every listed pair of
+/// rows (see [`word_products`]): each entry holds the two inputs packed in
+/// 16-bit halves and the byte offset of the pair's three weight words in
+/// `block`. The list ends at the first entry whose inputs are zero.
 ///
 /// With the DSP extension the loop is written out in assembly, because the
 /// compiler's version keeps some sums on the stack: per entry one load of
-/// the entry, one of the three words (`LDM`), six `SXTB16` and six `SMLAD`,
-/// seventeen instructions for twelve multiply-adds.
+/// the entry, one of the three words (`LDM`), three `SXTB16` and six
+/// `SMLAD`, two entries per turn of the loop: 13.5 instructions for twelve
+/// multiply-adds.
 ///
 /// # Safety
 /// An entry with zero inputs must end `entries`; every listed offset plus
@@ -99,22 +131,8 @@ pub(super) unsafe fn six_sums(entries: &[[u32; 2]], block: &[i8], sums: [i32; 6]
             core::arch::asm!(
                 "push {{r6, r7}}",
                 "2:",
-                "ldrd r6, r12, [r0], #8",
-                "cbz r6, 3f",
-                "add r12, r12, r1",
-                "ldm r12, {{r9, r10, r11}}",
-                "sxtb16 r12, r9, ror #8",
-                "sxtb16 r9, r9",
-                "smlad r2, r6, r9, r2",
-                "smlad r3, r6, r12, r3",
-                "sxtb16 r12, r10, ror #8",
-                "sxtb16 r10, r10",
-                "smlad r4, r6, r10, r4",
-                "smlad r5, r6, r12, r5",
-                "sxtb16 r12, r11, ror #8",
-                "sxtb16 r11, r11",
-                "smlad r8, r6, r11, r8",
-                "smlad lr, r6, r12, lr",
+                six_sums_entry!(),
+                six_sums_entry!(),
                 "b 2b",
                 "3:",
                 "pop {{r6, r7}}",

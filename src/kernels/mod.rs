@@ -32,7 +32,7 @@ pub use int8::{
     conv_relu_pool_i8, conv_relu_pool_i8_dsp, conv_relu_pool_i8_scalar, dense_i8, dense_i8_scalar,
     ConvKernelI8, Requant,
 };
-pub use paired::{dense_i8_paired, dense_i8_paired_scalar, pair_kernel, paired_index};
+pub use paired::{dense_i8_paired, dense_i8_paired_scalar, pair_kernel, paired_byte, paired_index};
 pub use softmax::{softmax, softmax_cross_entropy};
 pub use update::{adam_update, adam_update_scalar, momentum_update, momentum_update_scalar, AdamStep};
 pub use vector::{all_finite, argmax, axpy, axpy_scalar, dot, dot_scalar, larger, LANES};

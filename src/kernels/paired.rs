@@ -6,17 +6,31 @@
 //! The same `IN * OUT` bytes as the `[input][output]` layout, reordered: the
 //! two rows of each pair of inputs `2k, 2k + 1` fill `2 * OUT` bytes, four
 //! bytes per pair of outputs `2j, 2j + 1`:
-//! `[w(2k, 2j), w(2k, 2j + 1), w(2k + 1, 2j), w(2k + 1, 2j + 1)]`. A word of
-//! four weights then splits, by one sign extension of its even bytes and one
-//! of its odd bytes (`SXTB16`), into the 16-bit pairs of output `2j` and of
-//! output `2j + 1`. With an odd `OUT` the last output keeps two bytes per
+//! `[w(2k, 2j), w(2k, 2j + 1), w(2k + 1, 2j), w(2k + 1, 2j + 1)]`, the even
+//! output's two weights stored plus 128 (their top bit flipped, see
+//! [`paired_byte`]). With an odd `OUT` the last output keeps two bytes per
 //! pair of rows, `[w(2k, OUT - 1), w(2k + 1, OUT - 1)]`; with an odd `IN` the
-//! last row stays as it is, at the end. [`paired_index`] says where each
-//! weight goes.
+//! last row stays as it is, at the end; neither is offset. [`paired_index`]
+//! says where each weight goes.
+//!
+//! # Two outputs from three instructions
+//! Read as two signed 16-bit halves, a word is
+//! `(w(2k, 2j) + 128) + 256 w(2k, 2j + 1)` and
+//! `(w(2k + 1, 2j) + 128) + 256 w(2k + 1, 2j + 1)`. So one dual multiply-add
+//! of the packed inputs `x(2k), x(2k + 1)` with the word as it is (`SMLAD`
+//! on a Cortex-M4, `pmaddwd` on x86-64) adds output `2j`'s two products,
+//! plus 128 times the two inputs, plus 256 times output `2j + 1`'s two
+//! products; the odd bytes alone, sign-extended (one `SXTB16` or shift),
+//! give output `2j + 1`'s products in a second multiply-add. Summed over
+//! every pair: `raw = sum(2j) + 128 * sigma + 256 * sum(2j + 1)`, with
+//! `sigma` the sum of the inputs, so `sum(2j)` is
+//! `raw - 128 * sigma - 256 * sum(2j + 1)`, exact in wrapping `i32`
+//! arithmetic. Three instructions for four multiply-adds, where splitting
+//! the word into two pairs of sign-extended bytes takes four.
 
-use super::dsp::{add_word_products, six_sums};
+use super::dsp::{add_word_products, six_sums, RAW_HAS_ODD};
 use super::vector::{HAS_SIMD, LANES};
-use wide::{i16x16, i32x8, i8x16, u8x16};
+use wide::{i16x16, i32x8};
 
 /// Where weight `(input, output)` of an `[IN][OUT]` kernel sits in the
 /// paired layout, as an index into its flattened bytes.
@@ -43,24 +57,72 @@ pub const fn paired_index<const IN: usize, const OUT: usize>(input: usize, outpu
     }
 }
 
+/// Weight `w` at `(input, output)` as the paired layout stores it, and back
+/// (the conversion is its own inverse): the even output's weights of a whole
+/// word plus 128, that is with the top bit flipped; every other weight as it
+/// is.
+///
+/// ```
+/// use tinycnn::kernels::paired_byte;
+/// assert_eq!(paired_byte::<2, 3>(1, 0, -128), 0); // even output of a word: + 128
+/// assert_eq!(paired_byte::<2, 3>(1, 0, 0), -128); // and back
+/// assert_eq!(paired_byte::<2, 3>(1, 1, -5), -5); // odd output: as it is
+/// assert_eq!(paired_byte::<2, 3>(1, 2, 7), 7); // the odd last output: as it is
+/// ```
+#[inline]
+pub const fn paired_byte<const IN: usize, const OUT: usize>(input: usize, output: usize, w: i8) -> i8 {
+    let odd_last_row = IN % 2 == 1 && input == IN - 1;
+    let odd_last_output = OUT % 2 == 1 && output == OUT - 1;
+    if odd_last_row || odd_last_output || output % 2 == 1 {
+        w
+    } else {
+        w ^ i8::MIN
+    }
+}
+
 /// Writes the `[input][output]` kernel `plain` in the paired layout.
 ///
 /// ```
-/// use tinycnn::kernels::{pair_kernel, paired_index};
+/// use tinycnn::kernels::{pair_kernel, paired_byte, paired_index};
 /// let plain = [[1i8, 2, 3], [4, 5, 6]];
 /// let mut paired = [[0i8; 3]; 2];
 /// pair_kernel(&plain, &mut paired);
-/// assert_eq!(paired, [[1, 2, 4], [5, 3, 6]]);
+/// assert_eq!(paired, [[-127, 2, -124], [5, 3, 6]]); // weights 1 and 4 plus 128
 /// assert_eq!(paired.as_flattened()[paired_index::<2, 3>(1, 2)], 6);
+/// assert_eq!(paired_byte::<2, 3>(1, 0, paired.as_flattened()[paired_index::<2, 3>(1, 0)]), 4);
 /// ```
 pub fn pair_kernel<const IN: usize, const OUT: usize>(plain: &[[i8; OUT]; IN], paired: &mut [[i8; OUT]; IN]) {
     let flat = paired.as_flattened_mut();
     for (i, row) in plain.iter().enumerate() {
         for (j, &w) in row.iter().enumerate() {
             if let Some(slot) = flat.get_mut(paired_index::<IN, OUT>(i, j)) {
-                *slot = w;
+                *slot = paired_byte::<IN, OUT>(i, j, w);
             }
         }
+    }
+}
+
+/// The sums a pair of outputs `2j, 2j + 1` starts from, `(raw, odd)` (see
+/// the module's docs), for their biases and `sigma`, the sum of the inputs;
+/// `has_odd` when the raw sum takes 256 times the odd sum too.
+#[inline]
+fn pair_start(even_bias: i32, odd_bias: i32, sigma: i32, has_odd: bool) -> (i32, i32) {
+    let raw = even_bias.wrapping_sub(sigma.wrapping_mul(128));
+    let raw = if has_odd {
+        raw.wrapping_add(odd_bias.wrapping_mul(256))
+    } else {
+        raw
+    };
+    (raw, odd_bias)
+}
+
+/// Output `2j` from the finished `raw` and odd sums of its pair.
+#[inline]
+fn pair_finish(raw: i32, odd: i32, has_odd: bool) -> i32 {
+    if has_odd {
+        raw.wrapping_sub(odd.wrapping_mul(256))
+    } else {
+        raw
     }
 }
 
@@ -69,13 +131,14 @@ pub fn pair_kernel<const IN: usize, const OUT: usize>(plain: &[[i8; OUT]; IN], p
 ///
 /// The pairs of inputs that are not both zero are listed first, each with
 /// its inputs packed in 16-bit halves and the offset of its rows; then the
-/// outputs are summed over the list with their sums kept in registers. With
-/// SIMD registers (the host), blocks of eight outputs, twelve blocks at a
-/// time, two multiply-adds per 16-bit lane pair (`pmaddwd`); without, blocks
-/// of six in general registers, which with the DSP extension (Cortex-M4) is
-/// assembly with two multiply-adds per `SMLAD`, and elsewhere plain code
-/// (also what the host tests for the layout, and what covers the outputs the
-/// SIMD blocks leave).
+/// outputs are summed over the list with their sums kept in registers, two
+/// sums per pair of outputs (see the module's docs). With SIMD registers
+/// (the host), blocks of sixteen outputs, six blocks at a time, two
+/// multiply-adds per 16-bit lane pair (`pmaddwd`); without, blocks of six in
+/// general registers, which with the DSP extension (Cortex-M4) is assembly
+/// with two multiply-adds per `SMLAD`, and elsewhere plain code (also what
+/// the host tests for the layout, and what covers the outputs the SIMD
+/// blocks leave).
 ///
 /// ```
 /// use tinycnn::kernels::{dense_i8, dense_i8_paired, pair_kernel};
@@ -99,14 +162,16 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     // offset of their pair of rows (`IN / 2` entries fit in `IN` words).
     let mut list = [0u32; IN];
     let (entries, _) = list.as_chunks_mut::<2>();
-    let mut active = 0;
+    let (mut active, mut sigma) = (0, 0u32);
     for k in 0..IN / 2 {
         let (a, b) = (input[2 * k], input[2 * k + 1]);
         if let Some(entry) = entries.get_mut(active) {
             *entry = [u32::from(a) | (u32::from(b) << 16), (2 * k * OUT) as u32];
         }
         active += usize::from(a | b != 0);
+        sigma = sigma.wrapping_add(u32::from(a) + u32::from(b));
     }
+    let sigma = sigma as i32;
     // An entry of zeros ends the list. When every pair is listed there is no
     // slot left for it: the last pair gives up its slot and is added apart.
     let spare = if active < entries.len() {
@@ -125,68 +190,75 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     };
     let mut start = 0;
     if HAS_SIMD {
-        start = blocks_simd::<IN, OUT>(input, &list, bytes, bias, out);
+        start = blocks_simd::<IN, OUT>(input, &list, bytes, bias, sigma, out);
     }
     while start + 6 <= OUT {
-        let block = block_registers::<IN, OUT, 6>(input, &list, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 6>(input, &list, bytes, bias, sigma, start);
         out[start..start + 6].copy_from_slice(&block);
         start += 6;
     }
     if start + 4 <= OUT {
-        let block = block_registers::<IN, OUT, 4>(input, &list, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 4>(input, &list, bytes, bias, sigma, start);
         out[start..start + 4].copy_from_slice(&block);
         start += 4;
     }
     if start + 2 <= OUT {
-        let block = block_registers::<IN, OUT, 2>(input, &list, bytes, bias, start);
+        let block = block_registers::<IN, OUT, 2>(input, &list, bytes, bias, sigma, start);
         out[start..start + 2].copy_from_slice(&block);
         start += 2;
     }
     tail(input, bytes, bias, start, out);
 }
 
-/// Blocks of eight outputs at the front of `out` on SIMD registers, as many
-/// as fit (returns how many outputs that is), twelve blocks in flight: per
-/// listed pair, each block's 16 weight bytes are reordered so that each
-/// output's two weights sit side by side, widened to 16 bits and multiplied
-/// with the pair of inputs, the two products of each output added into one
-/// `i32` lane (`pmaddwd` on x86-64).
+/// Blocks of sixteen outputs at the front of `out` on SIMD registers, as
+/// many as fit (returns how many outputs that is), six blocks in flight: per
+/// listed pair, each block's 32 weight bytes are sixteen 16-bit halves, two
+/// per pair of outputs; one `pmaddwd` with the pair of inputs gives the raw
+/// sums of eight pairs of outputs, and one more on the halves shifted right
+/// by eight (their odd bytes, sign-extended) their odd outputs' sums.
 #[inline]
 fn blocks_simd<const IN: usize, const OUT: usize>(
     input: &[u8; IN],
     list: &List,
     bytes: &[i8],
     bias: &[i32; OUT],
+    sigma: i32,
     out: &mut [i32; OUT],
 ) -> usize {
-    const IN_FLIGHT: usize = 12;
-    // Within each word [w(i, o), w(i, o+1), w(i+1, o), w(i+1, o+1)], the two
-    // weights of output o first, then those of o + 1.
-    let side_by_side = u8x16::new([0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15]);
+    const IN_FLIGHT: usize = 6;
+    const BLOCK: usize = 2 * LANES;
     let mut start = 0;
-    while start + LANES <= OUT {
-        let blocks = ((OUT - start) / LANES).min(IN_FLIGHT);
-        let mut sums: [i32x8; IN_FLIGHT] = core::array::from_fn(|b| {
-            let at = start + b * LANES;
-            i32x8::new(core::array::from_fn(|t| bias.get(at + t).copied().unwrap_or(0)))
-        });
+    while start + BLOCK <= OUT {
+        let blocks = ((OUT - start) / BLOCK).min(IN_FLIGHT);
+        let starts = |b: usize| -> [(i32, i32); LANES] {
+            core::array::from_fn(|t| {
+                let at = start + b * BLOCK + 2 * t;
+                let bias = |o: usize| bias.get(o).copied().unwrap_or(0);
+                pair_start(bias(at), bias(at + 1), sigma, true)
+            })
+        };
+        let mut raw: [i32x8; IN_FLIGHT] = core::array::from_fn(|b| i32x8::new(starts(b).map(|s| s.0)));
+        let mut odd: [i32x8; IN_FLIGHT] = core::array::from_fn(|b| i32x8::new(starts(b).map(|s| s.1)));
         for &[x, offset] in list.entries() {
             let inputs: i16x16 = bytemuck::cast(i32x8::splat(x as i32));
-            for (b, sum) in sums.iter_mut().enumerate().take(blocks) {
-                let at = offset as usize + 2 * (start + b * LANES);
-                let Some(run) = bytes.get(at..at + 2 * LANES) else {
+            for (b, (raw, odd)) in raw.iter_mut().zip(&mut odd).enumerate().take(blocks) {
+                let at = offset as usize + 2 * (start + b * BLOCK);
+                let Some(run) = bytes.get(at..at + 2 * BLOCK) else {
                     continue;
                 };
-                let weights: [i8; 16] = core::array::from_fn(|t| run[t]);
-                let pairs = i16x16::from_i8x16(i8x16::new(weights).shuffle_zeroing(side_by_side));
-                *sum += pairs.dot(inputs);
+                let halves: i16x16 = bytemuck::pod_read_unaligned(bytemuck::cast_slice::<i8, u8>(run));
+                *raw += halves.dot(inputs);
+                *odd += (halves >> 8u32).dot(inputs);
             }
         }
-        for (b, sum) in sums.iter().enumerate().take(blocks) {
-            let at = start + b * LANES;
-            out[at..at + LANES].copy_from_slice(&sum.to_array());
+        for (b, (raw, odd)) in raw.iter().zip(&odd).enumerate().take(blocks) {
+            let at = start + b * BLOCK;
+            let (raw, odd) = (raw.to_array(), odd.to_array());
+            for (t, pair) in out[at..at + BLOCK].chunks_exact_mut(2).enumerate() {
+                pair.copy_from_slice(&[pair_finish(raw[t], odd[t], true), odd[t]]);
+            }
         }
-        start += blocks * LANES;
+        start += blocks * BLOCK;
     }
     add_odd_row::<IN, OUT>(input, bytes, 0, &mut out[..start]);
     start
@@ -206,7 +278,8 @@ fn tail<const IN: usize, const OUT: usize>(
         let mut sum = bias[j];
         for (i, &x) in input.iter().enumerate() {
             if x != 0 {
-                let w = bytes.get(paired_index::<IN, OUT>(i, j)).copied().unwrap_or(0);
+                let stored = bytes.get(paired_index::<IN, OUT>(i, j)).copied().unwrap_or(0);
+                let w = paired_byte::<IN, OUT>(i, j, stored);
                 sum = sum.wrapping_add(i32::from(w) * i32::from(x));
             }
         }
@@ -215,10 +288,11 @@ fn tail<const IN: usize, const OUT: usize>(
 }
 
 /// Scalar twin of [`dense_i8_paired`]: each weight looked up by
-/// [`paired_index`].
+/// [`paired_index`] and [`paired_byte`].
 ///
 /// ```
-/// let kernel = [[1i8, 5], [-1, 5]]; // paired: w(0,0), w(0,1), w(1,0), w(1,1) = 1, 5, -1, 5
+/// // Paired: w(0,0), w(0,1), w(1,0), w(1,1) = 1, 5, -1, 5, the even output's plus 128.
+/// let kernel = [[1i8 ^ i8::MIN, 5], [-1 ^ i8::MIN, 5]];
 /// let mut out = [0i32; 2];
 /// tinycnn::kernels::dense_i8_paired_scalar(&[2, 3], &kernel, &[0, 1], &mut out);
 /// assert_eq!(out, [2 - 3, 10 + 15 + 1]);
@@ -252,18 +326,28 @@ impl List<'_> {
 }
 
 /// Outputs `start..start + B` in general registers (`B / 2` weight
-/// words per pair of rows), over the listed pairs of rows; with the DSP
-/// extension two multiply-adds per instruction. A Cortex-M has room for six
-/// sums beside the pointers; eight spill to the stack.
+/// words per pair of rows, `B` even), over the listed pairs of rows; with
+/// the DSP extension two multiply-adds per instruction. A Cortex-M has room
+/// for six sums beside the pointers; eight spill to the stack.
 #[inline]
 fn block_registers<const IN: usize, const OUT: usize, const B: usize>(
     input: &[u8; IN],
     list: &List,
     bytes: &[i8],
     bias: &[i32; OUT],
+    sigma: i32,
     start: usize,
 ) -> [i32; B] {
-    let mut sums: [i32; B] = core::array::from_fn(|t| bias[start + t]);
+    // Raw and odd sum of each pair of outputs, side by side.
+    let mut sums: [i32; B] = core::array::from_fn(|t| {
+        let pair = start + (t & !1);
+        let (raw, odd) = pair_start(bias[pair], bias[pair + 1], sigma, RAW_HAS_ODD);
+        if t % 2 == 0 {
+            raw
+        } else {
+            odd
+        }
+    });
     let block = bytes.get(2 * start..).unwrap_or_default();
     let add =
         |sums: &mut [i32; B], &[x, offset]: &[u32; 2]| add_word_products(x, block, offset as usize, sums);
@@ -280,6 +364,9 @@ fn block_registers<const IN: usize, const OUT: usize, const B: usize>(
         }
     } else {
         list.entries().for_each(|entry| add(&mut sums, entry));
+    }
+    for pair in sums.chunks_exact_mut(2) {
+        pair[0] = pair_finish(pair[0], pair[1], RAW_HAS_ODD);
     }
     add_odd_row::<IN, OUT>(input, bytes, start, &mut sums);
     sums
