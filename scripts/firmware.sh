@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every firmware example on its QEMU board, runs the same
-# example on the host, and checks that the two agree: the same accuracy, and
-# for training a final loss within 1e-3. Prints each RESULT line and, with
+# example on the host, and checks that the two agree: the same accuracy (and
+# for int8 the same integer logits, hashed), and for training a final loss
+# within 1e-3. Prints each RESULT line and, with
 # --sizes, the sections of each ELF (needs `rustup component add llvm-tools`).
 # Exits non-zero on any failure.
 set -euo pipefail
@@ -30,7 +31,7 @@ for example in m4_infer m33_infer m0_infer m4_infer_int8 m0_infer_int8 m4_train 
     board=$(grep '^RESULT ' <<<"$board_log" | tail -n 1)
     host=$(grep '^RESULT ' <<<"$host_log" | tail -n 1)
     [ -n "$board" ] || { echo "FAIL: $example printed no RESULT line"; status=1; continue; }
-    for key in accuracy accuracy_after correct; do
+    for key in accuracy accuracy_after correct logits_hash; do
         b=$(field "$board" "$key"); h=$(field "$host" "$key")
         if [ "$b" != "$h" ]; then echo "FAIL: $example $key: board $b, host $h"; status=1; fi
     done

@@ -375,11 +375,17 @@ pub fn infer_int8_test_images() -> bool {
     let workspace = zeroed_static!(QuantWorkspace, QuantWorkspace::new());
     let test = TEST;
     let (mut correct, mut instructions) = (0usize, 0u64);
+    // Every integer logit, hashed: the board's kernels (assembly on a
+    // Cortex-M4) must give the host's exactly, not just the same classes.
+    let mut logits_hash = 0u32;
     for (i, &label) in test.labels.iter().enumerate() {
         let pixels = &test.images[i * 784..(i + 1) * 784];
         let meter = Meter::start();
         let predicted = model.predict(pixels, workspace);
         instructions += meter.read();
+        for &logit in workspace.logits() {
+            logits_hash = (logits_hash.rotate_left(5) ^ logit as u32).wrapping_mul(0x9E37_79B1);
+        }
         match predicted {
             Ok(class) => correct += usize::from(class == usize::from(label)),
             Err(e) => {
@@ -391,11 +397,12 @@ pub fn infer_int8_test_images() -> bool {
     let n = test.labels.len();
     let (statics, stack) = ram_report();
     out!(
-        "RESULT example={} images={} correct={} accuracy={:.4} instructions_per_image={} ram_static_bytes={} stack_peak_bytes={}",
+        "RESULT example={} images={} correct={} accuracy={:.4} logits_hash={:08x} instructions_per_image={} ram_static_bytes={} stack_peak_bytes={}",
         env!("CARGO_CRATE_NAME"),
         n,
         correct,
         correct as f32 / n as f32,
+        logits_hash,
         instructions / n as u64,
         statics,
         stack

@@ -278,3 +278,79 @@ pub(super) fn channel_pair_maxima(patches: &[Patch], taps: &ChannelTaps, out: &m
         }
     }
 }
+
+/// A requantization to `u8` by a positive factor below 2^-2 (a right shift
+/// `right` of 33 or more, the usual case), computed from the product's high
+/// word alone, 32-bit instructions only: rounding half up,
+/// `(p + 2^(right-1)) >> right`, equals `(q + 1) >> 1` for
+/// `q = p >> (right - 1)`, the high word shifted by `right - 33`.
+#[derive(Clone, Copy)]
+pub(super) struct HighWord {
+    /// The fixed-point multiplier.
+    pub(super) multiplier: u32,
+    /// `right - 33`.
+    pub(super) shift: u32,
+}
+
+impl HighWord {
+    /// ReLU, then the requantization, clamped to 255.
+    #[inline]
+    pub(super) fn to_u8(self, value: i32) -> u8 {
+        if value <= 0 {
+            return 0;
+        }
+        let q = ((u64::from(value.unsigned_abs()) * u64::from(self.multiplier)) >> 32) as u32 >> self.shift;
+        ((q + 1) >> 1).min(255) as u8
+    }
+}
+
+/// `cells[K * t]` = the larger of `top[t]` and `bottom[t]` through
+/// [`HighWord::to_u8`], for every `t` of the shorter row: a row of one
+/// channel's pooling windows, into the pooled map where channels interleave.
+///
+/// With the DSP extension the loop is written out in assembly: per window two
+/// loads, the larger kept, ReLU by one `BIC`, `UMULL`, a shift, and the
+/// rounding, halving and clamp in one `USAT`, eleven instructions and the
+/// loop's two. Nothing is written unless `cells` reaches every window's cell.
+#[inline(always)]
+pub(super) fn pool_requant<const K: usize>(top: &[i32], bottom: &[i32], cells: &mut [u8], form: HighWord) {
+    let n = top.len().min(bottom.len());
+    if n == 0 || cells.len() <= (n - 1) * K {
+        return;
+    }
+    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
+    // SAFETY: both rows hold `n` values and `cells` reaches `(n - 1) * K`,
+    // so the loop, which runs `n` times, reads and writes within them.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldr {a}, [{top}], #4",
+            "ldr {b}, [{bottom}], #4",
+            "cmp {a}, {b}",
+            "it lt",
+            "movlt {a}, {b}",
+            "bic {a}, {a}, {a}, asr #31",
+            "umull {b}, {a}, {a}, {multiplier}",
+            "lsr {a}, {a}, {shift}",
+            "add {a}, {a}, #1",
+            "usat {a}, #8, {a}, asr #1",
+            "strb {a}, [{cells}], #{k}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            top = inout(reg) top.as_ptr() => _,
+            bottom = inout(reg) bottom.as_ptr() => _,
+            cells = inout(reg) cells.as_mut_ptr() => _,
+            n = inout(reg) n => _,
+            multiplier = in(reg) form.multiplier,
+            shift = in(reg) form.shift,
+            k = const K,
+            a = out(reg) _,
+            b = out(reg) _,
+            options(nostack),
+        );
+    }
+    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
+    for ((&a, &b), cell) in top.iter().zip(bottom).zip(cells.iter_mut().step_by(K)) {
+        *cell = form.to_u8(a.max(b));
+    }
+}

@@ -6,7 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
-use super::dsp::{channel_pair_maxima, ChannelTaps, Patch, PATCH_END};
+use super::dsp::{channel_pair_maxima, pool_requant, ChannelTaps, HighWord, Patch, PATCH_END};
 use super::vector::{runs, HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
@@ -91,23 +91,29 @@ impl Requant {
         if value <= 0 {
             return 0;
         }
-        // The usual case, a positive factor and a right shift, in unsigned
-        // arithmetic without the general path's cases: one multiply, one
-        // rounding add and one shift of 64 bits.
+        if let Some(high_word) = self.high_word() {
+            return high_word.to_u8(value);
+        }
+        // A positive factor and a right shift, in unsigned arithmetic
+        // without the general path's cases: one multiply, one rounding add
+        // and one shift of 64 bits.
         let right = 31 - i64::from(self.shift);
         if self.multiplier > 0 && (1..=62).contains(&right) {
             let product = u64::from(value.unsigned_abs()) * u64::from(self.multiplier.unsigned_abs());
-            // Rounding half up, `(p + 2^(right-1)) >> right`, equals
-            // `(q + 1) >> 1` for `q = p >> (right - 1)`. From a shift of 33
-            // on (factors below 2^-2, the usual case) `q` comes from the
-            // product's high word alone: 32-bit instructions only.
-            if right >= 33 {
-                let q = ((product >> 32) as u32) >> (right - 33);
-                return ((q + 1) >> 1).min(255) as u8;
-            }
             return ((product + (1 << (right - 1))) >> right).min(255) as u8;
         }
         self.apply(value).clamp(0, 255) as u8
+    }
+
+    /// This factor as a [`HighWord`], if it is positive and below 2^-2 (a
+    /// right shift of 33 or more, the usual case).
+    #[inline]
+    fn high_word(self) -> Option<HighWord> {
+        let right = 31 - i64::from(self.shift);
+        (self.multiplier > 0 && (33..=62).contains(&right)).then_some(HighWord {
+            multiplier: self.multiplier.unsigned_abs(),
+            shift: (right - 33) as u32,
+        })
     }
 }
 
@@ -234,6 +240,7 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
         )
     };
     let background: [u8; K] = core::array::from_fn(|k| requant[k].to_u8(bias[k]));
+    let forms: [Option<HighWord>; K] = core::array::from_fn(|k| requant[k].high_word());
     let mut sums = [[[0i32; W]; K]; 2];
     let cells = |windows: core::ops::Range<usize>| {
         if halved {
@@ -250,7 +257,7 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
             .flatten()
             .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
         else {
-            pool_row_i8(&sums, py, requant, &background, 0..0, halved, pooled);
+            pool_row_i8(&sums, py, requant, &forms, &background, 0..0, halved, pooled);
             continue;
         };
         // Within the windows either row summed, the other row's bias.
@@ -262,7 +269,16 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
                 }
             }
         }
-        pool_row_i8(&sums, py, requant, &background, lo..hi + 1, halved, pooled);
+        pool_row_i8(
+            &sums,
+            py,
+            requant,
+            &forms,
+            &background,
+            lo..hi + 1,
+            halved,
+            pooled,
+        );
     }
 }
 
@@ -441,10 +457,12 @@ fn lanes_i32(values: &[i32], at: usize) -> i32x8 {
 
 /// Max-pools two rows of sums, applies ReLU and requantizes to `u8`.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
     rows: &[[[i32; W]; K]; 2],
     py: usize,
     requant: &[Requant; K],
+    forms: &[Option<HighWord>; K],
     background: &[u8; K],
     windows: core::ops::Range<usize>,
     halved: bool,
@@ -454,13 +472,21 @@ fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
     let Some(cells) = pooled.get_mut(py * pw * K..(py + 1) * pw * K) else {
         return;
     };
+    let windows = windows.start.min(pw)..windows.end.min(pw);
     for (px, cell) in cells.chunks_exact_mut(K).enumerate() {
         if !windows.contains(&px) {
             cell.copy_from_slice(background);
+        }
+    }
+    for (k, (requant, form)) in requant.iter().zip(forms).enumerate() {
+        let (top, bottom) = (&rows[0][k], &rows[1][k]);
+        let channel = cells.get_mut(windows.start * K + k..).unwrap_or_default();
+        if let (true, Some(form)) = (halved, form) {
+            let (top, bottom) = (&top[windows.clone()], &bottom[windows.clone()]);
+            pool_requant::<K>(top, bottom, channel, *form);
             continue;
         }
-        for (k, (value, requant)) in cell.iter_mut().zip(requant).enumerate() {
-            let (top, bottom) = (&rows[0][k], &rows[1][k]);
+        for (px, cell) in windows.clone().zip(channel.iter_mut().step_by(K)) {
             let best = if halved {
                 top[px].max(bottom[px])
             } else {
@@ -469,7 +495,7 @@ fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
                     .max(bottom[2 * px])
                     .max(bottom[2 * px + 1])
             };
-            *value = requant.to_u8(best);
+            *cell = requant.to_u8(best);
         }
     }
 }
