@@ -368,19 +368,40 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
         .map(|(first, last)| (first.saturating_sub(1) & !1, ((last + 1) | 1).min(2 * pw - 1)))
         .filter(|(lo, hi)| lo < hi);
     let (lo, hi) = summed?;
-    let source = |ky: usize| source_row(ky).and_then(|iy| image.get(iy));
+    // The padding rows above and below the image read as black.
+    let black = [0u8; W];
+    let source = |ky: usize| source_row(ky).and_then(|iy| image.get(iy)).unwrap_or(&black);
     let (upper, middle, below) = (source(0), source(1), source(2));
     // Pixel `x` of a row, 0 in the padding (x = usize::MAX stands for -1).
-    let pixel = |row: Option<&[u8; W]>, x: usize| row.and_then(|r| r.get(x)).map_or(0, |&p| u32::from(p));
+    let pixel = |row: &[u8; W], x: usize| row.get(x).map_or(0, |&p| u32::from(p));
     let column = |x: usize| pixel(upper, x) | (pixel(middle, x) << 16);
     let n = hi + 1 - lo;
-    // Each column and lower pixel is read once and moves left through the patches.
+    // Each column and lower pixel is read once and moves left through the
+    // patches; the pixels right of columns `lo..hi` lie within the row, the
+    // one right of `hi` may be the padding.
     let (mut left, mut centre) = (column(lo.wrapping_sub(1)), column(lo));
     let mut lower = pixel(below, lo.wrapping_sub(1)) | (pixel(below, lo) << 16);
-    for (x, patch) in (lo..=hi).zip(patches.iter_mut()) {
-        let (right, last) = (column(x + 1), pixel(below, x + 1));
+    let right = lo + 1..=hi;
+    let (upper_right, middle_right, below_right) = (
+        upper.get(right.clone()).unwrap_or_default(),
+        middle.get(right.clone()).unwrap_or_default(),
+        below.get(right).unwrap_or_default(),
+    );
+    let mut push = |patch: &mut Patch, right: u32, last: u32| {
         *patch = [left, centre, right, lower, last];
         (left, centre, lower) = (centre, right, (lower >> 16) | (last << 16));
+    };
+    let (inner, outer) = patches.split_at_mut((hi - lo).min(patches.len()));
+    for (((patch, &u), &m), &b) in inner
+        .iter_mut()
+        .zip(upper_right)
+        .zip(middle_right)
+        .zip(below_right)
+    {
+        push(patch, u32::from(u) | (u32::from(m) << 16), u32::from(b));
+    }
+    if let Some(patch) = outer.first_mut() {
+        push(patch, column(hi + 1), pixel(below, hi + 1));
     }
     if let Some(end) = patches.get_mut(n) {
         *end = PATCH_END;
