@@ -34,6 +34,92 @@ pub(super) fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
     }
 }
 
+/// Lists the pairs of inputs `2k, 2k + 1` of `input` that are not both
+/// zero, in order, from the front of `entries`: each entry the two inputs
+/// packed in 16-bit halves and `k * stride`. Returns how many were listed and
+/// the sum of all the inputs. `entries` must have room for every pair; pairs
+/// past its end are left out.
+///
+/// With the DSP extension the loop is written out in assembly, four inputs
+/// (two pairs) a word at a time: per word one load and one `USADA8` (the sum
+/// of its bytes), and per pair two instructions to spread its two bytes to
+/// the halves of a word, one `STRD` of the entry to the next free slot
+/// (whether or not it stays), and the slot moved on if it does: ten
+/// instructions a pair.
+#[inline(always)]
+pub(super) fn list_pairs(input: &[u8], stride: u32, entries: &mut [[u32; 2]]) -> (usize, u32) {
+    let pairs = (input.len() / 2).min(entries.len());
+    let (mut active, mut sigma, done) = list_words(input, stride, entries, pairs / 2);
+    for k in done..pairs {
+        let (a, b) = (input[2 * k], input[2 * k + 1]);
+        if let Some(entry) = entries.get_mut(active) {
+            *entry = [u32::from(a) | (u32::from(b) << 16), k as u32 * stride];
+        }
+        active += usize::from(a | b != 0);
+        sigma = sigma.wrapping_add(u32::from(a) + u32::from(b));
+    }
+    (active, sigma)
+}
+
+/// The first `2 * words` pairs of [`list_pairs`] in assembly; returns how
+/// many were listed, the sum of their inputs and how many pairs were read.
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+#[inline(always)]
+fn list_words(input: &[u8], stride: u32, entries: &mut [[u32; 2]], words: usize) -> (usize, u32, usize) {
+    if words == 0 || input.len() < 4 * words || entries.len() < 2 * words {
+        return (0, 0, 0);
+    }
+    let (next, sigma): (*mut [u32; 2], u32);
+    // SAFETY: the loop reads `words` words of `input` (`LDR` needs no
+    // alignment on a Cortex-M4) and writes each entry at the next free slot,
+    // which is never past the pair being listed, so within the first
+    // `2 * words` entries.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "ldr {word}, [{input}], #4",
+            "usada8 {sigma}, {word}, {zero}, {sigma}",
+            "uxth {pair}, {word}",
+            "orr {x}, {pair}, {pair}, lsl #8",
+            "and {x}, {x}, #0x00ff00ff",
+            "strd {x}, {offset}, [{next}]",
+            "cmp {pair}, #0",
+            "it ne",
+            "addne {next}, {next}, #8",
+            "add {offset}, {offset}, {stride}",
+            "lsr {pair}, {word}, #16",
+            "orr {x}, {pair}, {pair}, lsl #8",
+            "and {x}, {x}, #0x00ff00ff",
+            "strd {x}, {offset}, [{next}]",
+            "cmp {pair}, #0",
+            "it ne",
+            "addne {next}, {next}, #8",
+            "add {offset}, {offset}, {stride}",
+            "cmp {input}, {end}",
+            "bne 2b",
+            input = inout(reg) input.as_ptr() => _,
+            end = in(reg) input.as_ptr().wrapping_add(4 * words),
+            next = inout(reg) entries.as_mut_ptr() => next,
+            offset = inout(reg) 0u32 => _,
+            stride = in(reg) stride,
+            sigma = inout(reg) 0u32 => sigma,
+            zero = in(reg) 0u32,
+            word = out(reg) _,
+            pair = out(reg) _,
+            x = out(reg) _,
+            options(nostack),
+        );
+    }
+    ((next as usize - entries.as_ptr() as usize) / 8, sigma, 2 * words)
+}
+
+/// Without the DSP extension [`list_pairs`] takes every pair in plain code.
+#[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
+#[inline(always)]
+fn list_words(_: &[u8], _: u32, _: &mut [[u32; 2]], _: usize) -> (usize, u32, usize) {
+    (0, 0, 0)
+}
+
 /// Whether the first sum of [`word_products`] takes the whole 16-bit halves
 /// (each even byte unsigned plus 256 times the odd byte above it), as one
 /// `SMLAD` does, or the even bytes alone, unsigned, as four plain

@@ -28,7 +28,7 @@
 //! arithmetic. Three instructions for four multiply-adds, where splitting
 //! the word into two pairs of sign-extended bytes takes four.
 
-use super::dsp::{add_word_products, six_sums, RAW_HAS_ODD};
+use super::dsp::{add_word_products, list_pairs, six_sums, RAW_HAS_ODD};
 use super::vector::{HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
@@ -162,15 +162,7 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     // offset of their pair of rows (`IN / 2` entries fit in `IN` words).
     let mut list = [0u32; IN];
     let (entries, _) = list.as_chunks_mut::<2>();
-    let (mut active, mut sigma) = (0, 0u32);
-    for k in 0..IN / 2 {
-        let (a, b) = (input[2 * k], input[2 * k + 1]);
-        if let Some(entry) = entries.get_mut(active) {
-            *entry = [u32::from(a) | (u32::from(b) << 16), (2 * k * OUT) as u32];
-        }
-        active += usize::from(a | b != 0);
-        sigma = sigma.wrapping_add(u32::from(a) + u32::from(b));
-    }
+    let (mut active, sigma) = list_pairs(&input[..IN / 2 * 2], 2 * OUT as u32, entries);
     let sigma = sigma as i32;
     // An entry of zeros ends the list. When every pair is listed there is no
     // slot left for it: the last pair gives up its slot and is added apart.
