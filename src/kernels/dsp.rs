@@ -61,6 +61,24 @@ pub(super) fn list_pairs(input: &[u8], stride: u32, entries: &mut [[u32; 2]]) ->
     (active, sigma)
 }
 
+/// One pair of [`list_words`]'s loop, its two bytes in the low half of
+/// `{pair}`: spread to the halves of a word, the entry stored at the next
+/// free slot, which moves on if the pair is not zero.
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+macro_rules! list_pair {
+    () => {
+        concat!(
+            "orr {x}, {pair}, {pair}, lsl #8\n",
+            "and {x}, {x}, #0x00ff00ff\n",
+            "strd {x}, {offset}, [{next}]\n",
+            "cmp {pair}, #0\n",
+            "it ne\n",
+            "addne {next}, {next}, #8\n",
+            "add {offset}, {offset}, {stride}\n",
+        )
+    };
+}
+
 /// The first `2 * words` pairs of [`list_pairs`] in assembly; returns how
 /// many were listed, the sum of their inputs and how many pairs were read.
 #[cfg(all(target_arch = "arm", tinycnn_dsp))]
@@ -80,21 +98,9 @@ fn list_words(input: &[u8], stride: u32, entries: &mut [[u32; 2]], words: usize)
             "ldr {word}, [{input}], #4",
             "usada8 {sigma}, {word}, {zero}, {sigma}",
             "uxth {pair}, {word}",
-            "orr {x}, {pair}, {pair}, lsl #8",
-            "and {x}, {x}, #0x00ff00ff",
-            "strd {x}, {offset}, [{next}]",
-            "cmp {pair}, #0",
-            "it ne",
-            "addne {next}, {next}, #8",
-            "add {offset}, {offset}, {stride}",
+            list_pair!(),
             "lsr {pair}, {word}, #16",
-            "orr {x}, {pair}, {pair}, lsl #8",
-            "and {x}, {x}, #0x00ff00ff",
-            "strd {x}, {offset}, [{next}]",
-            "cmp {pair}, #0",
-            "it ne",
-            "addne {next}, {next}, #8",
-            "add {offset}, {offset}, {stride}",
+            list_pair!(),
             "cmp {input}, {end}",
             "bne 2b",
             input = inout(reg) input.as_ptr() => _,
