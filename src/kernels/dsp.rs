@@ -172,86 +172,109 @@ pub(super) fn word_products(x: u32, word: u32, raw: i32, odd: i32) -> (i32, i32)
     }
 }
 
-/// One entry of [`six_sums`]'s loop, which takes two per turn.
+/// One entry of [`listed_sums`]'s loops, which take two per turn: the
+/// entry (inputs in r6, offset in r12, the list ended at zero inputs), its
+/// weight words (`LDM`), and per word the raw sum by `SMLAD` of the word, the
+/// odd sum by `SMLAD` of its sign-extended odd bytes.
 #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-macro_rules! six_sums_entry {
-    () => {
+macro_rules! listed_sums_entry {
+    ($word0:literal => $raw0:literal, $odd0:literal $(; $word:literal => $raw:literal, $odd:literal)*) => {
         concat!(
             "ldrd r6, r12, [r0], #8\n",
             "cbz r6, 3f\n",
             "add r12, r12, r1\n",
-            "ldm r12, {{r9, r10, r11}}\n",
-            "smlad r2, r6, r9, r2\n",
-            "sxtb16 r9, r9, ror #8\n",
-            "smlad r3, r6, r9, r3\n",
-            "smlad r4, r6, r10, r4\n",
-            "sxtb16 r10, r10, ror #8\n",
-            "smlad r5, r6, r10, r5\n",
-            "smlad r8, r6, r11, r8\n",
-            "sxtb16 r11, r11, ror #8\n",
-            "smlad lr, r6, r11, lr\n",
+            "ldm r12, {{", $word0, $(", ", $word,)* "}}\n",
+            listed_sums_entry!(@word $word0, $raw0, $odd0),
+            $(listed_sums_entry!(@word $word, $raw, $odd),)*
+        )
+    };
+    (@word $word:literal, $raw:literal, $odd:literal) => {
+        concat!(
+            "smlad ", $raw, ", r6, ", $word, ", ", $raw, "\n",
+            "sxtb16 ", $word, ", ", $word, ", ror #8\n",
+            "smlad ", $odd, ", r6, ", $word, ", ", $odd, "\n",
         )
     };
 }
 
-/// Adds to six sums (the raw and odd sums of outputs `2j..2j + 6` of a
+/// Adds to `B` sums (the raw and odd sums of outputs `2j..2j + B` of a
 /// paired dense layer, side by side) the products of every listed pair of
 /// rows (see [`word_products`]): each entry holds the two inputs packed in
-/// 16-bit halves and the byte offset of the pair's three weight words in
+/// 16-bit halves and the byte offset of the pair's `B / 2` weight words in
 /// `block`. The list ends at the first entry whose inputs are zero.
 ///
-/// With the DSP extension the loop is written out in assembly, because the
-/// compiler's version keeps some sums on the stack: per entry one load of
-/// the entry, one of the three words (`LDM`), three `SXTB16` and six
-/// `SMLAD`, two entries per turn of the loop: 13.5 instructions for twelve
-/// multiply-adds.
+/// With the DSP extension, six and four sums are written out in assembly,
+/// because the compiler's version keeps some sums on the stack and tests
+/// bounds: per entry one load of the entry, one of the words (`LDM`), and
+/// per word one `SXTB16` and two `SMLAD`, two entries per turn of the loop:
+/// 13.5 instructions for twelve multiply-adds (six sums), 10.5 for eight.
 ///
 /// # Safety
 /// An entry with zero inputs must end `entries`; every listed offset plus
-/// 12 must lie within `block`. With the DSP extension, `block` must start
-/// at a 4-byte boundary and every offset must be a multiple of 4.
+/// `2 * B` must lie within `block`. With the DSP extension, `block` must
+/// start at a 4-byte boundary and every offset must be a multiple of 4.
 #[inline(always)]
-pub(super) unsafe fn six_sums(entries: &[[u32; 2]], block: &[i8], sums: [i32; 6]) -> [i32; 6] {
+pub(super) unsafe fn listed_sums<const B: usize>(entries: &[[u32; 2]], block: &[i8], sums: &mut [i32; B]) {
     #[cfg(all(target_arch = "arm", tinycnn_dsp))]
     {
-        let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5] = sums;
-        // SAFETY: the caller guarantees the list's end marker, the offsets'
-        // bounds and the alignment `LDM` needs. r6 (which LLVM may reserve)
-        // is saved on the stack and restored before the block ends; r7 goes
-        // with it, untouched, to keep the stack 8-byte aligned.
-        unsafe {
-            core::arch::asm!(
-                "push {{r6, r7}}",
-                "2:",
-                six_sums_entry!(),
-                six_sums_entry!(),
-                "b 2b",
-                "3:",
-                "pop {{r6, r7}}",
-                inout("r0") entries.as_ptr() => _,
-                in("r1") block.as_ptr(),
-                inout("r2") s0,
-                inout("r3") s1,
-                inout("r4") s2,
-                inout("r5") s3,
-                inout("r8") s4,
-                inout("lr") s5,
-                out("r9") _,
-                out("r10") _,
-                out("r11") _,
-                out("r12") _,
-                options(readonly),
-            );
+        // SAFETY (both blocks): the caller guarantees the list's end marker,
+        // the offsets' bounds and the alignment `LDM` needs. r6 (which LLVM
+        // may reserve) is saved on the stack and restored before the block
+        // ends; r7 goes with it, untouched, to keep the stack 8-byte aligned.
+        if let Ok([s0, s1, s2, s3, s4, s5]) = <&mut [i32; 6]>::try_from(sums.as_mut_slice()) {
+            unsafe {
+                core::arch::asm!(
+                    "push {{r6, r7}}",
+                    "2:",
+                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"; "r11" => "r8", "lr"),
+                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"; "r11" => "r8", "lr"),
+                    "b 2b",
+                    "3:",
+                    "pop {{r6, r7}}",
+                    inout("r0") entries.as_ptr() => _,
+                    in("r1") block.as_ptr(),
+                    inout("r2") *s0,
+                    inout("r3") *s1,
+                    inout("r4") *s2,
+                    inout("r5") *s3,
+                    inout("r8") *s4,
+                    inout("lr") *s5,
+                    out("r9") _,
+                    out("r10") _,
+                    out("r11") _,
+                    out("r12") _,
+                    options(readonly),
+                );
+            }
+            return;
         }
-        [s0, s1, s2, s3, s4, s5]
+        if let Ok([s0, s1, s2, s3]) = <&mut [i32; 4]>::try_from(sums.as_mut_slice()) {
+            unsafe {
+                core::arch::asm!(
+                    "push {{r6, r7}}",
+                    "2:",
+                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"),
+                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"),
+                    "b 2b",
+                    "3:",
+                    "pop {{r6, r7}}",
+                    inout("r0") entries.as_ptr() => _,
+                    in("r1") block.as_ptr(),
+                    inout("r2") *s0,
+                    inout("r3") *s1,
+                    inout("r4") *s2,
+                    inout("r5") *s3,
+                    out("r9") _,
+                    out("r10") _,
+                    out("r12") _,
+                    options(readonly),
+                );
+            }
+            return;
+        }
     }
-    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-    {
-        let mut sums = sums;
-        for &[x, offset] in entries.iter().take_while(|entry| entry[0] != 0) {
-            add_word_products(x, block, offset as usize, &mut sums);
-        }
-        sums
+    for &[x, offset] in entries.iter().take_while(|entry| entry[0] != 0) {
+        add_word_products(x, block, offset as usize, sums);
     }
 }
 

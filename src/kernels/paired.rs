@@ -28,7 +28,7 @@
 //! arithmetic. Three instructions for four multiply-adds, where splitting
 //! the word into two pairs of sign-extended bytes takes four.
 
-use super::dsp::{add_word_products, list_pairs, six_sums, RAW_HAS_ODD};
+use super::dsp::{add_word_products, list_pairs, listed_sums, RAW_HAS_ODD};
 use super::vector::{HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
@@ -305,7 +305,7 @@ struct List<'a> {
     /// The last pair, when it had to give its slot to the end marker.
     spare: Option<[u32; 2]>,
     /// Whether the weights and every offset sit on 4-byte boundaries, as
-    /// [`six_sums`] needs.
+    /// [`listed_sums`] needs.
     aligned: bool,
 }
 
@@ -343,14 +343,13 @@ fn block_registers<const IN: usize, const OUT: usize, const B: usize>(
     let block = bytes.get(2 * start..).unwrap_or_default();
     let add =
         |sums: &mut [i32; B], &[x, offset]: &[u32; 2]| add_word_products(x, block, offset as usize, sums);
-    let six = <&mut [i32; 6]>::try_from(sums.as_mut_slice());
-    if let (Ok(six), true, false) = (six, list.aligned, list.marked.is_empty()) {
+    if list.aligned && !list.marked.is_empty() {
         // SAFETY: `marked` ends with its marker (it is not empty, and the
         // marker is its last entry); each offset is that of a pair of rows,
-        // and the block's 12 bytes from it end at or before that pair's end;
-        // `aligned` holds for the weights and the offsets, and `2 * start`
-        // is a multiple of 12.
-        *six = unsafe { six_sums(list.marked, block, *six) };
+        // and the block's `2 * B` bytes from it end at or before that pair's
+        // end; `aligned` holds for the weights and the offsets, and
+        // `2 * start` is a multiple of 4 (`start` is even).
+        unsafe { listed_sums(list.marked, block, &mut sums) };
         if let Some(spare) = &list.spare {
             add(&mut sums, spare);
         }
