@@ -197,6 +197,28 @@ macro_rules! listed_sums_entry {
     };
 }
 
+/// [`listed_sums`]'s loop over the list for the words and sums given, two
+/// entries per turn; r12 is the entry's offset, then its address.
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+macro_rules! listed_sums_loop {
+    ($entries:expr, $block:expr; $($word:tt => $raw:tt, $odd:tt, $s_raw:expr, $s_odd:expr);+) => {
+        core::arch::asm!(
+            "push {{r6, r7}}",
+            "2:",
+            listed_sums_entry!($($word => $raw, $odd);+),
+            listed_sums_entry!($($word => $raw, $odd);+),
+            "b 2b",
+            "3:",
+            "pop {{r6, r7}}",
+            inout("r0") $entries.as_ptr() => _,
+            in("r1") $block.as_ptr(),
+            $(inout($raw) *$s_raw, inout($odd) *$s_odd, out($word) _,)+
+            out("r12") _,
+            options(readonly),
+        )
+    };
+}
+
 /// Adds to `B` sums (the raw and odd sums of outputs `2j..2j + B` of a
 /// paired dense layer, side by side) the products of every listed pair of
 /// rows (see [`word_products`]): each entry holds the two inputs packed in
@@ -223,52 +245,18 @@ pub(super) unsafe fn listed_sums<const B: usize>(entries: &[[u32; 2]], block: &[
         // ends; r7 goes with it, untouched, to keep the stack 8-byte aligned.
         if let Ok([s0, s1, s2, s3, s4, s5]) = <&mut [i32; 6]>::try_from(sums.as_mut_slice()) {
             unsafe {
-                core::arch::asm!(
-                    "push {{r6, r7}}",
-                    "2:",
-                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"; "r11" => "r8", "lr"),
-                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"; "r11" => "r8", "lr"),
-                    "b 2b",
-                    "3:",
-                    "pop {{r6, r7}}",
-                    inout("r0") entries.as_ptr() => _,
-                    in("r1") block.as_ptr(),
-                    inout("r2") *s0,
-                    inout("r3") *s1,
-                    inout("r4") *s2,
-                    inout("r5") *s3,
-                    inout("r8") *s4,
-                    inout("lr") *s5,
-                    out("r9") _,
-                    out("r10") _,
-                    out("r11") _,
-                    out("r12") _,
-                    options(readonly),
-                );
+                listed_sums_loop!(entries, block;
+                    "r9" => "r2", "r3", s0, s1;
+                    "r10" => "r4", "r5", s2, s3;
+                    "r11" => "r8", "lr", s4, s5);
             }
             return;
         }
         if let Ok([s0, s1, s2, s3]) = <&mut [i32; 4]>::try_from(sums.as_mut_slice()) {
             unsafe {
-                core::arch::asm!(
-                    "push {{r6, r7}}",
-                    "2:",
-                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"),
-                    listed_sums_entry!("r9" => "r2", "r3"; "r10" => "r4", "r5"),
-                    "b 2b",
-                    "3:",
-                    "pop {{r6, r7}}",
-                    inout("r0") entries.as_ptr() => _,
-                    in("r1") block.as_ptr(),
-                    inout("r2") *s0,
-                    inout("r3") *s1,
-                    inout("r4") *s2,
-                    inout("r5") *s3,
-                    out("r9") _,
-                    out("r10") _,
-                    out("r12") _,
-                    options(readonly),
-                );
+                listed_sums_loop!(entries, block;
+                    "r9" => "r2", "r3", s0, s1;
+                    "r10" => "r4", "r5", s2, s3);
             }
             return;
         }
