@@ -310,7 +310,9 @@ pub(super) struct ChannelTaps {
 /// With the DSP extension the loop is written out in assembly, because the
 /// compiler's version reloads taps from the stack: per window two `LDM` of a
 /// patch, two `MLA`, eight `SMLAD`, the larger sum kept and stored, and the
-/// end test, 19 instructions for 18 multiply-adds. Nothing is written unless
+/// end test at the loop's foot on the next window's first patch (loaded
+/// there, the marker too): 18 instructions for 18 multiply-adds. Nothing is
+/// written unless
 /// `patches` ends with the marker after an even count and `out` has room for
 /// every window before it.
 #[inline(always)]
@@ -330,10 +332,10 @@ pub(super) fn channel_pair_maxima(patches: &[Patch], taps: &ChannelTaps, out: &m
     unsafe {
         core::arch::asm!(
             "push {{r6, r7}}",
-            "2:",
             "ldm r0!, {{r6, r10, r11, r12, lr}}",
             "cmn r6, #1",
             "beq 3f",
+            "2:",
             "mla lr, lr, r8, r9",
             "smlad lr, r6, r2, lr",
             "smlad lr, r10, r3, lr",
@@ -349,7 +351,9 @@ pub(super) fn channel_pair_maxima(patches: &[Patch], taps: &ChannelTaps, out: &m
             "it lt",
             "movlt lr, r12",
             "str lr, [r1], #4",
-            "b 2b",
+            "ldm r0!, {{r6, r10, r11, r12, lr}}",
+            "cmn r6, #1",
+            "bne 2b",
             "3:",
             "pop {{r6, r7}}",
             inout("r0") patches.as_ptr() => _,

@@ -263,9 +263,12 @@ fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usiz
         // Within the windows either row summed, the other row's bias.
         for (row, own) in sums.iter_mut().zip(summed) {
             let (first, last) = own.unwrap_or((hi + 1, hi));
-            for (channel, &bias) in row.iter_mut().zip(bias) {
-                for gap in [cells(lo..first), cells(last + 1..hi + 1)] {
-                    channel.get_mut(gap).unwrap_or_default().fill(bias);
+            for gap in [cells(lo..first), cells(last + 1..hi + 1)] {
+                if gap.is_empty() {
+                    continue;
+                }
+                for (channel, &bias) in row.iter_mut().zip(bias) {
+                    channel.get_mut(gap.clone()).unwrap_or_default().fill(bias);
                 }
             }
         }
