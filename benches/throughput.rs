@@ -332,13 +332,14 @@ fn kernels(c: &mut Criterion) {
         }
     }
     let mut paired: Box<[[i8; 100]; 1960]> = bytemuck::zeroed_box();
-    pair_kernel(&plain, &mut paired);
+    let pair_stride = tinycnn::quant::QuantModel::<28, 28, 10, 1960, 100, 10>::PAIR_STRIDE;
+    pair_kernel(&plain, &mut paired, pair_stride);
     let (bias_i32, mut sums) = ([0i32; 100], [0i32; 100]);
     group.bench_function("dense1 int8 simd", |b| {
-        b.iter(|| dense_i8_paired(black_box(&pooled_u8), &paired, &bias_i32, &mut sums))
+        b.iter(|| dense_i8_paired(black_box(&pooled_u8), &paired, &bias_i32, &mut sums, pair_stride))
     });
     group.bench_function("dense1 int8 scalar", |b| {
-        b.iter(|| dense_i8_paired_scalar(black_box(&pooled_u8), &paired, &bias_i32, &mut sums))
+        b.iter(|| dense_i8_paired_scalar(black_box(&pooled_u8), &paired, &bias_i32, &mut sums, pair_stride))
     });
     let out_grad: [f32; 100] = random(100, 1).try_into().unwrap();
     let mut grads = FashionParams::boxed();

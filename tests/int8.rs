@@ -261,10 +261,11 @@ fn forged_biases_wrap_instead_of_panicking() {
 }
 
 /// The paired layout is a permutation, and the three paired dense kernels
-/// give the plain kernel's sums exactly, at the model's sizes and at odd ones.
+/// give the plain kernel's sums exactly, at the model's sizes and at odd
+/// ones, with neighbouring inputs paired and inputs farther apart.
 #[test]
 fn paired_dense_equals_the_plain_one() {
-    fn check<const IN: usize, const OUT: usize>(seed: u64, zeros: u32) {
+    fn check<const IN: usize, const OUT: usize>(seed: u64, zeros: u32, pair_stride: usize) {
         let mut r = rng(seed);
         let mut draw =
             |lo: i32, hi: i32| lo + (rand_core::RngCore::next_u32(&mut r) % (hi - lo + 1) as u32) as i32;
@@ -272,7 +273,7 @@ fn paired_dense_equals_the_plain_one() {
         let mut seen = vec![false; IN * OUT];
         for i in 0..IN {
             for j in 0..OUT {
-                let at = paired_index::<IN, OUT>(i, j);
+                let at = paired_index::<IN, OUT>(i, j, pair_stride);
                 assert!(!seen[at], "{IN}x{OUT}: ({i}, {j}) -> {at} twice");
                 seen[at] = true;
             }
@@ -282,7 +283,7 @@ fn paired_dense_equals_the_plain_one() {
             row.iter_mut().for_each(|w| *w = draw(-128, 127) as i8);
         }
         let mut paired: Box<[[i8; OUT]; IN]> = bytemuck::zeroed_box();
-        pair_kernel(&plain, &mut paired);
+        pair_kernel(&plain, &mut paired, pair_stride);
         // Inputs with runs of zeros, so that some pairs are half or all zero.
         let input: [u8; IN] = core::array::from_fn(|_| {
             if draw(0, 99) < zeros as i32 {
@@ -295,22 +296,31 @@ fn paired_dense_equals_the_plain_one() {
         let mut expected = [0i32; OUT];
         dense_i8_scalar(&input, &plain, &bias, &mut expected);
         let (mut a, mut b, mut c) = ([0i32; OUT], [0i32; OUT], [0i32; OUT]);
-        dense_i8_paired(&input, &paired, &bias, &mut a);
+        dense_i8_paired(&input, &paired, &bias, &mut a, pair_stride);
         // The same weights one byte off a word boundary, where the six-sum
         // loop of a Cortex-M4 (whole words) gives way to the plain one.
         let mut shifted = vec![0u8; IN * OUT + 1];
         shifted[1..].copy_from_slice(bytemuck::cast_slice(paired.as_flattened()));
         let odd: &[[i8; OUT]; IN] = bytemuck::from_bytes(&shifted[1..]);
-        dense_i8_paired(&input, odd, &bias, &mut b);
-        dense_i8_paired_scalar(&input, &paired, &bias, &mut c);
-        assert_eq!((a, b, c), (expected, expected, expected), "{IN}x{OUT}");
+        dense_i8_paired(&input, odd, &bias, &mut b, pair_stride);
+        dense_i8_paired_scalar(&input, &paired, &bias, &mut c, pair_stride);
+        assert_eq!(
+            (a, b, c),
+            (expected, expected, expected),
+            "{IN}x{OUT}, pairs {pair_stride} apart"
+        );
     }
-    check::<1960, 100>(31, 70);
-    check::<1960, 100>(32, 0);
-    check::<7, 5>(33, 30); // an odd last row and an odd last output
-    check::<8, 13>(34, 50); // outputs past the blocks of six and four
-    check::<1, 1>(35, 0);
-    check::<2, 6>(36, 0); // one pair, listed apart from the end marker
-    check::<9, 17>(37, 40); // SIMD blocks of eight with an odd last row
-    check::<6, 200>(38, 20); // more SIMD blocks than are kept in flight at once
+    for pair_stride in [1, 140] {
+        check::<1960, 100>(31, 70, pair_stride);
+        check::<1960, 100>(32, 0, pair_stride);
+    }
+    check::<7, 5>(33, 30, 1); // an odd last row and an odd last output
+    check::<8, 13>(34, 50, 1); // outputs past the blocks of six and four
+    check::<1, 1>(35, 0, 1);
+    check::<2, 6>(36, 0, 1); // one pair, listed apart from the end marker
+    check::<9, 17>(37, 40, 1); // SIMD blocks of eight with an odd last row
+    check::<6, 200>(38, 20, 1); // more SIMD blocks than are kept in flight at once
+    check::<23, 9>(39, 40, 4); // two bands of 8, then neighbours, then an odd last row
+    check::<20, 6>(40, 30, 3); // bands whose stride is no multiple of four
+    check::<12, 6>(41, 0, 100); // a stride too long for one band: all neighbours
 }

@@ -34,44 +34,90 @@ pub(super) fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
     }
 }
 
-/// Lists the pairs of inputs `2k, 2k + 1` of `input` that are not both
-/// zero, in order, from the front of `entries`: each entry the two inputs
-/// packed in 16-bit halves and `k * stride`. Returns how many were listed and
-/// the sum of all the inputs. `entries` must have room for every pair; pairs
+/// Lists the pairs of inputs of `input` that are not both zero, as the
+/// paired layout of `pair_stride` pairs them (see
+/// [the paired layout](super::paired)), in pair order, from the front of
+/// `entries`: each entry the two inputs packed in 16-bit halves and the
+/// pair's number times `entry_stride`. Returns how many were listed and the
+/// sum of all the inputs. `entries` must have room for every pair; pairs
 /// past its end are left out.
 ///
-/// With the DSP extension the loop is written out in assembly, four inputs
-/// (two pairs) a word at a time: per word one load and one `USADA8` (the sum
-/// of its bytes), and per pair two instructions to spread its two bytes to
-/// the halves of a word, one `STRD` of the entry to the next free slot
-/// (whether or not it stays), and the slot moved on if it does: ten
-/// instructions a pair.
+/// With the DSP extension, a band whose stride is a multiple of four is
+/// listed in assembly, four pairs at a time: two words loaded (four inputs
+/// and their four partners), their bytes summed (`USADA8`), regrouped into
+/// the four pairs (two `PKH`, four `UXTB16`), and per pair one `STRD` of the
+/// entry to the next free slot (whether or not it stays), the slot moved on
+/// if it does: eight instructions a pair.
 #[inline(always)]
-pub(super) fn list_pairs(input: &[u8], stride: u32, entries: &mut [[u32; 2]]) -> (usize, u32) {
-    let pairs = (input.len() / 2).min(entries.len());
-    let (mut active, mut sigma, done) = list_words(input, stride, entries, pairs / 2);
-    for k in done..pairs {
-        let (a, b) = (input[2 * k], input[2 * k + 1]);
-        if let Some(entry) = entries.get_mut(active) {
-            *entry = [u32::from(a) | (u32::from(b) << 16), k as u32 * stride];
+pub(super) fn list_pairs(
+    input: &[u8],
+    pair_stride: usize,
+    entry_stride: u32,
+    entries: &mut [[u32; 2]],
+) -> (usize, u32) {
+    let stride = pair_stride.max(1);
+    let mut listing = Listing {
+        active: 0,
+        sigma: 0,
+        pair: 0,
+    };
+    let (bands, rest) = input.split_at(input.len() / (2 * stride) * (2 * stride));
+    for band in bands.chunks_exact(2 * stride) {
+        let (first, second) = band.split_at(stride);
+        let offset = listing.pair * entry_stride;
+        let free = entries.get_mut(listing.active..).unwrap_or_default();
+        if let Some((listed, band_sum)) = list_band(first, second, offset, entry_stride, free) {
+            listing.active += listed;
+            listing.sigma = listing.sigma.wrapping_add(band_sum);
+            listing.pair += stride as u32;
+            continue;
         }
-        active += usize::from(a | b != 0);
-        sigma = sigma.wrapping_add(u32::from(a) + u32::from(b));
+        for (&a, &b) in first.iter().zip(second) {
+            listing.push(a, b, entry_stride, entries);
+        }
     }
-    (active, sigma)
+    for two in rest.chunks_exact(2) {
+        listing.push(two[0], two[1], entry_stride, entries);
+    }
+    (listing.active.min(entries.len()), listing.sigma)
 }
 
-/// One pair of [`list_words`]'s loop, its two bytes in the low half of
-/// `{pair}`: spread to the halves of a word, the entry stored at the next
-/// free slot, which moves on if the pair is not zero.
+/// Where [`list_pairs`] has got to.
+struct Listing {
+    /// Entries listed.
+    active: usize,
+    /// Sum of the inputs so far.
+    sigma: u32,
+    /// Pairs taken so far.
+    pair: u32,
+}
+
+impl Listing {
+    /// Takes the next pair, inputs `a` and `b`: its entry is written to the
+    /// next free slot, and stays there if either input is not zero.
+    #[inline(always)]
+    fn push(&mut self, a: u8, b: u8, entry_stride: u32, entries: &mut [[u32; 2]]) {
+        if let Some(entry) = entries.get_mut(self.active) {
+            *entry = [u32::from(a) | (u32::from(b) << 16), self.pair * entry_stride];
+        }
+        self.active += usize::from(a | b != 0);
+        self.sigma = self.sigma.wrapping_add(u32::from(a) + u32::from(b));
+        self.pair += 1;
+    }
+}
+
+/// One pair of [`list_band`]'s loop, packed in `{x}`: the entry stored at
+/// the next free slot, which moves on if the pair is not zero.
 #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-macro_rules! list_pair {
-    () => {
+macro_rules! list_band_pair {
+    ($x:literal) => {
         concat!(
-            "orr {x}, {pair}, {pair}, lsl #8\n",
-            "and {x}, {x}, #0x00ff00ff\n",
-            "strd {x}, {offset}, [{next}]\n",
-            "cmp {pair}, #0\n",
+            "strd {",
+            $x,
+            "}, {offset}, [{next}]\n",
+            "cmp {",
+            $x,
+            "}, #0\n",
             "it ne\n",
             "addne {next}, {next}, #8\n",
             "add {offset}, {offset}, {stride}\n",
@@ -79,51 +125,71 @@ macro_rules! list_pair {
     };
 }
 
-/// The first `2 * words` pairs of [`list_pairs`] in assembly; returns how
-/// many were listed, the sum of their inputs and how many pairs were read.
+/// A band of [`list_pairs`] in assembly, when its stride is a multiple of
+/// four: the pairs of `first[j]` and `second[j]`, written from the front of
+/// `free` with offsets from `offset` on; returns how many were listed and
+/// the sum of the band's inputs, or `None` (nothing done) for a stride that
+/// is not a multiple of four or too little room.
 #[cfg(all(target_arch = "arm", tinycnn_dsp))]
 #[inline(always)]
-fn list_words(input: &[u8], stride: u32, entries: &mut [[u32; 2]], words: usize) -> (usize, u32, usize) {
-    if words == 0 || input.len() < 4 * words || entries.len() < 2 * words {
-        return (0, 0, 0);
+fn list_band(
+    first: &[u8],
+    second: &[u8],
+    offset: u32,
+    stride: u32,
+    free: &mut [[u32; 2]],
+) -> Option<(usize, u32)> {
+    let n = first.len();
+    if n == 0 || !n.is_multiple_of(4) || second.len() != n || free.len() < n {
+        return None;
     }
     let (next, sigma): (*mut [u32; 2], u32);
-    // SAFETY: the loop reads `words` words of `input` (`LDR` needs no
-    // alignment on a Cortex-M4) and writes each entry at the next free slot,
-    // which is never past the pair being listed, so within the first
-    // `2 * words` entries.
+    // SAFETY: the loop reads `n / 4` words of each of `first` and `second`
+    // (`LDR` needs no alignment on a Cortex-M4) and writes each entry at the
+    // next free slot, which is never past the pair being listed, so within
+    // the first `n` entries of `free`.
     unsafe {
         core::arch::asm!(
             "2:",
-            "ldr {word}, [{input}], #4",
-            "usada8 {sigma}, {word}, {zero}, {sigma}",
-            "uxth {pair}, {word}",
-            list_pair!(),
-            "lsr {pair}, {word}, #16",
-            list_pair!(),
-            "cmp {input}, {end}",
+            "ldr {a}, [{first}], #4",
+            "ldr {b}, [{second}], #4",
+            "usada8 {sigma}, {a}, {zero}, {sigma}",
+            "usada8 {sigma}, {b}, {zero}, {sigma}",
+            "pkhbt {lo}, {a}, {b}, lsl #16",
+            "pkhtb {hi}, {b}, {a}, asr #16",
+            "uxtb16 {a}, {lo}",
+            list_band_pair!("a"),
+            "uxtb16 {lo}, {lo}, ror #8",
+            list_band_pair!("lo"),
+            "uxtb16 {a}, {hi}",
+            list_band_pair!("a"),
+            "uxtb16 {hi}, {hi}, ror #8",
+            list_band_pair!("hi"),
+            "cmp {first}, {end}",
             "bne 2b",
-            input = inout(reg) input.as_ptr() => _,
-            end = in(reg) input.as_ptr().wrapping_add(4 * words),
-            next = inout(reg) entries.as_mut_ptr() => next,
-            offset = inout(reg) 0u32 => _,
+            first = inout(reg) first.as_ptr() => _,
+            second = inout(reg) second.as_ptr() => _,
+            end = in(reg) first.as_ptr().wrapping_add(n),
+            next = inout(reg) free.as_mut_ptr() => next,
+            offset = inout(reg) offset => _,
             stride = in(reg) stride,
             sigma = inout(reg) 0u32 => sigma,
             zero = in(reg) 0u32,
-            word = out(reg) _,
-            pair = out(reg) _,
-            x = out(reg) _,
+            a = out(reg) _,
+            b = out(reg) _,
+            lo = out(reg) _,
+            hi = out(reg) _,
             options(nostack),
         );
     }
-    ((next as usize - entries.as_ptr() as usize) / 8, sigma, 2 * words)
+    Some(((next as usize - free.as_ptr() as usize) / 8, sigma))
 }
 
-/// Without the DSP extension [`list_pairs`] takes every pair in plain code.
+/// Without the DSP extension [`list_pairs`] takes every band in plain code.
 #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
 #[inline(always)]
-fn list_words(_: &[u8], _: u32, _: &mut [[u32; 2]], _: usize) -> (usize, u32, usize) {
-    (0, 0, 0)
+fn list_band(_: &[u8], _: &[u8], _: u32, _: u32, _: &mut [[u32; 2]]) -> Option<(usize, u32)> {
+    None
 }
 
 /// Whether the first sum of [`word_products`] takes the whole 16-bit halves

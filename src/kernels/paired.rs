@@ -4,20 +4,27 @@
 //!
 //! # The paired layout
 //! The same `IN * OUT` bytes as the `[input][output]` layout, reordered: the
-//! two rows of each pair of inputs `2k, 2k + 1` fill `2 * OUT` bytes, four
-//! bytes per pair of outputs `2j, 2j + 1`:
-//! `[w(2k, 2j), w(2k, 2j + 1), w(2k + 1, 2j), w(2k + 1, 2j + 1)]`, the even
-//! output's two weights stored plus 128 (their top bit flipped, see
-//! [`paired_byte`]). With an odd `OUT` the last output keeps two bytes per
-//! pair of rows, `[w(2k, OUT - 1), w(2k + 1, OUT - 1)]`; with an odd `IN` the
-//! last row stays as it is, at the end; neither is offset. [`paired_index`]
-//! says where each weight goes.
+//! two rows of each pair of inputs fill `2 * OUT` bytes, pair after pair,
+//! four bytes per pair of outputs `2j, 2j + 1`; for a pair of inputs `a, b`:
+//! `[w(a, 2j), w(a, 2j + 1), w(b, 2j), w(b, 2j + 1)]`, the even output's two
+//! weights stored plus 128 (their top bit flipped, see [`paired_byte`]). With
+//! an odd `OUT` the last output keeps two bytes per pair of rows,
+//! `[w(a, OUT - 1), w(b, OUT - 1)]`; with an odd `IN` the last row stays as
+//! it is, at the end; neither is offset. [`paired_index`] says where each
+//! weight goes.
+//!
+//! Which inputs pair is the layout's `pair_stride`: inputs `pair_stride`
+//! apart, in bands of `2 * pair_stride` (1: neighbours `2k, 2k + 1`). A
+//! layer whose inputs are often zero together that far apart skips more
+//! pairs: after a convolution and max-pool, the same channel one pooled row
+//! down (`pair_stride` = a pooled row's length) is zero with the input more
+//! often than the next channel at the same place.
 //!
 //! # Two outputs from three instructions
 //! Read as two signed 16-bit halves, a word is
-//! `(w(2k, 2j) + 128) + 256 w(2k, 2j + 1)` and
-//! `(w(2k + 1, 2j) + 128) + 256 w(2k + 1, 2j + 1)`. So one dual multiply-add
-//! of the packed inputs `x(2k), x(2k + 1)` with the word as it is (`SMLAD`
+//! `(w(a, 2j) + 128) + 256 w(a, 2j + 1)` and
+//! `(w(b, 2j) + 128) + 256 w(b, 2j + 1)`. So one dual multiply-add
+//! of the packed inputs `x(a), x(b)` with the word as it is (`SMLAD`
 //! on a Cortex-M4, `pmaddwd` on x86-64) adds output `2j`'s two products,
 //! plus 128 times the two inputs, plus 256 times output `2j + 1`'s two
 //! products; the odd bytes alone, sign-extended (one `SXTB16` or shift),
@@ -32,24 +39,51 @@ use super::dsp::{add_word_products, list_pairs, listed_sums, RAW_HAS_ODD};
 use super::vector::{HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
+/// The pair input `input` of `inputs` belongs to, and which of its two
+/// inputs it is (0 or 1), when pairs join inputs `pair_stride` apart: the
+/// inputs fall in bands of `2 * pair_stride`, and pair `m * pair_stride + j`
+/// joins inputs `j` and `pair_stride + j` of band `m`. Inputs past the last
+/// whole band pair with their neighbour; with an odd count the last input
+/// has no partner (`None`). A stride of 0 counts as 1.
+#[inline]
+pub(crate) const fn pair_of(inputs: usize, pair_stride: usize, input: usize) -> Option<(usize, usize)> {
+    let stride = if pair_stride == 0 { 1 } else { pair_stride };
+    let band = 2 * stride;
+    let banded = inputs / band * band;
+    if input < banded {
+        return Some((input / band * stride + input % stride, input % band / stride));
+    }
+    if inputs % 2 == 1 && input == inputs - 1 {
+        return None;
+    }
+    let rest = input - banded;
+    Some((banded / 2 + rest / 2, rest % 2))
+}
+
 /// Where weight `(input, output)` of an `[IN][OUT]` kernel sits in the
-/// paired layout, as an index into its flattened bytes.
+/// paired layout whose pairs join inputs `pair_stride` apart (see
+/// [`dense_i8_paired`]), as an index into its flattened bytes.
 ///
 /// ```
 /// use tinycnn::kernels::paired_index;
 /// // Rows 0 and 1, outputs 0 and 1: one word of four weights.
-/// assert_eq!([(0, 0), (0, 1), (1, 0), (1, 1)].map(|(i, j)| paired_index::<3, 3>(i, j)), [0, 1, 2, 3]);
+/// assert_eq!([(0, 0), (0, 1), (1, 0), (1, 1)].map(|(i, j)| paired_index::<3, 3>(i, j, 1)), [0, 1, 2, 3]);
 /// // The odd last output of the pair of rows, then the odd last row as it is.
-/// assert_eq!([paired_index::<3, 3>(0, 2), paired_index::<3, 3>(1, 2)], [4, 5]);
-/// assert_eq!([paired_index::<3, 3>(2, 0), paired_index::<3, 3>(2, 2)], [6, 8]);
+/// assert_eq!([paired_index::<3, 3>(0, 2, 1), paired_index::<3, 3>(1, 2, 1)], [4, 5]);
+/// assert_eq!([paired_index::<3, 3>(2, 0, 1), paired_index::<3, 3>(2, 2, 1)], [6, 8]);
+/// // Pairs two apart: rows 0 and 2 share the first word, rows 1 and 3 the next pair's.
+/// assert_eq!([(0, 0), (2, 0), (1, 0), (3, 0)].map(|(i, j)| paired_index::<4, 2>(i, j, 2)), [0, 2, 4, 6]);
 /// ```
 #[inline]
-pub const fn paired_index<const IN: usize, const OUT: usize>(input: usize, output: usize) -> usize {
-    if IN % 2 == 1 && input == IN - 1 {
+pub const fn paired_index<const IN: usize, const OUT: usize>(
+    input: usize,
+    output: usize,
+    pair_stride: usize,
+) -> usize {
+    let Some((pair, lower)) = pair_of(IN, pair_stride, input) else {
         return input * OUT + output;
-    }
-    let base = (input & !1) * OUT;
-    let lower = input & 1;
+    };
+    let base = 2 * pair * OUT;
     if OUT % 2 == 1 && output == OUT - 1 {
         base + 4 * (OUT / 2) + lower
     } else {
@@ -80,22 +114,27 @@ pub const fn paired_byte<const IN: usize, const OUT: usize>(input: usize, output
     }
 }
 
-/// Writes the `[input][output]` kernel `plain` in the paired layout.
+/// Writes the `[input][output]` kernel `plain` in the paired layout whose
+/// pairs join inputs `pair_stride` apart.
 ///
 /// ```
 /// use tinycnn::kernels::{pair_kernel, paired_byte, paired_index};
 /// let plain = [[1i8, 2, 3], [4, 5, 6]];
 /// let mut paired = [[0i8; 3]; 2];
-/// pair_kernel(&plain, &mut paired);
+/// pair_kernel(&plain, &mut paired, 1);
 /// assert_eq!(paired, [[-127, 2, -124], [5, 3, 6]]); // weights 1 and 4 plus 128
-/// assert_eq!(paired.as_flattened()[paired_index::<2, 3>(1, 2)], 6);
-/// assert_eq!(paired_byte::<2, 3>(1, 0, paired.as_flattened()[paired_index::<2, 3>(1, 0)]), 4);
+/// assert_eq!(paired.as_flattened()[paired_index::<2, 3>(1, 2, 1)], 6);
+/// assert_eq!(paired_byte::<2, 3>(1, 0, paired.as_flattened()[paired_index::<2, 3>(1, 0, 1)]), 4);
 /// ```
-pub fn pair_kernel<const IN: usize, const OUT: usize>(plain: &[[i8; OUT]; IN], paired: &mut [[i8; OUT]; IN]) {
+pub fn pair_kernel<const IN: usize, const OUT: usize>(
+    plain: &[[i8; OUT]; IN],
+    paired: &mut [[i8; OUT]; IN],
+    pair_stride: usize,
+) {
     let flat = paired.as_flattened_mut();
     for (i, row) in plain.iter().enumerate() {
         for (j, &w) in row.iter().enumerate() {
-            if let Some(slot) = flat.get_mut(paired_index::<IN, OUT>(i, j)) {
+            if let Some(slot) = flat.get_mut(paired_index::<IN, OUT>(i, j, pair_stride)) {
                 *slot = paired_byte::<IN, OUT>(i, j, w);
             }
         }
@@ -127,7 +166,8 @@ fn pair_finish(raw: i32, odd: i32, has_odd: bool) -> i32 {
 }
 
 /// `out = bias + input . kernel` in integers, with `kernel` in the paired
-/// layout; the same sums as [`dense_i8`](super::dense_i8) on the plain one.
+/// layout of `pair_stride`; the same sums as [`dense_i8`](super::dense_i8)
+/// on the plain one.
 ///
 /// The pairs of inputs that are not both zero are listed first, each with
 /// its inputs packed in 16-bit halves and the offset of its rows; then the
@@ -144,9 +184,9 @@ fn pair_finish(raw: i32, odd: i32, has_odd: bool) -> i32 {
 /// use tinycnn::kernels::{dense_i8, dense_i8_paired, pair_kernel};
 /// let plain = [[1i8, -128, 3], [127, 5, -6], [7, 8, 9]];
 /// let mut paired = [[0i8; 3]; 3];
-/// pair_kernel(&plain, &mut paired);
+/// pair_kernel(&plain, &mut paired, 1);
 /// let (mut a, mut b) = ([0i32; 3], [0i32; 3]);
-/// dense_i8_paired(&[255, 0, 3], &paired, &[1, 2, 3], &mut a);
+/// dense_i8_paired(&[255, 0, 3], &paired, &[1, 2, 3], &mut a, 1);
 /// dense_i8(&[255, 0, 3], &plain, &[1, 2, 3], &mut b);
 /// assert_eq!(a, b);
 /// ```
@@ -156,13 +196,14 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     kernel: &[[i8; OUT]; IN],
     bias: &[i32; OUT],
     out: &mut [i32; OUT],
+    pair_stride: usize,
 ) {
     let bytes = kernel.as_flattened();
     // Each entry: the two inputs packed as 16-bit halves, and the byte
     // offset of their pair of rows (`IN / 2` entries fit in `IN` words).
     let mut list = [0u32; IN];
     let (entries, _) = list.as_chunks_mut::<2>();
-    let (mut active, sigma) = list_pairs(&input[..IN / 2 * 2], 2 * OUT as u32, entries);
+    let (mut active, sigma) = list_pairs(&input[..IN / 2 * 2], pair_stride, 2 * OUT as u32, entries);
     let sigma = sigma as i32;
     // An entry of zeros ends the list. When every pair is listed there is no
     // slot left for it: the last pair gives up its slot and is added apart.
@@ -199,7 +240,7 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
         out[start..start + 2].copy_from_slice(&block);
         start += 2;
     }
-    tail(input, bytes, bias, start, out);
+    tail(input, bytes, bias, start, out, pair_stride);
 }
 
 /// Blocks of sixteen outputs at the front of `out` on SIMD registers, as
@@ -265,12 +306,16 @@ fn tail<const IN: usize, const OUT: usize>(
     bias: &[i32; OUT],
     start: usize,
     out: &mut [i32; OUT],
+    pair_stride: usize,
 ) {
     for (j, o) in out.iter_mut().enumerate().skip(start) {
         let mut sum = bias[j];
         for (i, &x) in input.iter().enumerate() {
             if x != 0 {
-                let stored = bytes.get(paired_index::<IN, OUT>(i, j)).copied().unwrap_or(0);
+                let stored = bytes
+                    .get(paired_index::<IN, OUT>(i, j, pair_stride))
+                    .copied()
+                    .unwrap_or(0);
                 let w = paired_byte::<IN, OUT>(i, j, stored);
                 sum = sum.wrapping_add(i32::from(w) * i32::from(x));
             }
@@ -286,7 +331,7 @@ fn tail<const IN: usize, const OUT: usize>(
 /// // Paired: w(0,0), w(0,1), w(1,0), w(1,1) = 1, 5, -1, 5, the even output's plus 128.
 /// let kernel = [[1i8 ^ i8::MIN, 5], [-1 ^ i8::MIN, 5]];
 /// let mut out = [0i32; 2];
-/// tinycnn::kernels::dense_i8_paired_scalar(&[2, 3], &kernel, &[0, 1], &mut out);
+/// tinycnn::kernels::dense_i8_paired_scalar(&[2, 3], &kernel, &[0, 1], &mut out, 1);
 /// assert_eq!(out, [2 - 3, 10 + 15 + 1]);
 /// ```
 pub fn dense_i8_paired_scalar<const IN: usize, const OUT: usize>(
@@ -294,8 +339,9 @@ pub fn dense_i8_paired_scalar<const IN: usize, const OUT: usize>(
     kernel: &[[i8; OUT]; IN],
     bias: &[i32; OUT],
     out: &mut [i32; OUT],
+    pair_stride: usize,
 ) {
-    tail(input, kernel.as_flattened(), bias, 0, out);
+    tail(input, kernel.as_flattened(), bias, 0, out, pair_stride);
 }
 
 /// The pairs of rows [`dense_i8_paired`] adds up.
