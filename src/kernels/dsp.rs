@@ -37,8 +37,8 @@ pub(super) fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
 /// Lists the pairs of inputs of `input` that are not both zero, as the
 /// paired layout of `pair_stride` pairs them (see
 /// [the paired layout](super::paired)), in pair order, from the front of
-/// `entries`: each entry the two inputs packed in 16-bit halves and the
-/// pair's number times `entry_stride`. Returns how many were listed and the
+/// `entries`: each entry the two inputs packed in 16-bit halves and `origin`
+/// plus the pair's number times `entry_stride`. Returns how many were listed and the
 /// sum of all the inputs. `entries` must have room for every pair; pairs
 /// past its end are left out.
 ///
@@ -52,6 +52,7 @@ pub(super) fn dual_mac(a: u32, b: u32, acc: i32) -> i32 {
 pub(super) fn list_pairs(
     input: &[u8],
     pair_stride: usize,
+    origin: u32,
     entry_stride: u32,
     entries: &mut [[u32; 2]],
 ) -> (usize, u32) {
@@ -60,11 +61,12 @@ pub(super) fn list_pairs(
         active: 0,
         sigma: 0,
         pair: 0,
+        origin,
     };
     let (bands, rest) = input.split_at(input.len() / (2 * stride) * (2 * stride));
     for band in bands.chunks_exact(2 * stride) {
         let (first, second) = band.split_at(stride);
-        let offset = listing.pair * entry_stride;
+        let offset = origin.wrapping_add(listing.pair * entry_stride);
         let free = entries.get_mut(listing.active..).unwrap_or_default();
         if let Some((listed, band_sum)) = list_band(first, second, offset, entry_stride, free) {
             listing.active += listed;
@@ -90,6 +92,8 @@ struct Listing {
     sigma: u32,
     /// Pairs taken so far.
     pair: u32,
+    /// What the offsets count from.
+    origin: u32,
 }
 
 impl Listing {
@@ -98,7 +102,10 @@ impl Listing {
     #[inline(always)]
     fn push(&mut self, a: u8, b: u8, entry_stride: u32, entries: &mut [[u32; 2]]) {
         if let Some(entry) = entries.get_mut(self.active) {
-            *entry = [u32::from(a) | (u32::from(b) << 16), self.pair * entry_stride];
+            *entry = [
+                u32::from(a) | (u32::from(b) << 16),
+                self.origin.wrapping_add(self.pair * entry_stride),
+            ];
         }
         self.active += usize::from(a | b != 0);
         self.sigma = self.sigma.wrapping_add(u32::from(a) + u32::from(b));
@@ -277,7 +284,7 @@ macro_rules! listed_sums_loop {
             "3:",
             "pop {{r6, r7}}",
             inout("r0") $entries.as_ptr() => _,
-            in("r1") $block.as_ptr(),
+            in("r1") $block,
             $(inout($raw) *$s_raw, inout($odd) *$s_odd, out($word) _,)+
             out("r12") _,
             options(readonly),
@@ -285,30 +292,62 @@ macro_rules! listed_sums_loop {
     };
 }
 
+/// Whether [`list_pairs`]'s entries hold the address of their weights (the
+/// origin the weights' address) rather than an offset: with the DSP
+/// extension, where the assembly loads from them directly.
+pub(super) const ENTRIES_HOLD_ADDRESSES: bool = cfg!(all(target_arch = "arm", tinycnn_dsp));
+
+/// Whether [`listed_sums`] takes blocks of eight sums (with the DSP
+/// extension, up to [`EIGHT_SUMS_REACH`] outputs); elsewhere eight sums
+/// would spill from the registers.
+pub(super) const EIGHT_SUMS: bool = cfg!(all(target_arch = "arm", tinycnn_dsp));
+
+/// The outputs blocks of eight reach: one assembly loop per block, each
+/// with its block's byte offset built into its loads.
+pub(super) const EIGHT_SUMS_REACH: usize = 128;
+
 /// Adds to `B` sums (the raw and odd sums of outputs `2j..2j + B` of a
 /// paired dense layer, side by side) the products of every listed pair of
 /// rows (see [`word_products`]): each entry holds the two inputs packed in
-/// 16-bit halves and the byte offset of the pair's `B / 2` weight words in
-/// `block`. The list ends at the first entry whose inputs are zero.
+/// 16-bit halves and `origin` plus the byte offset of the pair's rows in
+/// `bytes`; the block's `B / 2` weight words start `start_byte` further.
+/// The list ends at the first entry whose inputs are zero.
 ///
-/// With the DSP extension, six and four sums are written out in assembly,
-/// because the compiler's version keeps some sums on the stack and tests
-/// bounds: per entry one load of the entry, one of the words (`LDM`), and
-/// per word one `SXTB16` and two `SMLAD`, two entries per turn of the loop:
-/// 13.5 instructions for twelve multiply-adds (six sums), 10.5 for eight.
+/// With the DSP extension, eight, six and four sums are written out in
+/// assembly, because the compiler's version keeps some sums on the stack and
+/// tests bounds: per entry one load of the entry, the words (`LDM`, or two
+/// `LDRD` at the block's offset built into the loop, which frees the
+/// register of the block's address for an eighth sum), and per word one
+/// `SXTB16` and two `SMLAD`, two entries per turn of the loop: 16.5
+/// instructions for sixteen multiply-adds (eight sums), 13.5 for twelve
+/// (six), 10.5 for eight (four).
 ///
 /// # Safety
 /// An entry with zero inputs must end `entries`; every listed offset plus
-/// `2 * B` must lie within `block`. With the DSP extension, `block` must
-/// start at a 4-byte boundary and every offset must be a multiple of 4.
+/// `start_byte + 2 * B` must lie within `bytes`. With the DSP extension,
+/// `origin` must be the address of `bytes`, which must start at a 4-byte
+/// boundary, and every offset and `start_byte` must be a multiple of 4.
 #[inline(always)]
-pub(super) unsafe fn listed_sums<const B: usize>(entries: &[[u32; 2]], block: &[i8], sums: &mut [i32; B]) {
+pub(super) unsafe fn listed_sums<const B: usize>(
+    entries: &[[u32; 2]],
+    bytes: &[i8],
+    origin: u32,
+    start_byte: usize,
+    sums: &mut [i32; B],
+) {
     #[cfg(all(target_arch = "arm", tinycnn_dsp))]
     {
-        // SAFETY (both blocks): the caller guarantees the list's end marker,
-        // the offsets' bounds and the alignment `LDM` needs. r6 (which LLVM
-        // may reserve) is saved on the stack and restored before the block
-        // ends; r7 goes with it, untouched, to keep the stack 8-byte aligned.
+        // SAFETY (all three): the caller guarantees the list's end marker,
+        // that each entry is its weights' address, the bounds and the
+        // alignment `LDM` and `LDRD` need. r6 (which LLVM may reserve) is
+        // saved on the stack and restored before the block ends; r7 with
+        // it, so that it can hold a sum meanwhile.
+        if let Ok(eight) = <&mut [i32; 8]>::try_from(sums.as_mut_slice()) {
+            if unsafe { eight_sums(entries, start_byte, eight) } {
+                return;
+            }
+        }
+        let block = start_byte;
         if let Ok([s0, s1, s2, s3, s4, s5]) = <&mut [i32; 6]>::try_from(sums.as_mut_slice()) {
             unsafe {
                 listed_sums_loop!(entries, block;
@@ -327,9 +366,86 @@ pub(super) unsafe fn listed_sums<const B: usize>(entries: &[[u32; 2]], block: &[
             return;
         }
     }
-    for &[x, offset] in entries.iter().take_while(|entry| entry[0] != 0) {
-        add_word_products(x, block, offset as usize, sums);
+    let block = bytes.get(start_byte..).unwrap_or_default();
+    for &[x, at] in entries.iter().take_while(|entry| entry[0] != 0) {
+        add_word_products(x, block, at.wrapping_sub(origin) as usize, sums);
     }
+}
+
+/// One entry of [`eight_sums`]'s loop at byte offset `{off}` of its pair of
+/// rows: the entry (inputs in r6, weights' address in r12), the four words
+/// by two `LDRD` (the last into r12 itself), and per word the raw and the
+/// odd sum.
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+macro_rules! eight_sums_entry {
+    () => {
+        concat!(
+            "ldrd r6, r12, [r0], #8\n",
+            "cbz r6, 3f\n",
+            "ldrd r9, r10, [r12, #{off}]\n",
+            "ldrd r11, r12, [r12, #{off8}]\n",
+            listed_sums_entry!(@word "r9", "r1", "r2"),
+            listed_sums_entry!(@word "r10", "r3", "r4"),
+            listed_sums_entry!(@word "r11", "r5", "r7"),
+            listed_sums_entry!(@word "r12", "r8", "lr"),
+        )
+    };
+}
+
+/// Eight sums of [`listed_sums`] at block byte offset `start_byte`, the
+/// offset built into the loads of one of sixteen loops; returns `false`
+/// (nothing done) for an offset past [`EIGHT_SUMS_REACH`] outputs or not a
+/// multiple of 16.
+///
+/// # Safety
+/// As [`listed_sums`].
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+#[inline(always)]
+unsafe fn eight_sums(entries: &[[u32; 2]], start_byte: usize, sums: &mut [i32; 8]) -> bool {
+    /// The loop for one offset; the sum meant for r7 passes through r9.
+    #[inline(always)]
+    unsafe fn at<const OFF: usize>(entries: &[[u32; 2]], sums: &mut [i32; 8]) {
+        let [s0, s1, s2, s3, s4, s5, s6, s7] = sums;
+        // SAFETY: as for `listed_sums`, which this is part of.
+        unsafe {
+            core::arch::asm!(
+                "push {{r6, r7}}",
+                "mov r7, r9",
+                "2:",
+                eight_sums_entry!(),
+                eight_sums_entry!(),
+                "b 2b",
+                "3:",
+                "mov r9, r7",
+                "pop {{r6, r7}}",
+                off = const OFF,
+                off8 = const OFF + 8,
+                inout("r0") entries.as_ptr() => _,
+                inout("r1") *s0,
+                inout("r2") *s1,
+                inout("r3") *s2,
+                inout("r4") *s3,
+                inout("r5") *s4,
+                inout("r9") *s5,
+                inout("r8") *s6,
+                inout("lr") *s7,
+                out("r10") _,
+                out("r11") _,
+                out("r12") _,
+                options(readonly),
+            );
+        }
+    }
+    macro_rules! offsets {
+        ($($block:literal)+) => {
+            match start_byte {
+                $(b if b == 16 * $block => unsafe { at::<{ 16 * $block }>(entries, sums) },)+
+                _ => return false,
+            }
+        };
+    }
+    offsets!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    true
 }
 
 /// Adds `x` (two inputs packed in 16-bit halves) times the weight words

@@ -35,7 +35,10 @@
 //! arithmetic. Three instructions for four multiply-adds, where splitting
 //! the word into two pairs of sign-extended bytes takes four.
 
-use super::dsp::{add_word_products, list_pairs, listed_sums, RAW_HAS_ODD};
+use super::dsp::{
+    add_word_products, list_pairs, listed_sums, EIGHT_SUMS, EIGHT_SUMS_REACH, ENTRIES_HOLD_ADDRESSES,
+    RAW_HAS_ODD,
+};
 use super::vector::{HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
@@ -199,11 +202,18 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     pair_stride: usize,
 ) {
     let bytes = kernel.as_flattened();
-    // Each entry: the two inputs packed as 16-bit halves, and the byte
-    // offset of their pair of rows (`IN / 2` entries fit in `IN` words).
+    // Each entry: the two inputs packed as 16-bit halves, and `origin` plus
+    // the byte offset of their pair of rows (`IN / 2` entries fit in `IN`
+    // words). With the DSP extension the origin is the weights' address, so
+    // that an entry is the address its weights are loaded from.
+    let origin = if ENTRIES_HOLD_ADDRESSES {
+        bytes.as_ptr() as usize as u32
+    } else {
+        0
+    };
     let mut list = [0u32; IN];
     let (entries, _) = list.as_chunks_mut::<2>();
-    let (mut active, sigma) = list_pairs(&input[..IN / 2 * 2], pair_stride, 2 * OUT as u32, entries);
+    let (mut active, sigma) = list_pairs(&input[..IN / 2 * 2], pair_stride, origin, 2 * OUT as u32, entries);
     let sigma = sigma as i32;
     // An entry of zeros ends the list. When every pair is listed there is no
     // slot left for it: the last pair gives up its slot and is added apart.
@@ -219,11 +229,17 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     let list = List {
         marked: entries.get(..=active).unwrap_or_default(),
         spare,
+        origin,
         aligned: OUT.is_multiple_of(2) && (bytes.as_ptr() as usize).is_multiple_of(4),
     };
     let mut start = 0;
     if HAS_SIMD {
         start = blocks_simd::<IN, OUT>(input, &list, bytes, bias, sigma, out);
+    }
+    while EIGHT_SUMS && start + 8 <= OUT && start < EIGHT_SUMS_REACH {
+        let block = block_registers::<IN, OUT, 8>(input, &list, bytes, bias, sigma, start);
+        out[start..start + 8].copy_from_slice(&block);
+        start += 8;
     }
     while start + 6 <= OUT {
         let block = block_registers::<IN, OUT, 6>(input, &list, bytes, bias, sigma, start);
@@ -272,7 +288,7 @@ fn blocks_simd<const IN: usize, const OUT: usize>(
         };
         let mut raw: [i32x8; IN_FLIGHT] = core::array::from_fn(|b| i32x8::new(starts(b).map(|s| s.0)));
         let mut odd: [i32x8; IN_FLIGHT] = core::array::from_fn(|b| i32x8::new(starts(b).map(|s| s.1)));
-        for &[x, offset] in list.entries() {
+        for [x, offset] in list.entries() {
             let inputs: i16x16 = bytemuck::cast(i32x8::splat(x as i32));
             for (b, (raw, odd)) in raw.iter_mut().zip(&mut odd).enumerate().take(blocks) {
                 let at = offset as usize + 2 * (start + b * BLOCK);
@@ -346,27 +362,34 @@ pub fn dense_i8_paired_scalar<const IN: usize, const OUT: usize>(
 
 /// The pairs of rows [`dense_i8_paired`] adds up.
 struct List<'a> {
-    /// Entries `[packed inputs, byte offset]`, ended by an entry of zeros.
+    /// Entries `[packed inputs, origin + byte offset]`, ended by an entry of
+    /// zeros.
     marked: &'a [[u32; 2]],
     /// The last pair, when it had to give its slot to the end marker.
     spare: Option<[u32; 2]>,
+    /// What the entries' offsets count from.
+    origin: u32,
     /// Whether the weights and every offset sit on 4-byte boundaries, as
     /// [`listed_sums`] needs.
     aligned: bool,
 }
 
 impl List<'_> {
-    /// Every listed pair: the entries before the end marker, then the spare.
-    fn entries(&self) -> impl Iterator<Item = &[u32; 2]> {
+    /// Every listed pair, `[packed inputs, byte offset]`: the entries before
+    /// the end marker, then the spare.
+    fn entries(&self) -> impl Iterator<Item = [u32; 2]> + '_ {
         let listed = self.marked.iter().take_while(|entry| entry[0] != 0);
-        listed.chain(self.spare.as_ref())
+        listed
+            .chain(self.spare.as_ref())
+            .map(|&[x, at]| [x, at.wrapping_sub(self.origin)])
     }
 }
 
 /// Outputs `start..start + B` in general registers (`B / 2` weight
 /// words per pair of rows, `B` even), over the listed pairs of rows; with
 /// the DSP extension two multiply-adds per instruction. A Cortex-M has room
-/// for six sums beside the pointers; eight spill to the stack.
+/// for six sums beside the pointers, eight where the block's offset is built
+/// into the assembly's loads (the DSP extension, see [`listed_sums`]).
 #[inline]
 fn block_registers<const IN: usize, const OUT: usize, const B: usize>(
     input: &[u8; IN],
@@ -387,17 +410,17 @@ fn block_registers<const IN: usize, const OUT: usize, const B: usize>(
         }
     });
     let block = bytes.get(2 * start..).unwrap_or_default();
-    let add =
-        |sums: &mut [i32; B], &[x, offset]: &[u32; 2]| add_word_products(x, block, offset as usize, sums);
+    let add = |sums: &mut [i32; B], [x, offset]: [u32; 2]| add_word_products(x, block, offset as usize, sums);
     if list.aligned && !list.marked.is_empty() {
         // SAFETY: `marked` ends with its marker (it is not empty, and the
-        // marker is its last entry); each offset is that of a pair of rows,
-        // and the block's `2 * B` bytes from it end at or before that pair's
-        // end; `aligned` holds for the weights and the offsets, and
-        // `2 * start` is a multiple of 4 (`start` is even).
-        unsafe { listed_sums(list.marked, block, &mut sums) };
-        if let Some(spare) = &list.spare {
-            add(&mut sums, spare);
+        // marker is its last entry); each entry is `origin` (the weights'
+        // address where the DSP extension needs it) plus the offset of a
+        // pair of rows, and the block's `2 * B` bytes from it end at or
+        // before that pair's end; `aligned` holds for the weights and the
+        // offsets, and `2 * start` is a multiple of 4 (`start` is even).
+        unsafe { listed_sums(list.marked, bytes, list.origin, 2 * start, &mut sums) };
+        if let Some([x, at]) = list.spare {
+            add(&mut sums, [x, at.wrapping_sub(list.origin)]);
         }
     } else {
         list.entries().for_each(|entry| add(&mut sums, entry));
