@@ -482,7 +482,7 @@ pub(super) const PATCH_END: [u32; 5] = [u32::MAX; 5];
 /// of the output.
 pub(super) type Patch = [u32; 5];
 
-/// One channel of a 3x3 convolution as [`channel_pair_maxima`] takes it.
+/// One channel of a 3x3 convolution as [`window_maxima`] takes it.
 #[derive(Clone, Copy)]
 pub(super) struct ChannelTaps {
     /// The taps matching a [`Patch`]'s four pairs, as 16-bit pairs.
@@ -493,89 +493,22 @@ pub(super) struct ChannelTaps {
     pub(super) bias: i32,
 }
 
-/// The larger of each two neighbouring sums of one channel over consecutive
-/// patches (the two columns of a pooling window), written to `out`, up to the
-/// [`PATCH_END`] that closes `patches` after an even number of them. A sum
-/// is the bias, plus the corner tap times the last word, plus the four pairs
-/// times the four pairs of taps.
-///
-/// With the DSP extension the loop is written out in assembly, because the
-/// compiler's version reloads taps from the stack: per window two `LDM` of a
-/// patch, two `MLA`, eight `SMLAD`, the larger sum kept and stored, and the
-/// end test at the loop's foot on the next window's first patch (loaded
-/// there, the marker too): 18 instructions for 18 multiply-adds. Nothing is
-/// written unless
-/// `patches` ends with the marker after an even count and `out` has room for
-/// every window before it.
-#[inline(always)]
-pub(super) fn channel_pair_maxima(patches: &[Patch], taps: &ChannelTaps, out: &mut [i32]) {
-    let ChannelTaps { pairs, corner, bias } = *taps;
-    let windows = patches.len().saturating_sub(1) / 2;
-    let marked = patches.last().map(|p| p[0]) == Some(u32::MAX) && patches.len() % 2 == 1;
-    if !marked || out.len() < windows {
-        return;
-    }
-    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-    // SAFETY: the patches end with the marker after an even count, so the
-    // loop, which tests for it at the first patch of each window, stops
-    // there, and `out` has room for each window before it. r6 and r7 (which
-    // LLVM may reserve) are saved on the stack and restored before the block
-    // ends.
-    unsafe {
-        core::arch::asm!(
-            "push {{r6, r7}}",
-            "ldm r0!, {{r6, r10, r11, r12, lr}}",
-            "cmn r6, #1",
-            "beq 3f",
-            "2:",
-            "mla lr, lr, r8, r9",
-            "smlad lr, r6, r2, lr",
-            "smlad lr, r10, r3, lr",
-            "smlad lr, r11, r4, lr",
-            "smlad lr, r12, r5, lr",
-            "ldm r0!, {{r6, r7, r10, r11, r12}}",
-            "mla r12, r12, r8, r9",
-            "smlad r12, r6, r2, r12",
-            "smlad r12, r7, r3, r12",
-            "smlad r12, r10, r4, r12",
-            "smlad r12, r11, r5, r12",
-            "cmp lr, r12",
-            "it lt",
-            "movlt lr, r12",
-            "str lr, [r1], #4",
-            "ldm r0!, {{r6, r10, r11, r12, lr}}",
-            "cmn r6, #1",
-            "bne 2b",
-            "3:",
-            "pop {{r6, r7}}",
-            inout("r0") patches.as_ptr() => _,
-            inout("r1") out.as_mut_ptr() => _,
-            in("r2") pairs[0],
-            in("r3") pairs[1],
-            in("r4") pairs[2],
-            in("r5") pairs[3],
-            in("r8") corner,
-            in("r9") bias,
-            out("r10") _,
-            out("r11") _,
-            out("r12") _,
-            out("lr") _,
-        );
-    }
-    #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-    {
-        let sum = |&[left, centre, right, lower, last]: &Patch| {
-            let mut sum = bias.wrapping_add(last as i32 * corner);
-            sum = dual_mac(left, pairs[0], sum);
-            sum = dual_mac(centre, pairs[1], sum);
-            sum = dual_mac(right, pairs[2], sum);
-            dual_mac(lower, pairs[3], sum)
-        };
-        let windows = patches.chunks_exact(2).take_while(|w| w[0][0] != u32::MAX);
-        for (window, value) in windows.zip(out) {
-            *value = sum(&window[0]).max(sum(&window[1]));
-        }
-    }
+/// A patch's sum into r12 (its last word's register), and the larger of it
+/// and lr kept in lr: one step of [`window_maxima`]'s loop.
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+macro_rules! window_maxima_sum {
+    () => {
+        concat!(
+            "mla r12, r12, r8, r9\n",
+            "smlad r12, r6, r2, r12\n",
+            "smlad r12, r7, r3, r12\n",
+            "smlad r12, r10, r4, r12\n",
+            "smlad r12, r11, r5, r12\n",
+            "cmp lr, r12\n",
+            "it lt\n",
+            "movlt lr, r12\n",
+        )
+    };
 }
 
 /// A requantization to `u8` by a positive factor below 2^-2 (a right shift
@@ -603,53 +536,109 @@ impl HighWord {
     }
 }
 
-/// `cells[K * t]` = the larger of `top[t]` and `bottom[t]` through
-/// [`HighWord::to_u8`], for every `t` of the shorter row: a row of one
-/// channel's pooling windows, into the pooled map where channels interleave.
-///
-/// With the DSP extension the loop is written out in assembly: per window two
-/// loads, the larger kept, ReLU by one `BIC`, `UMULL`, a shift, and the
-/// rounding, halving and clamp in one `USAT`, eleven instructions and the
-/// loop's two. Nothing is written unless `cells` reaches every window's cell.
+/// The sum of one convolution output: the bias, plus the corner tap times
+/// the patch's last word, plus its four pairs times the four pairs of taps.
 #[inline(always)]
-pub(super) fn pool_requant<const K: usize>(top: &[i32], bottom: &[i32], cells: &mut [u8], form: HighWord) {
-    let n = top.len().min(bottom.len());
-    if n == 0 || cells.len() <= (n - 1) * K {
-        return;
-    }
-    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-    // SAFETY: both rows hold `n` values and `cells` reaches `(n - 1) * K`,
-    // so the loop, which runs `n` times, reads and writes within them.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "ldr {a}, [{top}], #4",
-            "ldr {b}, [{bottom}], #4",
-            "cmp {a}, {b}",
-            "it lt",
-            "movlt {a}, {b}",
-            "bic {a}, {a}, {a}, asr #31",
-            "umull {b}, {a}, {a}, {multiplier}",
-            "lsr {a}, {a}, {shift}",
-            "add {a}, {a}, #1",
-            "usat {a}, #8, {a}, asr #1",
-            "strb {a}, [{cells}], #{k}",
-            "subs {n}, {n}, #1",
-            "bne 2b",
-            top = inout(reg) top.as_ptr() => _,
-            bottom = inout(reg) bottom.as_ptr() => _,
-            cells = inout(reg) cells.as_mut_ptr() => _,
-            n = inout(reg) n => _,
-            multiplier = in(reg) form.multiplier,
-            shift = in(reg) form.shift,
-            k = const K,
-            a = out(reg) _,
-            b = out(reg) _,
-            options(nostack),
-        );
+pub(super) fn patch_sum(&[left, centre, right, lower, last]: &Patch, taps: &ChannelTaps) -> i32 {
+    let ChannelTaps { pairs, corner, bias } = *taps;
+    let sum = bias.wrapping_add((last as i32).wrapping_mul(corner));
+    let sum = dual_mac(left, pairs[0], sum);
+    let sum = dual_mac(centre, pairs[1], sum);
+    let sum = dual_mac(right, pairs[2], sum);
+    dual_mac(lower, pairs[3], sum)
+}
+
+/// One channel's pooled row: for each pooling window, the largest of the
+/// four sums (see [`patch_sum`]) of its two columns in `upper` and in
+/// `lower` (the two convolution rows), through ReLU and `form`, into
+/// `cells[K * w]`. `upper` ends with the [`PATCH_END`] after an even count;
+/// `lower` must sit right after it in memory, at the same columns. Returns
+/// whether it did the row, which only the DSP extension's assembly does
+/// (`false`, nothing written, elsewhere or when the slices do not fit).
+///
+/// The assembly takes a window at a time: per window four `LDM` of a patch
+/// (two through an address built from the upper one's), four `MLA` and
+/// sixteen `SMLAD`, the largest sum kept, then ReLU by one `BIC`, `UMULL`,
+/// a shift, `USAT` for the rounding, halving and clamp, and a strided
+/// `STRB`: 44 instructions for 36 multiply-adds, pooling and
+/// requantization, where computing the two rows apart and pooling them
+/// afterwards took 49.
+#[inline(always)]
+pub(super) fn window_maxima<const W: usize, const K: usize>(
+    upper: &[Patch],
+    lower: &[Patch],
+    taps: &ChannelTaps,
+    form: HighWord,
+    cells: &mut [u8],
+) -> bool {
+    let windows = upper.len().saturating_sub(1) / 2;
+    let marked = upper.last().map(|p| p[0]) == Some(u32::MAX) && upper.len() % 2 == 1;
+    let adjacent = core::ptr::eq(lower.as_ptr(), upper.as_ptr().wrapping_add(W + 1));
+    let fits = windows > 0 && lower.len() >= 2 * windows && cells.len() > (windows - 1) * K;
+    if !(cfg!(all(target_arch = "arm", tinycnn_dsp)) && marked && adjacent && fits) {
+        return false;
     }
     #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-    for ((&a, &b), cell) in top.iter().zip(bottom).zip(cells.iter_mut().step_by(K)) {
-        *cell = form.to_u8(a.max(b));
+    let _ = (taps, form);
+    #[cfg(all(target_arch = "arm", tinycnn_dsp))]
+    // SAFETY: `upper` ends with the marker after an even count, so the loop,
+    // which tests for it at the first patch of each window, stops there;
+    // `lower` sits `W + 1` patches after `upper` and holds a patch for each
+    // one of `upper` before the marker; `cells` reaches each window's cell.
+    // r6 and r7 (which LLVM may reserve) are saved on the stack with the
+    // requantization's constants and restored before the block ends.
+    unsafe {
+        let ChannelTaps { pairs, corner, bias } = *taps;
+        core::arch::asm!(
+            "push {{r6, r7, r10, r11}}",
+            "ldm r0!, {{r6, r10, r11, r12, lr}}",
+            "cmn r6, #1",
+            "beq 3f",
+            "2:",
+            // The upper row's two columns.
+            "mla lr, lr, r8, r9",
+            "smlad lr, r6, r2, lr",
+            "smlad lr, r10, r3, lr",
+            "smlad lr, r11, r4, lr",
+            "smlad lr, r12, r5, lr",
+            "ldm r0!, {{r6, r7, r10, r11, r12}}",
+            window_maxima_sum!(),
+            // The lower row's, `W + 1` patches further.
+            "add r6, r0, #{lower_first}",
+            "ldm r6, {{r6, r7, r10, r11, r12}}",
+            window_maxima_sum!(),
+            "add r6, r0, #{lower_second}",
+            "ldm r6, {{r6, r7, r10, r11, r12}}",
+            window_maxima_sum!(),
+            // ReLU, requantization, the cell.
+            "ldrd r6, r7, [sp, #8]",
+            "bic lr, lr, lr, asr #31",
+            "umull r10, lr, lr, r6",
+            "lsr lr, lr, r7",
+            "add lr, lr, #1",
+            "usat lr, #8, lr, asr #1",
+            "strb lr, [r1], #{k}",
+            "ldm r0!, {{r6, r10, r11, r12, lr}}",
+            "cmn r6, #1",
+            "bne 2b",
+            "3:",
+            "pop {{r6, r7, r10, r11}}",
+            lower_first = const (W + 1) * 20 - 40,
+            lower_second = const (W + 1) * 20 - 20,
+            k = const K,
+            inout("r0") upper.as_ptr() => _,
+            inout("r1") cells.as_mut_ptr() => _,
+            in("r2") pairs[0],
+            in("r3") pairs[1],
+            in("r4") pairs[2],
+            in("r5") pairs[3],
+            in("r8") corner,
+            in("r9") bias,
+            inout("r10") form.multiplier => _,
+            inout("r11") form.shift => _,
+            out("r12") _,
+            out("lr") _,
+        );
     }
+    true
 }

@@ -6,7 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
-use super::dsp::{channel_pair_maxima, pool_requant, ChannelTaps, HighWord, Patch, PATCH_END};
+use super::dsp::{patch_sum, window_maxima, ChannelTaps, HighWord, Patch, PATCH_END};
 use super::vector::{runs, HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
@@ -216,75 +216,6 @@ fn conv_relu_pool_i8_pairs<const H: usize, const W: usize, const K: usize, const
     }
 }
 
-/// The frame the three convolutions share: each computes two rows of sums
-/// (`rows(y, out)` writes row `y` of every channel), which are max-pooled,
-/// passed through ReLU and requantized into pooled row `y / 2`.
-///
-/// `rows` returns the pooling windows (pairs of columns) it summed, `None`
-/// for none: outside them every sum is the channel's bias, so a window
-/// outside both rows' windows is pooled without being read, and one outside
-/// a single row's takes the bias there. `halved` rows hold one sum per
-/// window (the larger of its two columns), the others one per column.
-#[inline]
-fn conv_pool_i8<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
-    bias: &[i32; K],
-    requant: &[Requant; K],
-    pooled: &mut [u8; FLAT],
-    halved: bool,
-    mut rows: impl FnMut(usize, &mut [[i32; W]; K]) -> Option<(usize, usize)>,
-) {
-    const {
-        assert!(
-            H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
-            "FLAT must be (H/2)*(W/2)*K"
-        )
-    };
-    let background: [u8; K] = core::array::from_fn(|k| requant[k].to_u8(bias[k]));
-    let forms: [Option<HighWord>; K] = core::array::from_fn(|k| requant[k].high_word());
-    let mut sums = [[[0i32; W]; K]; 2];
-    let cells = |windows: core::ops::Range<usize>| {
-        if halved {
-            windows
-        } else {
-            2 * windows.start..2 * windows.end
-        }
-    };
-    for py in 0..H / 2 {
-        let summed: [Option<(usize, usize)>; 2] =
-            [rows(2 * py, &mut sums[0]), rows(2 * py + 1, &mut sums[1])];
-        let Some((lo, hi)) = summed
-            .into_iter()
-            .flatten()
-            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
-        else {
-            pool_row_i8(&sums, py, requant, &forms, &background, 0..0, halved, pooled);
-            continue;
-        };
-        // Within the windows either row summed, the other row's bias.
-        for (row, own) in sums.iter_mut().zip(summed) {
-            let (first, last) = own.unwrap_or((hi + 1, hi));
-            for gap in [cells(lo..first), cells(last + 1..hi + 1)] {
-                if gap.is_empty() {
-                    continue;
-                }
-                for (channel, &bias) in row.iter_mut().zip(bias) {
-                    channel.get_mut(gap.clone()).unwrap_or_default().fill(bias);
-                }
-            }
-        }
-        pool_row_i8(
-            &sums,
-            py,
-            requant,
-            &forms,
-            &background,
-            lo..hi + 1,
-            halved,
-            pooled,
-        );
-    }
-}
-
 /// [`conv_relu_pool_i8`] as a core with the DSP extension (Cortex-M4) runs
 /// it, with the same result: pixels and taps packed in 16-bit pairs, two
 /// multiply-adds per instruction (`SMLAD`). Elsewhere the pairs are
@@ -315,6 +246,12 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
+    const {
+        assert!(
+            H >= 2 && W >= 2 && K >= 1 && FLAT == (H / 2) * (W / 2) * K,
+            "FLAT must be (H/2)*(W/2)*K"
+        )
+    };
     let pair = |low: i8, high: i8| u32::from(low as u16) | (u32::from(high as u16) << 16);
     let taps: [ChannelTaps; K] = core::array::from_fn(|k| {
         let t = |ky: usize, kx: usize| kernel[ky][kx][k];
@@ -339,46 +276,91 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
             image[y].iter().rposition(nonzero)?,
         ))
     });
-    // Twice a row of patches, so that the end marker fits after a whole row.
-    let mut room = [[[0u32; 5]; W]; 2];
-    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, true, |y, row| {
-        conv_rows_i8_dsp(image, &extents, &taps, y, room.as_flattened_mut(), row)
-    });
+    let background: [u8; K] = core::array::from_fn(|k| requant[k].to_u8(bias[k]));
+    let forms: [Option<HighWord>; K] = core::array::from_fn(|k| requant[k].high_word());
+    // The patches of the two rows of a pooled row, the upper one's closed by
+    // the end marker: a row and the marker, then the lower row.
+    let mut room = [[[0u32; 5]; W]; 3];
+    let (upper, lower) = room.as_flattened_mut().split_at_mut(W + 1);
+    let pw = W / 2;
+    for (py, cells) in pooled.chunks_exact_mut(pw * K).enumerate() {
+        // The pooling windows either row's patches reach a non-zero pixel in.
+        let reached = [2 * py, 2 * py + 1]
+            .map(|y| windows_reached(&extents, y, pw))
+            .into_iter()
+            .flatten()
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
+        for (px, cell) in cells.chunks_exact_mut(K).enumerate() {
+            if reached.is_none_or(|(first, last)| px < first || px > last) {
+                cell.copy_from_slice(&background);
+            }
+        }
+        let Some((first, last)) = reached else {
+            continue;
+        };
+        let (lo, hi) = (2 * first, 2 * last + 1);
+        let n = pack_patches(image, 2 * py, lo, hi, upper);
+        if let Some(end) = upper.get_mut(n) {
+            *end = PATCH_END;
+        }
+        pack_patches(image, 2 * py + 1, lo, hi, lower);
+        let (upper, lower): (&[Patch], &[Patch]) = (upper.get(..=n).unwrap_or_default(), lower);
+        for (k, (taps, (&form, requant))) in taps.iter().zip(forms.iter().zip(requant)).enumerate() {
+            let cells = cells.get_mut(first * K + k..).unwrap_or_default();
+            if let Some(form) = form {
+                if window_maxima::<W, K>(upper, lower, taps, form, cells) {
+                    continue;
+                }
+            }
+            let sum = |patch: &Patch| patch_sum(patch, taps);
+            for (w, cell) in (0..n / 2).zip(cells.iter_mut().step_by(K)) {
+                let best = sum(&upper[2 * w])
+                    .max(sum(&upper[2 * w + 1]))
+                    .max(sum(&lower[2 * w]))
+                    .max(sum(&lower[2 * w + 1]));
+                *cell = form.map_or_else(|| requant.to_u8(best), |form| form.to_u8(best));
+            }
+        }
+    }
 }
 
-/// Convolution row `y` of every channel for [`conv_relu_pool_i8_dsp`]. The
-/// 3x3 patches are packed once per row, for every channel (see [`Patch`]);
-/// padding reads 0. Only the columns whose patch reaches a non-zero pixel of
-/// `extents` are summed, whole pooling windows at a time; returns those
-/// windows, and leaves the others to the frame (they are the bias).
+/// The pooling windows (pairs of columns) of convolution row `y` whose 3x3
+/// patches reach a non-zero pixel of `extents`, first and last.
 #[inline]
-fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
-    image: &[[u8; W]; H],
+fn windows_reached<const H: usize>(
     extents: &[Option<(usize, usize)>; H],
-    taps: &[ChannelTaps; K],
     y: usize,
-    patches: &mut [Patch],
-    out: &mut [[i32; W]; K],
+    pw: usize,
 ) -> Option<(usize, usize)> {
-    let source_row = |ky: usize| (y + ky).checked_sub(1);
-    let span = (0..3)
-        .filter_map(|ky| extents.get(source_row(ky)?).copied().flatten())
-        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)));
-    // Whole pooling windows (columns 2px, 2px + 1) around the outputs whose
-    // 3x3 patch reaches a non-zero pixel.
-    let pw = W / 2;
-    let summed = span
-        .map(|(first, last)| (first.saturating_sub(1) & !1, ((last + 1) | 1).min(2 * pw - 1)))
-        .filter(|(lo, hi)| lo < hi);
-    let (lo, hi) = summed?;
+    let (first, last) = (0..3)
+        .filter_map(|ky| extents.get((y + ky).checked_sub(1)?).copied().flatten())
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))?;
+    let (lo, hi) = (first.saturating_sub(1) / 2, last.div_ceil(2).min(pw - 1));
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// Packs the 3x3 patches of convolution row `y`, columns `lo..=hi`, into the
+/// front of `patches` (see [`Patch`]); padding reads 0. Returns how many.
+#[inline]
+fn pack_patches<const H: usize, const W: usize>(
+    image: &[[u8; W]; H],
+    y: usize,
+    lo: usize,
+    hi: usize,
+    patches: &mut [Patch],
+) -> usize {
     // The padding rows above and below the image read as black.
     let black = [0u8; W];
-    let source = |ky: usize| source_row(ky).and_then(|iy| image.get(iy)).unwrap_or(&black);
+    let source = |ky: usize| {
+        (y + ky)
+            .checked_sub(1)
+            .and_then(|iy| image.get(iy))
+            .unwrap_or(&black)
+    };
     let (upper, middle, below) = (source(0), source(1), source(2));
     // Pixel `x` of a row, 0 in the padding (x = usize::MAX stands for -1).
     let pixel = |row: &[u8; W], x: usize| row.get(x).map_or(0, |&p| u32::from(p));
     let column = |x: usize| pixel(upper, x) | (pixel(middle, x) << 16);
-    let n = hi + 1 - lo;
     // Each column and lower pixel is read once and moves left through the
     // patches; the pixels right of columns `lo..hi` lie within the row, the
     // one right of `hi` may be the padding.
@@ -406,17 +388,7 @@ fn conv_rows_i8_dsp<const H: usize, const W: usize, const K: usize>(
     if let Some(patch) = outer.first_mut() {
         push(patch, column(hi + 1), pixel(below, hi + 1));
     }
-    if let Some(end) = patches.get_mut(n) {
-        *end = PATCH_END;
-    }
-    let patches: &[Patch] = patches.get(..=n).unwrap_or_default();
-    // Each row holds the larger of each window's two sums, at the window's
-    // pooled column.
-    let (first, last) = (lo / 2, hi / 2);
-    for (row, taps) in out.iter_mut().zip(taps) {
-        channel_pair_maxima(patches, taps, row.get_mut(first..=last).unwrap_or_default());
-    }
-    Some((first, last))
+    (hi + 1 - lo).min(patches.len())
 }
 
 /// Scalar twin of [`conv_relu_pool_i8`].
@@ -436,14 +408,21 @@ pub fn conv_relu_pool_i8_scalar<const H: usize, const W: usize, const K: usize, 
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    conv_pool_i8::<H, W, K, FLAT>(bias, requant, pooled, false, |y, row| {
-        for (k, out) in row.iter_mut().enumerate() {
-            for (x, value) in out.iter_mut().enumerate() {
-                *value = conv_pixel_i8(image, kernel, bias, y, x, k);
-            }
-        }
-        Some((0, W / 2 - 1))
-    });
+    const {
+        assert!(
+            H >= 2 && W >= 2 && FLAT == (H / 2) * (W / 2) * K,
+            "FLAT must be (H/2)*(W/2)*K"
+        )
+    };
+    let pw = W / 2;
+    for (index, cell) in pooled.iter_mut().enumerate() {
+        let (py, px, k) = (index / K / pw, index / K % pw, index % K);
+        let best = [(0, 0), (0, 1), (1, 0), (1, 1)]
+            .map(|(dy, dx)| conv_pixel_i8(image, kernel, bias, 2 * py + dy, 2 * px + dx, k))
+            .into_iter()
+            .fold(i32::MIN, i32::max);
+        *cell = requant[k].to_u8(best);
+    }
 }
 
 /// One integer convolution output at `(y, x)` of channel `k`.
@@ -477,51 +456,6 @@ fn lanes_i32(values: &[i32], at: usize) -> i32x8 {
         .get(at..at + LANES)
         .and_then(|chunk| <[i32; LANES]>::try_from(chunk).ok())
         .map_or(i32x8::splat(0), i32x8::new)
-}
-
-/// Max-pools two rows of sums, applies ReLU and requantizes to `u8`.
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn pool_row_i8<const W: usize, const K: usize, const FLAT: usize>(
-    rows: &[[[i32; W]; K]; 2],
-    py: usize,
-    requant: &[Requant; K],
-    forms: &[Option<HighWord>; K],
-    background: &[u8; K],
-    windows: core::ops::Range<usize>,
-    halved: bool,
-    pooled: &mut [u8; FLAT],
-) {
-    let pw = W / 2;
-    let Some(cells) = pooled.get_mut(py * pw * K..(py + 1) * pw * K) else {
-        return;
-    };
-    let windows = windows.start.min(pw)..windows.end.min(pw);
-    for (px, cell) in cells.chunks_exact_mut(K).enumerate() {
-        if !windows.contains(&px) {
-            cell.copy_from_slice(background);
-        }
-    }
-    for (k, (requant, form)) in requant.iter().zip(forms).enumerate() {
-        let (top, bottom) = (&rows[0][k], &rows[1][k]);
-        let channel = cells.get_mut(windows.start * K + k..).unwrap_or_default();
-        if let (true, Some(form)) = (halved, form) {
-            let (top, bottom) = (&top[windows.clone()], &bottom[windows.clone()]);
-            pool_requant::<K>(top, bottom, channel, *form);
-            continue;
-        }
-        for (px, cell) in windows.clone().zip(channel.iter_mut().step_by(K)) {
-            let best = if halved {
-                top[px].max(bottom[px])
-            } else {
-                top[2 * px]
-                    .max(top[2 * px + 1])
-                    .max(bottom[2 * px])
-                    .max(bottom[2 * px + 1])
-            };
-            *cell = requant.to_u8(best);
-        }
-    }
 }
 
 /// `out = bias + input . kernel` in integers, skipping zero inputs.
