@@ -222,11 +222,16 @@ fn conv_relu_pool_i8_pairs<const H: usize, const W: usize, const K: usize, const
 /// taken apart in plain code (which is how the host tests this path); a
 /// core with neither SIMD registers nor DSP (Cortex-M0) runs that plain
 /// form too, since the columns it skips over black background pay there as
-/// well. Both sum only the columns whose 3x3 patch reaches a non-zero pixel.
+/// well. Both sum only the pooling windows whose 3x3 patches reach a non-zero
+/// pixel.
 ///
 /// Eight of the nine taps pair up: the two upper rows of each column with a
 /// column of two pixels, and the first two taps of the lower row with two
-/// neighbouring pixels; the last tap is one multiply-add.
+/// neighbouring pixels; the last tap is one multiply-add. The patches of the
+/// two convolution rows of a pooled row are packed side by side, and each
+/// channel's pooled row is one pass (the four sums of a
+/// window, their maximum, ReLU and requantization, in assembly for the usual
+/// requantization factors) or its plain form.
 ///
 /// ```
 /// use tinycnn::kernels::{conv_relu_pool_i8_dsp, conv_relu_pool_i8_scalar, Requant};
