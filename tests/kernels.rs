@@ -72,6 +72,48 @@ fn conv_relu_pool_matches_scalar() {
     check_conv::<6, 18, 7, 189>(6); // rows longer than one lane and not a multiple of it
 }
 
+/// An item on black background, as Fashion-MNIST images are: where a pooling
+/// window's patches see only black pixels the SIMD convolution leaves the
+/// multiply-adds out, and must still give the bias through ReLU exactly, the
+/// first cell as the winner, and the scalar twin's values; a tap that is not
+/// finite (0 * inf is NaN) keeps it from leaving them out.
+#[test]
+fn conv_on_black_background_is_exact() {
+    let mut r = rng(8);
+    let mut image = [[0.0f32; 28]; 28];
+    for row in image.iter_mut().skip(9).take(10) {
+        row[10..18].copy_from_slice(&random_vec(&mut r, 8, 0.1, 1.0));
+    }
+    let mut kernel: ConvKernel<10> =
+        core::array::from_fn(|_| core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0)));
+    let bias: [f32; 10] = core::array::from_fn(|k| if k % 2 == 0 { 0.25 } else { -0.25 });
+    let run = |kernel: &ConvKernel<10>| {
+        let (mut simd, mut scalar) = (Box::new([0.0f32; 1960]), Box::new([0.0f32; 1960]));
+        let mut winners = Box::new([9u8; 1960]);
+        conv_relu_pool::<28, 28, 10, 1960>(&image, kernel, &bias, &mut simd, Some(&mut winners));
+        conv_relu_pool_scalar::<28, 28, 10, 1960>(&image, kernel, &bias, &mut scalar, None);
+        (simd, scalar, winners)
+    };
+    let (simd, scalar, winners) = run(&kernel);
+    // Pooled row 0 sees image rows 0..=2 only: black.
+    for (cell, (&value, &winner)) in simd.iter().zip(winners.iter()).enumerate().take(14 * 10) {
+        let expected = bias[cell % 10].max(0.0);
+        assert_eq!((value, winner), (expected, 0), "cell {cell}");
+        assert_eq!(value.to_bits(), scalar[cell].to_bits(), "cell {cell}");
+    }
+    assert_all_close(&simd[..], &scalar[..], 1e-5, 1e-5, "pooled");
+    kernel[1][1][0] = f32::INFINITY;
+    let (simd, scalar, _) = run(&kernel);
+    for cell in (0..14 * 10).step_by(10) {
+        assert!(
+            simd[cell].is_nan() && scalar[cell].is_nan(),
+            "cell {cell}: {} vs {}",
+            simd[cell],
+            scalar[cell]
+        );
+    }
+}
+
 #[test]
 fn conv_by_hand_on_a_3x3_image() {
     // image 1..9 row-major; kernel taps 1..9 for channel 0 and only the centre for channel 1.
