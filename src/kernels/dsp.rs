@@ -548,13 +548,31 @@ pub(super) fn patch_sum(&[left, centre, right, lower, last]: &Patch, taps: &Chan
     dual_mac(lower, pairs[3], sum)
 }
 
+/// The patches of the two convolution rows of a pooled row as
+/// [`window_maxima`] takes them, checked once for all channels: `upper` ends
+/// with the [`PATCH_END`] after an even count, and `lower` sits right after
+/// it in memory (`W + 1` patches on), with a patch for each of `upper`'s.
+pub(super) struct PatchRows<'a, const W: usize> {
+    upper: &'a [Patch],
+    windows: usize,
+}
+
+impl<'a, const W: usize> PatchRows<'a, W> {
+    /// The two rows, if they are laid out as described.
+    #[inline]
+    pub(super) fn new(upper: &'a [Patch], lower: &'a [Patch]) -> Option<Self> {
+        let windows = upper.len().saturating_sub(1) / 2;
+        let marked = upper.last().map(|p| p[0]) == Some(u32::MAX) && upper.len() % 2 == 1;
+        let adjacent = core::ptr::eq(lower.as_ptr(), upper.as_ptr().wrapping_add(W + 1));
+        (marked && adjacent && windows > 0 && lower.len() >= 2 * windows).then_some(Self { upper, windows })
+    }
+}
+
 /// One channel's pooled row: for each pooling window, the largest of the
-/// four sums (see [`patch_sum`]) of its two columns in `upper` and in
-/// `lower` (the two convolution rows), through ReLU and `form`, into
-/// `cells[K * w]`. `upper` ends with the [`PATCH_END`] after an even count;
-/// `lower` must sit right after it in memory, at the same columns. Returns
+/// four sums (see [`patch_sum`]) of its two columns in the two convolution
+/// rows of `rows`, through ReLU and `form`, into `cells[K * w]`. Returns
 /// whether it did the row, which only the DSP extension's assembly does
-/// (`false`, nothing written, elsewhere or when the slices do not fit).
+/// (`false`, nothing written, elsewhere or when `cells` is too short).
 ///
 /// The assembly takes a window at a time: per window four `LDM` of a patch
 /// (two through an address built from the upper one's), four `MLA` and
@@ -565,26 +583,23 @@ pub(super) fn patch_sum(&[left, centre, right, lower, last]: &Patch, taps: &Chan
 /// afterwards took 49.
 #[inline(always)]
 pub(super) fn window_maxima<const W: usize, const K: usize>(
-    upper: &[Patch],
-    lower: &[Patch],
+    rows: &PatchRows<'_, W>,
     taps: &ChannelTaps,
     form: HighWord,
     cells: &mut [u8],
 ) -> bool {
-    let windows = upper.len().saturating_sub(1) / 2;
-    let marked = upper.last().map(|p| p[0]) == Some(u32::MAX) && upper.len() % 2 == 1;
-    let adjacent = core::ptr::eq(lower.as_ptr(), upper.as_ptr().wrapping_add(W + 1));
-    let fits = windows > 0 && lower.len() >= 2 * windows && cells.len() > (windows - 1) * K;
-    if !(cfg!(all(target_arch = "arm", tinycnn_dsp)) && marked && adjacent && fits) {
+    let fits = cells.len() > (rows.windows - 1) * K;
+    if !(cfg!(all(target_arch = "arm", tinycnn_dsp)) && fits) {
         return false;
     }
     #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-    let _ = (taps, form);
+    let _ = (taps, form, rows.upper);
     #[cfg(all(target_arch = "arm", tinycnn_dsp))]
-    // SAFETY: `upper` ends with the marker after an even count, so the loop,
-    // which tests for it at the first patch of each window, stops there;
-    // `lower` sits `W + 1` patches after `upper` and holds a patch for each
-    // one of `upper` before the marker; `cells` reaches each window's cell.
+    // SAFETY: `rows` was checked by `PatchRows::new`: the upper row ends
+    // with the marker after an even count, so the loop, which tests for it
+    // at the first patch of each window, stops there; the lower row sits
+    // `W + 1` patches after the upper and holds a patch for each one of the
+    // upper's before the marker; `cells` reaches each window's cell.
     // r6 and r7 (which LLVM may reserve) are saved on the stack with the
     // requantization's constants and restored before the block ends.
     unsafe {
@@ -626,7 +641,7 @@ pub(super) fn window_maxima<const W: usize, const K: usize>(
             lower_first = const (W + 1) * 20 - 40,
             lower_second = const (W + 1) * 20 - 20,
             k = const K,
-            inout("r0") upper.as_ptr() => _,
+            inout("r0") rows.upper.as_ptr() => _,
             inout("r1") cells.as_mut_ptr() => _,
             in("r2") pairs[0],
             in("r3") pairs[1],

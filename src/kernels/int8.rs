@@ -6,7 +6,7 @@
 //! (255 * 127 * 1960 is far below 2^31); only a forged bias could, and then the
 //! result is wrong but nothing panics.
 
-use super::dsp::{patch_sum, window_maxima, ChannelTaps, HighWord, Patch, PATCH_END};
+use super::dsp::{patch_sum, window_maxima, ChannelTaps, HighWord, Patch, PatchRows, PATCH_END};
 use super::vector::{runs, HAS_SIMD, LANES};
 use wide::{i16x16, i32x8};
 
@@ -312,10 +312,11 @@ pub fn conv_relu_pool_i8_dsp<const H: usize, const W: usize, const K: usize, con
         }
         pack_patches(image, 2 * py + 1, lo, hi, lower);
         let (upper, lower): (&[Patch], &[Patch]) = (upper.get(..=n).unwrap_or_default(), lower);
+        let rows = PatchRows::<W>::new(upper, lower);
         for (k, (taps, (&form, requant))) in taps.iter().zip(forms.iter().zip(requant)).enumerate() {
             let cells = cells.get_mut(first * K + k..).unwrap_or_default();
-            if let Some(form) = form {
-                if window_maxima::<W, K>(upper, lower, taps, form, cells) {
+            if let (Some(form), Some(rows)) = (form, &rows) {
+                if window_maxima::<W, K>(rows, taps, form, cells) {
                     continue;
                 }
             }
