@@ -49,7 +49,7 @@ use wide::{i16x16, i32x8};
 /// whole band pair with their neighbour; with an odd count the last input
 /// has no partner (`None`). A stride of 0 counts as 1.
 #[inline]
-pub(crate) const fn pair_of(inputs: usize, pair_stride: usize, input: usize) -> Option<(usize, usize)> {
+const fn pair_of(inputs: usize, pair_stride: usize, input: usize) -> Option<(usize, usize)> {
     let stride = if pair_stride == 0 { 1 } else { pair_stride };
     let band = 2 * stride;
     let banded = inputs / band * band;
