@@ -94,11 +94,11 @@ impl Requant {
         if let Some(high_word) = self.high_word() {
             return high_word.to_u8(value);
         }
-        // A positive factor and a right shift, in unsigned arithmetic
-        // without the general path's cases: one multiply, one rounding add
-        // and one shift of 64 bits.
+        // A positive factor and a shorter right shift, in unsigned
+        // arithmetic without the general path's cases: one multiply, one
+        // rounding add and one shift of 64 bits.
         let right = 31 - i64::from(self.shift);
-        if self.multiplier > 0 && (1..=62).contains(&right) {
+        if self.multiplier > 0 && (1..=32).contains(&right) {
             let product = u64::from(value.unsigned_abs()) * u64::from(self.multiplier.unsigned_abs());
             return ((product + (1 << (right - 1))) >> right).min(255) as u8;
         }

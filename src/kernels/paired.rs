@@ -381,7 +381,12 @@ impl List<'_> {
         let listed = self.marked.iter().take_while(|entry| entry[0] != 0);
         listed
             .chain(self.spare.as_ref())
-            .map(|&[x, at]| [x, at.wrapping_sub(self.origin)])
+            .map(|&entry| self.relative(entry))
+    }
+
+    /// An entry with its weights' place as an offset from the origin.
+    fn relative(&self, [x, at]: [u32; 2]) -> [u32; 2] {
+        [x, at.wrapping_sub(self.origin)]
     }
 }
 
@@ -419,8 +424,8 @@ fn block_registers<const IN: usize, const OUT: usize, const B: usize>(
         // before that pair's end; `aligned` holds for the weights and the
         // offsets, and `2 * start` is a multiple of 4 (`start` is even).
         unsafe { listed_sums(list.marked, bytes, list.origin, 2 * start, &mut sums) };
-        if let Some([x, at]) = list.spare {
-            add(&mut sums, [x, at.wrapping_sub(list.origin)]);
+        if let Some(spare) = list.spare {
+            add(&mut sums, list.relative(spare));
         }
     } else {
         list.entries().for_each(|entry| add(&mut sums, entry));
