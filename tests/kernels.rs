@@ -36,6 +36,23 @@ fn dot_matches_scalar_on_every_tail_length() {
     }
 }
 
+#[test]
+fn all_finite_finds_every_nan_and_infinity_wherever_it_is() {
+    let mut r = rng(3);
+    for n in [0, 1, 7, 8, 31, 32, 33, 64, 100] {
+        let values = random_vec(&mut r, n, -1e30, 1e30);
+        assert!(all_finite(&values), "n = {n}");
+        for at in 0..n {
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut spoiled = values.clone();
+                spoiled[at] = bad;
+                assert!(!all_finite(&spoiled), "{bad} at {at} of {n}");
+            }
+        }
+    }
+    assert!(all_finite(&[f32::MAX, f32::MIN, -0.0, f32::MIN_POSITIVE / 2.0]));
+}
+
 fn check_conv<const H: usize, const W: usize, const K: usize, const FLAT: usize>(seed: u64) {
     let mut r = rng(seed);
     let image: [[f32; W]; H] = random_image(&mut r);
