@@ -144,9 +144,8 @@ fn training(c: &mut Criterion) {
     group.finish();
 }
 
-/// `Trainer::train_batch` written with the scalar twins of the kernels (the
-/// convolution's backward pass has only the one form), for the SIMD-against-
-/// scalar ratio of a whole step.
+/// `Trainer::train_batch` written with the scalar twins of the kernels, for
+/// the SIMD-against-scalar ratio of a whole step.
 fn scalar_step(
     params: &mut FashionParams,
     grads: &mut FashionParams,
@@ -199,7 +198,7 @@ fn scalar_step(
         if rate > 0.0 {
             pooled_grad.iter_mut().for_each(|d| *d /= 1.0 - rate);
         }
-        conv_relu_pool_backward(
+        conv_relu_pool_backward_scalar(
             &image,
             &pooled,
             &argmax,

@@ -1,6 +1,7 @@
 //! The network's parameters, its inference working memory, and the forward pass.
 
 use crate::data::Samples;
+use crate::kernels::dense::{dense_listed, nonzero_positions};
 use crate::kernels::{
     all_finite, argmax, conv_relu_pool, dense, relu, softmax, softmax_cross_entropy, ConvKernel,
 };
@@ -235,8 +236,10 @@ impl<
 
     /// The forward pass up to the hidden layer, into `workspace`, recording
     /// pooling winners in `argmax` when given, and letting `after_pool` change
-    /// the pooled map before dense1 (training applies dropout there). The
-    /// caller has checked the image.
+    /// the pooled map before dense1 (training applies dropout there). Lists
+    /// the positions of the pooled map's non-zero cells in `active` and
+    /// returns how many there are (backward walks the same list). The caller
+    /// has checked the image.
     #[inline]
     pub(crate) fn hidden_parts(
         &self,
@@ -244,11 +247,20 @@ impl<
         ws: &mut Workspace<FLAT, HIDDEN, CLASSES>,
         argmax: Option<&mut [u8; FLAT]>,
         after_pool: impl FnOnce(&mut [f32; FLAT]),
-    ) {
+        active: &mut [u16; FLAT],
+    ) -> usize {
         conv_relu_pool(image, &self.conv_kernel, &self.conv_bias, &mut ws.pooled, argmax);
         after_pool(&mut ws.pooled);
-        dense(&ws.pooled, &self.dense1_kernel, &self.dense1_bias, &mut ws.hidden);
+        let n = nonzero_positions(&ws.pooled, active);
+        dense_listed(
+            &ws.pooled,
+            &active[..n],
+            &self.dense1_kernel,
+            &self.dense1_bias,
+            &mut ws.hidden,
+        );
         relu(&mut ws.hidden);
+        n
     }
 
     /// The hidden layer (after ReLU) for one image: the features the last
@@ -272,7 +284,7 @@ impl<
         if !all_finite(image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
-        self.hidden_parts(image, workspace, None, |_| ());
+        self.hidden_parts(image, workspace, None, |_| (), &mut [0; FLAT]);
         Ok(&workspace.hidden)
     }
 

@@ -53,6 +53,52 @@ fn all_finite_finds_every_nan_and_infinity_wherever_it_is() {
     assert!(all_finite(&[f32::MAX, f32::MIN, -0.0, f32::MIN_POSITIVE / 2.0]));
 }
 
+fn check_conv_backward<const H: usize, const W: usize, const K: usize, const FLAT: usize>(seed: u64) {
+    let mut r = rng(seed);
+    let kernel: ConvKernel<K> =
+        core::array::from_fn(|_| core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0)));
+    let bias: [f32; K] = random_array(&mut r, -0.3, 0.3);
+    let start_kernel: ConvKernel<K> =
+        core::array::from_fn(|_| core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0)));
+    let start_bias: [f32; K] = random_array(&mut r, -1.0, 1.0);
+    let (mut k_simd, mut b_simd) = (start_kernel, start_bias);
+    let (mut k_scalar, mut b_scalar) = (start_kernel, start_bias);
+    // Three samples into the same sums, as a batch does.
+    for _ in 0..3 {
+        let image: [[f32; W]; H] = random_image(&mut r);
+        let (mut pooled, mut argmax) = ([0.0f32; FLAT], [0u8; FLAT]);
+        conv_relu_pool_scalar::<H, W, K, FLAT>(&image, &kernel, &bias, &mut pooled, Some(&mut argmax));
+        // Every other gradient zero, as dropout leaves them.
+        let mut grad: [f32; FLAT] = random_array(&mut r, -1.0, 1.0);
+        grad.iter_mut().step_by(2).for_each(|g| *g = 0.0);
+        conv_relu_pool_backward(&image, &pooled, &argmax, &grad, &mut k_simd, &mut b_simd);
+        conv_relu_pool_backward_scalar(&image, &pooled, &argmax, &grad, &mut k_scalar, &mut b_scalar);
+    }
+    let bits = |k: &ConvKernel<K>| {
+        k.as_flattened()
+            .as_flattened()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&k_simd), bits(&k_scalar), "kernel gradient, {H}x{W}x{K}");
+    assert_eq!(
+        b_simd.map(f32::to_bits),
+        b_scalar.map(f32::to_bits),
+        "bias gradient"
+    );
+    assert_ne!(k_simd, start_kernel, "no cell passed gradient");
+}
+
+#[test]
+fn conv_backward_matches_scalar_to_the_bit() {
+    check_conv_backward::<28, 28, 10, 1960>(11);
+    check_conv_backward::<6, 6, 3, 27>(12);
+    check_conv_backward::<5, 7, 2, 12>(13);
+    check_conv_backward::<4, 4, 1, 4>(14);
+    check_conv_backward::<2, 3, 2, 2>(15);
+}
+
 fn check_conv<const H: usize, const W: usize, const K: usize, const FLAT: usize>(seed: u64) {
     let mut r = rng(seed);
     let image: [[f32; W]; H] = random_image(&mut r);

@@ -8,8 +8,9 @@
 //! Inside each 2x2 window the maximum goes to the first of the four cells in
 //! row-major order among equal values; backward sends the gradient there.
 
+use super::dense::nonzero_positions;
 use super::vector::{self, larger, runs, HAS_SIMD, LANES};
-use wide::f32x8;
+use wide::{f32x4, f32x8};
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
 /// `[ky][kx][k]` (the Keras `[3, 3, 1, K]` layout without its unit axis).
@@ -340,6 +341,113 @@ pub fn conv_relu_pool_backward<const H: usize, const W: usize, const K: usize, c
     kernel_grad: &mut ConvKernel<K>,
     bias_grad: &mut [f32; K],
 ) {
+    let mut positions = [0u16; FLAT];
+    let n = nonzero_positions(pooled, &mut positions);
+    conv_relu_pool_backward_listed(
+        image,
+        pooled,
+        &positions[..n],
+        argmax,
+        pooled_grad,
+        kernel_grad,
+        bias_grad,
+    );
+}
+
+/// [`conv_relu_pool_backward`] given the positions of `pooled`'s non-zero
+/// cells in increasing order (the dense layer after it lists them anyway): a
+/// list walked to its known end, where a scan of bit masks would mispredict a
+/// branch or two per eight cells.
+pub(crate) fn conv_relu_pool_backward_listed<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+>(
+    image: &[[f32; W]; H],
+    pooled: &[f32; FLAT],
+    active: &[u16],
+    argmax: &[u8; FLAT],
+    pooled_grad: &[f32; FLAT],
+    kernel_grad: &mut ConvKernel<K>,
+    bias_grad: &mut [f32; K],
+) {
+    const { check_sizes::<H, W, K, FLAT>() };
+    if !HAS_SIMD || W < 4 {
+        return conv_relu_pool_backward_scalar(image, pooled, argmax, pooled_grad, kernel_grad, bias_grad);
+    }
+    // Each channel's taps as three rows of four lanes (the fourth collects a
+    // product nobody reads): a cell's patch is then three 4-lane steps. Each
+    // lane adds `g * pixel` as the scalar twin does, in the same order, so the
+    // sums are the same to the bit.
+    let mut rows: [[[f32; 4]; 3]; K] = core::array::from_fn(|k| {
+        core::array::from_fn(|ky| {
+            [
+                kernel_grad[ky][0][k],
+                kernel_grad[ky][1][k],
+                kernel_grad[ky][2][k],
+                0.0,
+            ]
+        })
+    });
+    for &cell in active {
+        let Some((y, x, k, g)) = passing_cell::<W, K, FLAT>(pooled, argmax, pooled_grad, usize::from(cell))
+        else {
+            continue;
+        };
+        let (Some(bias), Some(taps)) = (bias_grad.get_mut(k), rows.get_mut(k)) else {
+            continue;
+        };
+        *bias += g;
+        // Away from the border (and one column short of the right edge, where
+        // the fourth lane would read past the row) the patch is whole.
+        let interior = image
+            .get(y.wrapping_sub(1)..y + 2)
+            .filter(|_| x >= 1 && x + 3 <= W);
+        if let Some(source) = interior {
+            let gv = f32x4::splat(g);
+            for (taps, row) in taps.iter_mut().zip(source) {
+                if let Some(pixels) = row.get(x - 1..x + 3).and_then(|p| <[f32; 4]>::try_from(p).ok()) {
+                    *taps = (f32x4::new(*taps) + f32x4::new(pixels) * gv).to_array();
+                }
+            }
+            continue;
+        }
+        for (ky, taps) in taps.iter_mut().enumerate() {
+            for (kx, tap) in taps.iter_mut().take(3).enumerate() {
+                if let Some(pixel) = pixel_at(image, y + ky, x + kx) {
+                    *tap += g * pixel;
+                }
+            }
+        }
+    }
+    for (ky, taps) in kernel_grad.iter_mut().enumerate() {
+        for (kx, tap) in taps.iter_mut().enumerate() {
+            for (k, value) in tap.iter_mut().enumerate() {
+                *value = rows[k][ky][kx];
+            }
+        }
+    }
+}
+
+/// Scalar twin of [`conv_relu_pool_backward`], which it matches to the bit.
+///
+/// ```
+/// use tinycnn::kernels::conv_relu_pool_backward_scalar;
+/// let image = [[1.0, 2.0], [3.0, -4.0]];
+/// let mut kernel_grad = [[[0.0; 1]; 3]; 3];
+/// let mut bias_grad = [0.0];
+/// conv_relu_pool_backward_scalar::<2, 2, 1, 1>(&image, &[3.5], &[2], &[2.0], &mut kernel_grad, &mut bias_grad);
+/// assert_eq!((bias_grad[0], kernel_grad[1][1][0]), (2.0, 6.0));
+/// ```
+pub fn conv_relu_pool_backward_scalar<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
+    image: &[[f32; W]; H],
+    pooled: &[f32; FLAT],
+    argmax: &[u8; FLAT],
+    pooled_grad: &[f32; FLAT],
+    kernel_grad: &mut ConvKernel<K>,
+    bias_grad: &mut [f32; K],
+) {
     const { check_sizes::<H, W, K, FLAT>() };
     for_each_active_cell::<W, K, FLAT>(pooled, argmax, pooled_grad, |y, x, k, g| {
         bias_grad[k] += g;
@@ -399,6 +507,26 @@ pub fn conv_relu_pool_input_grad<const H: usize, const W: usize, const K: usize,
     });
 }
 
+/// For a pooled cell that passes gradient (positive after ReLU, a non-zero
+/// gradient), `(y, x, k, gradient)` with `(y, x)` the winning convolution
+/// position and `k` the channel.
+#[inline]
+fn passing_cell<const W: usize, const K: usize, const FLAT: usize>(
+    pooled: &[f32; FLAT],
+    argmax: &[u8; FLAT],
+    pooled_grad: &[f32; FLAT],
+    cell: usize,
+) -> Option<(usize, usize, usize, f32)> {
+    let (&value, &which, &g) = (pooled.get(cell)?, argmax.get(cell)?, pooled_grad.get(cell)?);
+    if value <= 0.0 || g == 0.0 {
+        return None;
+    }
+    let pw = W / 2;
+    let (py, px) = ((cell / K) / pw, (cell / K) % pw);
+    let which = usize::from(which & 3);
+    Some((2 * py + which / 2, 2 * px + which % 2, cell % K, g))
+}
+
 /// Calls `f(y, x, k, gradient)` for every pooled cell that passes gradient,
 /// with `(y, x)` the winning convolution position, in increasing cell order.
 #[inline]
@@ -408,20 +536,10 @@ fn for_each_active_cell<const W: usize, const K: usize, const FLAT: usize>(
     pooled_grad: &[f32; FLAT],
     mut f: impl FnMut(usize, usize, usize, f32),
 ) {
-    let pw = W / 2;
     let mut visit = |cell: usize| {
-        let (Some(&value), Some(&which), Some(&g)) =
-            (pooled.get(cell), argmax.get(cell), pooled_grad.get(cell))
-        else {
-            return;
-        };
-        if value <= 0.0 || g == 0.0 {
-            return;
+        if let Some((y, x, k, g)) = passing_cell::<W, K, FLAT>(pooled, argmax, pooled_grad, cell) {
+            f(y, x, k, g);
         }
-        let k = cell % K;
-        let (py, px) = ((cell / K) / pw, (cell / K) % pw);
-        let which = usize::from(which & 3);
-        f(2 * py + which / 2, 2 * px + which % 2, k, g);
     };
     let mut start = 0;
     if HAS_SIMD {

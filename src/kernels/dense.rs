@@ -36,7 +36,19 @@ pub fn dense<const IN: usize, const OUT: usize>(
 ) {
     let mut positions = [0u16; IN];
     let n = nonzero_positions(input, &mut positions);
-    let active = &positions[..n];
+    dense_listed(input, &positions[..n], kernel, bias, out);
+}
+
+/// [`dense`] given the positions of `input`'s non-zero values, in increasing
+/// order, for a caller that needs them more than once (training).
+#[inline]
+pub(crate) fn dense_listed<const IN: usize, const OUT: usize>(
+    input: &[f32; IN],
+    active: &[u16],
+    kernel: &[[f32; OUT]; IN],
+    bias: &[f32; OUT],
+    out: &mut [f32; OUT],
+) {
     let mut start = 0;
     while start + BLOCK_VECTORS * LANES <= OUT {
         dense_block::<BLOCK_VECTORS, IN, OUT>(input, active, kernel, bias, start, out);
@@ -59,8 +71,10 @@ pub fn dense<const IN: usize, const OUT: usize>(
 /// and returns how many there are. Taking every position and advancing the
 /// count by the comparison avoids a branch per input, which on a deep
 /// pipeline would mispredict about as often as ReLU's zeros come and go.
+/// The positions of `input`'s non-zero values, in increasing order, into
+/// `positions`; returns how many there are.
 #[inline]
-fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &mut [u16; IN]) -> usize {
+pub(crate) fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &mut [u16; IN]) -> usize {
     const { assert!(IN <= 1 << 16, "dense inputs are indexed with u16") };
     let mut n = 0;
     for (i, &x) in input.iter().enumerate() {
@@ -174,15 +188,38 @@ pub fn dense_backward<const IN: usize, const OUT: usize>(
     out_grad: &[f32; OUT],
     kernel_grad: &mut [[f32; OUT]; IN],
     bias_grad: &mut [f32; OUT],
+    input_grad: Option<&mut [f32; IN]>,
+) {
+    let mut positions = [0u16; IN];
+    let n = nonzero_positions(input, &mut positions);
+    dense_backward_listed(
+        input,
+        &positions[..n],
+        kernel,
+        out_grad,
+        kernel_grad,
+        bias_grad,
+        input_grad,
+    );
+}
+
+/// [`dense_backward`] given the positions of `input`'s non-zero values, in
+/// increasing order.
+#[inline]
+pub(crate) fn dense_backward_listed<const IN: usize, const OUT: usize>(
+    input: &[f32; IN],
+    active: &[u16],
+    kernel: &[[f32; OUT]; IN],
+    out_grad: &[f32; OUT],
+    kernel_grad: &mut [[f32; OUT]; IN],
+    bias_grad: &mut [f32; OUT],
     mut input_grad: Option<&mut [f32; IN]>,
 ) {
     axpy(1.0, out_grad, bias_grad);
     if let Some(input_grad) = input_grad.as_deref_mut() {
         *input_grad = [0.0; IN];
     }
-    let mut positions = [0u16; IN];
-    let n = nonzero_positions(input, &mut positions);
-    for &i in &positions[..n] {
+    for &i in active {
         let i = usize::from(i);
         axpy(input[i], out_grad, &mut kernel_grad[i]);
         if let Some(input_grad) = input_grad.as_deref_mut() {

@@ -15,8 +15,8 @@
 //! [`Error::Diverged`](crate::Error::Diverged) without changing the parameters,
 //! and weight files with NaN or infinite values are refused when read.
 
-mod conv;
-mod dense;
+pub(crate) mod conv;
+pub(crate) mod dense;
 mod dsp;
 mod int8;
 mod paired;
@@ -25,7 +25,8 @@ mod update;
 mod vector;
 
 pub use conv::{
-    conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_grad, conv_relu_pool_scalar, ConvKernel,
+    conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_backward_scalar, conv_relu_pool_input_grad,
+    conv_relu_pool_scalar, ConvKernel,
 };
 pub use dense::{dense, dense_backward, dense_backward_scalar, dense_scalar, relu};
 pub use int8::{

@@ -155,11 +155,17 @@ impl<
     /// dropout mask of `seed`.
     fn forward(&mut self, params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>, seed: u64) {
         let rate = self.dropout;
-        params.hidden_parts(&self.image, &mut self.ws, Some(&mut self.argmax), |pooled| {
-            if rate > 0.0 {
-                dropout(pooled, rate, &mut SampleStream(seed));
-            }
-        });
+        params.hidden_parts(
+            &self.image,
+            &mut self.ws,
+            Some(&mut self.argmax),
+            |pooled| {
+                if rate > 0.0 {
+                    dropout(pooled, rate, &mut SampleStream(seed));
+                }
+            },
+            &mut [0; FLAT],
+        );
         dense(
             &self.ws.hidden,
             &params.dense2_kernel,

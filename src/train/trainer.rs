@@ -3,10 +3,9 @@
 use super::dropout::dropout;
 use super::optim::Optimizer;
 use crate::data::{shuffle, Samples};
-use crate::kernels::{
-    all_finite, conv_relu_pool_backward, conv_relu_pool_input_grad, dense, dense_backward,
-    softmax_cross_entropy,
-};
+use crate::kernels::conv::conv_relu_pool_backward_listed;
+use crate::kernels::dense::dense_backward_listed;
+use crate::kernels::{all_finite, conv_relu_pool_input_grad, dense, dense_backward, softmax_cross_entropy};
 use crate::model::{Evaluation, ParamBuffer, Params, Workspace};
 use crate::Error;
 use bytemuck::Zeroable;
@@ -56,6 +55,9 @@ pub struct Trainer<
     ws: Workspace<FLAT, HIDDEN, CLASSES>,
     image: [[f32; W]; H],
     argmax: [u8; FLAT],
+    /// Positions of the pooled map's non-zero cells (after dropout), the
+    /// first `active_len`: dense1's rows both ways, and the cells backward visits.
+    active: [u16; FLAT],
     logits_grad: [f32; CLASSES],
     hidden_grad: [f32; HIDDEN],
     pooled_grad: [f32; FLAT],
@@ -146,6 +148,7 @@ impl<
             ws: Workspace::new(),
             image: [[0.0; W]; H],
             argmax: [0; FLAT],
+            active: [0; FLAT],
             logits_grad: [0.0; CLASSES],
             hidden_grad: [0.0; HIDDEN],
             pooled_grad: [0.0; FLAT],
@@ -258,11 +261,18 @@ impl<
             return Err(Error::NonFinite { what: "image" });
         }
         let rate = self.dropout;
-        params.hidden_parts(&self.image, &mut self.ws, Some(&mut self.argmax), |pooled| {
-            if rate > 0.0 {
-                dropout(pooled, rate, rng);
-            }
-        });
+        let active_len = params.hidden_parts(
+            &self.image,
+            &mut self.ws,
+            Some(&mut self.argmax),
+            |pooled| {
+                if rate > 0.0 {
+                    dropout(pooled, rate, rng);
+                }
+            },
+            &mut self.active,
+        );
+        let active = self.active.get(..active_len).unwrap_or_default();
         dense(
             &self.ws.hidden,
             &params.dense2_kernel,
@@ -279,8 +289,9 @@ impl<
             &mut g.dense2_bias,
             Some(&mut self.hidden_grad),
         );
-        dense_backward(
+        dense_backward_listed(
             &self.ws.pooled,
+            active,
             &params.dense1_kernel,
             &self.hidden_grad,
             &mut g.dense1_kernel,
@@ -292,9 +303,10 @@ impl<
             let keep_scale = 1.0 / (1.0 - rate);
             self.pooled_grad.iter_mut().for_each(|d| *d *= keep_scale);
         }
-        conv_relu_pool_backward(
+        conv_relu_pool_backward_listed(
             &self.image,
             &self.ws.pooled,
+            active,
             &self.argmax,
             &self.pooled_grad,
             &mut g.conv_kernel,
