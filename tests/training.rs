@@ -466,3 +466,36 @@ fn parallel_training_refuses_bad_batches_without_touching_the_parameters() {
     let result = trainer.train_batch(&mut params, &mut *adam, &train[..], &[0, 100_000], &mut rng(0));
     assert!(matches!(result, Err(Error::IndexOutOfRange { .. })), "{result:?}");
 }
+
+#[test]
+fn dropout_keeps_the_expected_share_independently_and_draws_anew_each_call() {
+    let n = 200_000;
+    for rate in [0.1f32, 0.3, 0.5, 0.9] {
+        let mut r = rng(7);
+        let mut first = vec![1.0f32; n];
+        tinycnn::train::dropout(&mut first, rate, &mut r);
+        let keep = 1.0 - f64::from(rate);
+        let scale = 1.0 / (1.0 - rate);
+        assert!(
+            first.iter().all(|&x| x == 0.0 || x == scale),
+            "rate {rate}: kept values scaled"
+        );
+        let kept = first.iter().filter(|&&x| x != 0.0).count() as f64 / n as f64;
+        let sd = (keep * (1.0 - keep) / n as f64).sqrt();
+        assert!((kept - keep).abs() < 5.0 * sd, "rate {rate}: kept {kept}");
+        // Neighbours (within one 64-bit draw and across two) are independent.
+        let both = first.windows(2).filter(|w| w[0] != 0.0 && w[1] != 0.0).count() as f64 / (n - 1) as f64;
+        let sd = (keep * keep * (1.0 - keep * keep) / n as f64).sqrt();
+        assert!(
+            (both - keep * keep).abs() < 6.0 * sd,
+            "rate {rate}: neighbours kept {both}"
+        );
+        // The next call draws a new mask; the same RNG state the same one.
+        let mut second = vec![1.0f32; n];
+        tinycnn::train::dropout(&mut second, rate, &mut r);
+        assert_ne!(first, second, "rate {rate}");
+        let mut again = vec![1.0f32; n];
+        tinycnn::train::dropout(&mut again, rate, &mut rng(7));
+        assert_eq!(first, again, "rate {rate}");
+    }
+}

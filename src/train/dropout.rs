@@ -4,8 +4,10 @@ use rand_core::RngCore;
 
 /// Zeroes each value with probability `rate` and scales the kept ones by
 /// `1 / (1 - rate)`, so the expected value is unchanged and inference needs no
-/// dropout at all. Draws one 32-bit number per value, whatever the values, so
-/// the same RNG state gives the same mask.
+/// dropout at all. Draws one 64-bit number from `rng`, whatever the values,
+/// and expands it with SplitMix64 into 16 random bits per value, so the same
+/// RNG state gives the same mask; the probability of a zero is `rate` rounded
+/// to a multiple of 2^-16.
 ///
 /// `rate` must be in `[0, 1)`; [`Trainer::set_dropout`](super::Trainer::set_dropout) checks it.
 ///
@@ -19,15 +21,23 @@ use rand_core::RngCore;
 /// ```
 #[inline]
 pub fn dropout(values: &mut [f32], rate: f32, rng: &mut impl RngCore) {
-    // Keep when the draw is at or above rate * 2^32.
-    let threshold = (rate * 4_294_967_296.0) as u64;
+    // One draw from the caller's generator, whose steps depend on each other,
+    // then a stream whose outputs do not: a generator step per value was
+    // most of the cost of dropout on the host.
+    let mut stream = SampleStream(rng.next_u64());
+    // Keep when the 16-bit draw is at or above rate * 2^16, rounded.
+    let threshold = (rate * 65_536.0 + 0.5) as u32;
     let keep_scale = 1.0 / (1.0 - rate);
-    for v in values {
-        let keep = u64::from(rng.next_u32()) >= threshold;
-        // A bit mask rather than a branch: the draws are random, so a branch
-        // would be mispredicted half the time at rate 0.5.
-        let mask = 0u32.wrapping_sub(u32::from(keep));
-        *v = f32::from_bits(v.to_bits() & mask) * keep_scale;
+    for quad in values.chunks_mut(4) {
+        let mut draws = stream.next_u64();
+        for v in quad {
+            let keep = (draws as u32 & 0xFFFF) >= threshold;
+            draws >>= 16;
+            // A bit mask rather than a branch: the draws are random, so a
+            // branch would be mispredicted half the time at rate 0.5.
+            let mask = 0u32.wrapping_sub(u32::from(keep));
+            *v = f32::from_bits(v.to_bits() & mask) * keep_scale;
+        }
     }
 }
 

@@ -60,13 +60,26 @@ pub fn loss(
     lse - logits[label]
 }
 
-/// The dropout mask the crate draws from `rng` for one sample: one 32-bit
-/// draw per flat value, kept when the draw is at least `rate * 2^32`.
+/// The dropout mask the crate draws from `rng` for one sample: one 64-bit
+/// draw seeds SplitMix64, whose outputs give 16 bits per flat value (low bits
+/// first), kept when at least `rate * 2^16` rounded.
 pub fn dropout_mask(rng: &mut impl rand_core::RngCore, rate: f32) -> Vec<bool> {
-    let threshold = (f64::from(rate) * 4_294_967_296.0) as u64;
-    (0..1960)
-        .map(|_| u64::from(rng.next_u32()) >= threshold)
-        .collect()
+    let threshold = (f64::from(rate) * 65_536.0).round() as u64;
+    let mut state = rng.next_u64();
+    let mut splitmix = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut mask = Vec::with_capacity(1960);
+    while mask.len() < 1960 {
+        let draws = splitmix();
+        mask.extend((0..4).map(|q| (draws >> (16 * q)) & 0xFFFF >= threshold));
+    }
+    mask.truncate(1960);
+    mask
 }
 
 pub fn to_f64(image: &[[f32; 28]; 28]) -> [[f64; 28]; 28] {
