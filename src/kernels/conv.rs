@@ -140,7 +140,7 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
                 let lower = bottom.simd_gt(top);
                 let best = lower.select(bottom, top);
                 let best = zero.simd_gt(best).select(zero, best).to_array();
-                let which = lower.select(bottom_which, top_which).to_array();
+                let which = lower.select(bottom_which, top_which).round_int().to_array();
                 for (t, (&value, &which)) in best.iter().zip(&which).enumerate() {
                     let cell = (py * pw + at + t) * K + k;
                     if let Some(slot) = pooled.get_mut(cell) {
