@@ -3,11 +3,12 @@
 //! fixed order, so a run is the same for the same seed and thread count.
 
 use crate::data::Samples;
+use crate::kernels::dense::outer_product_sum;
 use crate::kernels::{all_finite, axpy};
 use crate::model::{ParamBuffer, Params};
 use crate::train::dropout::SampleStream;
 use crate::train::trainer::run_epoch;
-use crate::train::{Optimizer, Progress, Trainer};
+use crate::train::{Optimizer, Progress, State, Trainer};
 use crate::Error;
 use rand_core::RngCore;
 use rayon::prelude::*;
@@ -18,6 +19,144 @@ use std::vec::Vec;
 /// units those are spread over the threads in (a multiple of the SIMD width,
 /// so each piece runs the same vector code as the whole would).
 const PIECE: usize = 16 * 1024;
+
+/// Rows of dense1's kernel per piece of the step when their gradient is formed
+/// in the step itself: small enough for the piece's gradient to stay in L1.
+const ROWS_PER_PIECE: usize = 16;
+
+/// Where dense1's kernel lies in the flat view of [`Params`] (`repr(C)`: the
+/// convolution's kernel and bias come first).
+const fn dense1_kernel_range<const K: usize, const FLAT: usize, const HIDDEN: usize>(
+) -> core::ops::Range<usize> {
+    10 * K..10 * K + FLAT * HIDDEN
+}
+
+/// One thread's share of a batch as dense1's kernel gradient needs it.
+struct Records<const HIDDEN: usize> {
+    /// Each sample's non-zero inputs to dense1 as `(row, value)`, sample after sample.
+    inputs: Vec<(u16, f32)>,
+    /// Where each sample's inputs end in `inputs`.
+    ends: Vec<usize>,
+    /// Each sample's gradient at dense1's outputs (the loss scale included).
+    hidden_grads: Vec<[f32; HIDDEN]>,
+}
+
+impl<const HIDDEN: usize> Records<HIDDEN> {
+    const fn new() -> Self {
+        Self {
+            inputs: Vec::new(),
+            ends: Vec::new(),
+            hidden_grads: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.inputs.clear();
+        self.ends.clear();
+        self.hidden_grads.clear();
+    }
+
+    fn push<const H: usize, const W: usize, const K: usize, const FLAT: usize, const CLASSES: usize>(
+        &mut self,
+        trainer: &Trainer<H, W, K, FLAT, HIDDEN, CLASSES>,
+    ) {
+        let (active, inputs, hidden_grad) = trainer.dense1_record();
+        let values = active
+            .iter()
+            .map(|&row| (row, inputs.get(usize::from(row)).copied().unwrap_or(0.0)));
+        self.inputs.extend(values);
+        self.ends.push(self.inputs.len());
+        self.hidden_grads.push(*hidden_grad);
+    }
+}
+
+/// A batch's records regrouped by row of dense1's kernel (a counting sort):
+/// per row, the samples whose input there is not zero, in batch order.
+struct ByRow<const HIDDEN: usize> {
+    /// Row `i`'s terms are `terms[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+    /// `(sample, input)`, samples numbered through the whole batch.
+    terms: Vec<(u32, f32)>,
+    /// Every sample's gradient at dense1's outputs, in batch order.
+    hidden_grads: Vec<[f32; HIDDEN]>,
+}
+
+impl<const HIDDEN: usize> ByRow<HIDDEN> {
+    const fn new() -> Self {
+        Self {
+            starts: Vec::new(),
+            terms: Vec::new(),
+            hidden_grads: Vec::new(),
+        }
+    }
+
+    fn regroup(&mut self, rows: usize, records: &[Records<HIDDEN>]) {
+        self.starts.clear();
+        self.starts.resize(rows + 2, 0);
+        for &(row, _) in records.iter().flat_map(|r| &r.inputs) {
+            if let Some(count) = self.starts.get_mut(usize::from(row) + 2) {
+                *count += 1;
+            }
+        }
+        // Prefix sums shifted by one: `starts[i + 1]` is where row `i` begins,
+        // the next free slot of row `i` while the terms are placed.
+        for i in 2..self.starts.len() {
+            self.starts[i] += self.starts[i - 1];
+        }
+        self.terms.clear();
+        self.terms.resize(self.starts[rows + 1], (0, 0.0));
+        self.hidden_grads.clear();
+        for record in records {
+            let mut start = 0;
+            for (&end, hidden_grad) in record.ends.iter().zip(&record.hidden_grads) {
+                let sample = self.hidden_grads.len() as u32;
+                for &(row, x) in record.inputs.get(start..end).unwrap_or_default() {
+                    if let Some(slot) = self.starts.get_mut(usize::from(row) + 1) {
+                        if let Some(term) = self.terms.get_mut(*slot) {
+                            *term = (sample, x);
+                        }
+                        *slot += 1;
+                    }
+                }
+                self.hidden_grads.push(*hidden_grad);
+                start = end;
+            }
+        }
+        self.starts.pop();
+    }
+
+    /// Whether every row the terms form is certainly finite: every input and
+    /// output gradient is, and no sum can reach overflow, its size being at
+    /// most the largest input times the sum over samples of each one's
+    /// largest output gradient (with room to spare for rounding).
+    fn sums_certainly_finite(&self) -> bool {
+        let inputs = self.terms.iter().map(|&(_, x)| x.abs()).fold(0.0f32, f32::max);
+        let mut outputs = 0.0f32;
+        for hidden_grad in &self.hidden_grads {
+            if !all_finite(hidden_grad) {
+                return false;
+            }
+            outputs += hidden_grad.iter().map(|g| g.abs()).fold(0.0f32, f32::max);
+        }
+        inputs.is_finite() && inputs * outputs < 1e30
+    }
+
+    /// Forms rows `first..first + rows.len()` of the kernel gradient.
+    fn form(&self, first: usize, rows: &mut [[f32; HIDDEN]]) {
+        for (i, row) in (first..).zip(rows) {
+            let terms = self.starts.get(i..i + 2).and_then(|s| self.terms.get(s[0]..s[1]));
+            outer_product_sum(terms.unwrap_or_default(), &self.hidden_grads, row);
+        }
+    }
+}
+
+/// Where a piece of the optimizer step takes its gradient from.
+enum Gradient<'a> {
+    /// The summed gradient.
+    Summed(&'a [f32]),
+    /// Formed in the step: dense1's kernel from this row on.
+    Rows(usize),
+}
 
 /// A [`Trainer`] per thread. Each sample's dropout mask comes from its own
 /// seed, drawn in batch order from the caller's generator, so the masks do
@@ -51,6 +190,8 @@ pub struct ParallelTrainer<
     const CLASSES: usize = 10,
 > {
     trainers: Vec<Box<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>>>,
+    records: Vec<Records<HIDDEN>>,
+    by_row: ByRow<HIDDEN>,
     seeds: Vec<u64>,
     pool: rayon::ThreadPool,
 }
@@ -78,6 +219,7 @@ impl<
         for _ in 0..threads {
             let mut trainer: Box<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>> = bytemuck::zeroed_box();
             trainer.set_dropout(dropout)?;
+            trainer.defer_dense1_kernel();
             trainers.push(trainer);
         }
         let pool = rayon::ThreadPoolBuilder::new()
@@ -87,7 +229,9 @@ impl<
                 what: "could not start the training threads",
             })?;
         Ok(Self {
+            records: (0..threads).map(|_| Records::new()).collect(),
             trainers,
+            by_row: ByRow::new(),
             seeds: Vec::new(),
             pool,
         })
@@ -114,64 +258,118 @@ impl<
         let scale = 1.0 / batch.len() as f32;
         let chunk = batch.len().div_ceil(self.trainers.len());
         let shared: &Params<H, W, K, FLAT, HIDDEN, CLASSES> = params;
-        let (trainers, seeds, pool) = (&mut self.trainers, &self.seeds, &self.pool);
+        let (trainers, records, seeds, pool) =
+            (&mut self.trainers, &mut self.records, &self.seeds, &self.pool);
         let losses: Vec<Result<f32, Error>> = pool.install(|| {
             let work = trainers
                 .par_iter_mut()
+                .zip(records.par_iter_mut())
                 .zip(batch.par_chunks(chunk).zip(seeds.par_chunks(chunk)));
-            work.map(|(trainer, (indices, seeds))| {
-                trainer.zero_gradients();
+            work.map(|((trainer, record), (indices, seeds))| {
+                trainer.zero_gradients_but_dense1_kernel();
+                record.clear();
                 let mut image = [[0.0f32; W]; H];
                 let mut loss = 0.0f32;
                 for (&index, &seed) in indices.iter().zip(seeds) {
                     let label = samples.read(index as usize, &mut image)?;
                     loss += trainer.accumulate(shared, &image, label, scale, &mut SampleStream(seed))?;
+                    record.push(trainer);
                 }
                 Ok(loss)
             })
             .collect()
         });
-        // Losses and gradients are summed in thread order, whatever order the
-        // threads finished in; the gradient a piece per task, each entry
-        // adding the threads' values in the same order.
+        // Losses and the small gradients are summed in thread order, whatever
+        // order the threads finished in. Dense1's kernel gradient (all but
+        // 1,210 of the default model's parameters) is not summed sample by
+        // sample: each row is formed once, in the optimizer step, from the
+        // samples whose input there is not zero, in batch order. That is the
+        // arithmetic of adding the samples' outer products one after another
+        // (so it does not depend on the thread count), without the
+        // read-modify-write of scattered rows of a 784 KB buffer per sample,
+        // its zeroing, its check, and its second reading by the step.
         let used = losses.len();
         let mut loss_sum = 0.0f32;
         for loss in losses {
             loss_sum += loss?;
         }
+        let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
         let (first, rest) = trainers.split_at_mut(1);
         let rest = rest.get(..used.saturating_sub(1)).unwrap_or_default();
-        let total = first[0].gradients_mut().as_flat_mut();
-        let finite = pool.install(|| {
-            total.par_chunks_mut(PIECE).enumerate().all(|(piece, sum)| {
-                let range = piece * PIECE..piece * PIECE + sum.len();
-                for other in rest {
-                    axpy(
-                        1.0,
-                        other.gradients().as_flat().get(range.clone()).unwrap_or_default(),
-                        sum,
-                    );
-                }
-                all_finite(sum)
-            })
-        });
+        let total = first[0].gradients_mut();
+        let mut finite = true;
+        for range in [0..dense1.start, dense1.end..total.as_flat().len()] {
+            let sum = total.as_flat_mut().get_mut(range.clone()).unwrap_or_default();
+            for other in rest {
+                axpy(
+                    1.0,
+                    other.gradients().as_flat().get(range.clone()).unwrap_or_default(),
+                    sum,
+                );
+            }
+            finite &= all_finite(sum);
+        }
+        let by_row = &mut self.by_row;
+        by_row.regroup(FLAT, records.get(..used).unwrap_or_default());
         let loss = loss_sum * scale;
         if !loss.is_finite() || !finite {
             return Err(Error::Diverged);
         }
+        let by_row = &*by_row;
+        // The step may form the rows only if none can be NaN or infinite; if
+        // that is not certain, they are formed and checked first.
+        let formed_in_step = by_row.sums_certainly_finite();
+        if !formed_in_step {
+            let kernel = &mut total.dense1_kernel;
+            pool.install(|| {
+                kernel
+                    .par_chunks_mut(ROWS_PER_PIECE)
+                    .enumerate()
+                    .for_each(|(piece, rows)| by_row.form(piece * ROWS_PER_PIECE, rows));
+            });
+            if !all_finite(kernel.as_flattened()) {
+                return Err(Error::Diverged);
+            }
+        }
+        let grads = total.as_flat();
         let params = params.as_flat_mut();
         let (update, state) = optimizer.begin_step(params.len())?;
-        let mut pieces = Vec::with_capacity(params.len().div_ceil(PIECE));
-        let (mut params, mut grads, mut state) = (params, &*total, state);
+        let mut pieces: Vec<(&mut [f32], State<'_>, Gradient<'_>)> = Vec::new();
+        let (mut params, mut state, mut at) = (params, state, 0);
         while !params.is_empty() {
-            let n = PIECE.min(params.len());
+            let rows_here = formed_in_step && dense1.contains(&at);
+            let end = if rows_here {
+                (at + ROWS_PER_PIECE * HIDDEN).min(dense1.end)
+            } else if at < dense1.start {
+                (at + PIECE).min(dense1.start)
+            } else if at < dense1.end {
+                (at + PIECE).min(dense1.end)
+            } else {
+                at + PIECE
+            };
+            let n = end.min(at + params.len()) - at;
             let (p, params_rest) = params.split_at_mut(n);
-            let (g, grads_rest) = grads.split_at(n.min(grads.len()));
             let (s, state_rest) = state.split_at(n);
-            pieces.push((p, g, s));
-            (params, grads, state) = (params_rest, grads_rest, state_rest);
+            let gradient = if rows_here {
+                Gradient::Rows((at - dense1.start) / HIDDEN)
+            } else {
+                Gradient::Summed(grads.get(at..at + n).unwrap_or_default())
+            };
+            pieces.push((p, s, gradient));
+            (params, state, at) = (params_rest, state_rest, at + n);
         }
-        pool.install(|| pieces.into_par_iter().for_each(|(p, g, s)| update.apply(p, g, s)));
+        pool.install(|| {
+            pieces
+                .into_par_iter()
+                .for_each(|(p, s, gradient)| match gradient {
+                    Gradient::Summed(g) => update.apply(p, g, s),
+                    Gradient::Rows(first_row) => {
+                        let mut rows = std::vec![[0.0f32; HIDDEN]; p.len() / HIDDEN];
+                        by_row.form(first_row, &mut rows);
+                        update.apply(p, rows.as_flattened(), s);
+                    }
+                })
+        });
         Ok(loss)
     }
 
@@ -201,5 +399,127 @@ impl<
             progress,
             |batch, rng| self.train_batch(params, optimizer, samples, batch, rng),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::Sgd;
+    use rand_core::SeedableRng;
+
+    type Small = Params<8, 8, 3, 48, 20, 3>;
+
+    fn data() -> Vec<([[f32; 8]; 8], usize)> {
+        (0..24)
+            .map(|i| {
+                let image = core::array::from_fn(|y| {
+                    core::array::from_fn(|x| ((i * 7 + y * 3 + x * 5) % 11) as f32 / 10.0 - 0.3)
+                });
+                (image, i % 3)
+            })
+            .collect()
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Dense1's kernel gradient formed row by row in the step is, bit for
+    /// bit, the sum of the samples' outer products taken one after another,
+    /// whatever the thread count; with one thread the whole step is.
+    #[test]
+    fn the_step_matches_the_per_sample_sum_bit_for_bit() {
+        let data = data();
+        let mut params: std::boxed::Box<Small> = bytemuck::zeroed_box();
+        params.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(3));
+        params.conv_bias = [0.1; 3];
+        let batch: Vec<u32> = (0..24).rev().collect();
+        for threads in [1, 2, 3] {
+            let mut parallel = ParallelTrainer::<8, 8, 3, 48, 20, 3>::new(threads, 0.5).unwrap();
+            let mut stepped = params.clone();
+            let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
+            parallel
+                .train_batch(
+                    &mut *stepped,
+                    &mut Sgd::new(0.1).unwrap(),
+                    &data[..],
+                    &batch,
+                    &mut rng,
+                )
+                .unwrap();
+            assert!(parallel.by_row.sums_certainly_finite(), "the fast path ran");
+            // The same samples one by one, with the same dropout masks.
+            let mut alone: std::boxed::Box<Trainer<8, 8, 3, 48, 20, 3>> = bytemuck::zeroed_box();
+            alone.set_dropout(0.5).unwrap();
+            let scale = 1.0 / batch.len() as f32;
+            for (&index, &seed) in batch.iter().zip(&parallel.seeds) {
+                let (image, label) = &data[index as usize];
+                alone
+                    .accumulate(&params, image, *label, scale, &mut SampleStream(seed))
+                    .unwrap();
+            }
+            let mut expected = params.clone();
+            Sgd::new(0.1)
+                .unwrap()
+                .step(expected.as_flat_mut(), alone.gradients().as_flat())
+                .unwrap();
+            let kernel = |p: &Small| bits(p.dense1_kernel.as_flattened());
+            assert_eq!(kernel(&stepped), kernel(&expected), "{threads} threads");
+            assert_ne!(kernel(&stepped), kernel(&params), "the step moved dense1");
+            if threads == 1 {
+                assert_eq!(bits(stepped.as_flat()), bits(expected.as_flat()));
+            } else {
+                let most = stepped
+                    .as_flat()
+                    .iter()
+                    .zip(expected.as_flat())
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(most < 1e-6, "{threads} threads: {most}");
+            }
+        }
+    }
+
+    /// A sample's non-zero inputs `(row, value)` and its output gradient.
+    type Sample<'a> = (&'a [(u16, f32)], [f32; 4]);
+
+    fn records(samples: &[Sample<'_>]) -> Records<4> {
+        let mut records = Records::new();
+        for (inputs, hidden_grad) in samples {
+            records.inputs.extend_from_slice(inputs);
+            records.ends.push(records.inputs.len());
+            records.hidden_grads.push(*hidden_grad);
+        }
+        records
+    }
+
+    #[test]
+    fn rows_are_formed_in_batch_order_across_threads() {
+        let first = records(&[
+            (&[(0, 2.0), (2, 1.0)], [1.0, 2.0, 3.0, 4.0]),
+            (&[(2, 3.0)], [0.5; 4]),
+        ]);
+        let second = records(&[(&[(1, -1.0), (2, 0.25)], [4.0, 3.0, 2.0, 1.0])]);
+        let mut by_row = ByRow::new();
+        by_row.regroup(3, &[first, second]);
+        let mut rows = [[9.0f32; 4]; 3];
+        by_row.form(0, &mut rows);
+        assert_eq!(rows[0], [2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(rows[1], [-4.0, -3.0, -2.0, -1.0]);
+        // 1 * [1, 2, 3, 4] + 3 * 0.5 + 0.25 * [4, 3, 2, 1]
+        assert_eq!(rows[2], [3.5, 4.25, 5.0, 5.75]);
+        assert!(by_row.sums_certainly_finite());
+    }
+
+    #[test]
+    fn sums_that_could_overflow_or_hold_a_nan_are_not_trusted() {
+        let mut by_row = ByRow::new();
+        by_row.regroup(1, &[records(&[(&[(0, 1e16)], [1e15, 0.0, 0.0, 0.0])])]);
+        assert!(!by_row.sums_certainly_finite());
+        by_row.regroup(1, &[records(&[(&[(0, 1.0)], [f32::NAN, 0.0, 0.0, 0.0])])]);
+        assert!(!by_row.sums_certainly_finite());
+        by_row.regroup(1, &[records(&[(&[(0, 1e10)], [1e10, 0.0, 0.0, 0.0])])]);
+        assert!(by_row.sums_certainly_finite());
     }
 }

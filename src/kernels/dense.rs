@@ -197,21 +197,22 @@ pub fn dense_backward<const IN: usize, const OUT: usize>(
         &positions[..n],
         kernel,
         out_grad,
-        kernel_grad,
+        Some(kernel_grad),
         bias_grad,
         input_grad,
     );
 }
 
 /// [`dense_backward`] given the positions of `input`'s non-zero values, in
-/// increasing order.
+/// increasing order; without `kernel_grad` for a caller that forms the kernel
+/// gradient of a whole batch itself ([`outer_product_sum`]).
 #[inline]
 pub(crate) fn dense_backward_listed<const IN: usize, const OUT: usize>(
     input: &[f32; IN],
     active: &[u16],
     kernel: &[[f32; OUT]; IN],
     out_grad: &[f32; OUT],
-    kernel_grad: &mut [[f32; OUT]; IN],
+    mut kernel_grad: Option<&mut [[f32; OUT]; IN]>,
     bias_grad: &mut [f32; OUT],
     mut input_grad: Option<&mut [f32; IN]>,
 ) {
@@ -221,9 +222,69 @@ pub(crate) fn dense_backward_listed<const IN: usize, const OUT: usize>(
     }
     for &i in active {
         let i = usize::from(i);
-        axpy(input[i], out_grad, &mut kernel_grad[i]);
+        if let Some(kernel_grad) = kernel_grad.as_deref_mut() {
+            axpy(input[i], out_grad, &mut kernel_grad[i]);
+        }
         if let Some(input_grad) = input_grad.as_deref_mut() {
             input_grad[i] = dot(&kernel[i], out_grad);
+        }
+    }
+}
+
+/// `out = sum of x * rows[s]` over `terms` `(s, x)` in their order: one row
+/// of a dense layer's kernel gradient for a batch, from each sample's input
+/// `x` at that row and its gradient at the layer's outputs. Each vector of
+/// sums stays in a register through all the terms; the sums are the same to
+/// the bit as [`axpy`]ing the terms into a zeroed row one after another.
+#[cfg(feature = "std")]
+#[inline]
+pub(crate) fn outer_product_sum<const OUT: usize>(
+    terms: &[(u32, f32)],
+    rows: &[[f32; OUT]],
+    out: &mut [f32; OUT],
+) {
+    let mut start = 0;
+    while start + BLOCK_VECTORS * LANES <= OUT {
+        outer_product_block::<BLOCK_VECTORS, OUT>(terms, rows, start, out);
+        start += BLOCK_VECTORS * LANES;
+    }
+    while start + LANES <= OUT {
+        outer_product_block::<1, OUT>(terms, rows, start, out);
+        start += LANES;
+    }
+    let Some(tail) = out.get_mut(start..) else {
+        return;
+    };
+    tail.fill(0.0);
+    for &(sample, x) in terms {
+        if let Some(row) = rows.get(sample as usize) {
+            axpy_scalar(x, &row[start..], tail);
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+#[inline]
+fn outer_product_block<const V: usize, const OUT: usize>(
+    terms: &[(u32, f32)],
+    rows: &[[f32; OUT]],
+    start: usize,
+    out: &mut [f32; OUT],
+) {
+    let block = start..start + V * LANES;
+    let mut sums = [f32x8::splat(0.0); V];
+    for &(sample, x) in terms {
+        let Some(values) = rows.get(sample as usize).and_then(|row| row.get(block.clone())) else {
+            continue;
+        };
+        let xv = f32x8::splat(x);
+        for (v, sum) in sums.iter_mut().enumerate() {
+            *sum = f32x8::new(lanes_at(values, v)).mul_add(xv, *sum);
+        }
+    }
+    if let Some(out_block) = out.get_mut(block) {
+        for (chunk, sum) in out_block.chunks_exact_mut(LANES).zip(sums) {
+            chunk.copy_from_slice(&sum.to_array());
         }
     }
 }

@@ -58,14 +58,17 @@ pub struct Trainer<
     /// Positions of the pooled map's non-zero cells (after dropout), the
     /// first `active_len`: dense1's rows both ways, and the cells backward visits.
     active: [u16; FLAT],
+    active_len: usize,
     logits_grad: [f32; CLASSES],
     hidden_grad: [f32; HIDDEN],
     pooled_grad: [f32; FLAT],
     dropout: f32,
+    defer_dense1_kernel: bool,
 }
 
-// SAFETY: only `f32` and `u8` arrays, a `Params` and a `Workspace` (both
-// all-float), and an `f32`: all zero bytes form a valid value (dropout 0).
+// SAFETY: only `f32`, `u8` and `u16` arrays, a `Params` and a `Workspace`
+// (both all-float), an `f32`, a `usize` and a `bool`: all zero bytes form a
+// valid value (dropout 0, no active cells, nothing deferred).
 unsafe impl<
         const H: usize,
         const W: usize,
@@ -149,10 +152,12 @@ impl<
             image: [[0.0; W]; H],
             argmax: [0; FLAT],
             active: [0; FLAT],
+            active_len: 0,
             logits_grad: [0.0; CLASSES],
             hidden_grad: [0.0; HIDDEN],
             pooled_grad: [0.0; FLAT],
             dropout: 0.0,
+            defer_dense1_kernel: false,
         }
     }
 
@@ -249,6 +254,35 @@ impl<
         self.accumulate_cached(params, label, 1.0, rng, Some(image_grad))
     }
 
+    /// From now on [`accumulate`](Self::accumulate) leaves dense1's kernel
+    /// gradient alone: the caller forms it for the whole batch from
+    /// [`dense1_record`](Self::dense1_record).
+    #[cfg(feature = "std")]
+    pub(crate) fn defer_dense1_kernel(&mut self) {
+        self.defer_dense1_kernel = true;
+    }
+
+    /// What dense1's kernel gradient needs of the last sample: the positions
+    /// of its non-zero inputs, the inputs, and the gradient at its outputs.
+    #[cfg(feature = "std")]
+    pub(crate) fn dense1_record(&self) -> (&[u16], &[f32; FLAT], &[f32; HIDDEN]) {
+        let active = self.active.get(..self.active_len).unwrap_or_default();
+        (active, &self.ws.pooled, &self.hidden_grad)
+    }
+
+    /// Sets the accumulated gradient to zero but for dense1's kernel, which
+    /// [`accumulate_deferring_dense1_kernel`](Self::accumulate_deferring_dense1_kernel)
+    /// leaves alone.
+    #[cfg(feature = "std")]
+    pub(crate) fn zero_gradients_but_dense1_kernel(&mut self) {
+        let g = &mut self.grads;
+        g.conv_kernel = [[[0.0; K]; 3]; 3];
+        g.conv_bias = [0.0; K];
+        g.dense1_bias = [0.0; HIDDEN];
+        g.dense2_kernel = [[0.0; CLASSES]; HIDDEN];
+        g.dense2_bias = [0.0; CLASSES];
+    }
+
     fn accumulate_cached(
         &mut self,
         params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
@@ -294,15 +328,21 @@ impl<
             active,
             &params.dense1_kernel,
             &self.hidden_grad,
-            &mut g.dense1_kernel,
+            (!self.defer_dense1_kernel).then_some(&mut g.dense1_kernel),
             &mut g.dense1_bias,
             Some(&mut self.pooled_grad),
         );
         if rate > 0.0 {
-            // Kept values were scaled by 1 / (1 - rate) on the way forward.
+            // Kept values were scaled by 1 / (1 - rate) on the way forward;
+            // the gradient elsewhere is zero.
             let keep_scale = 1.0 / (1.0 - rate);
-            self.pooled_grad.iter_mut().for_each(|d| *d *= keep_scale);
+            for &cell in active {
+                if let Some(d) = self.pooled_grad.get_mut(usize::from(cell)) {
+                    *d *= keep_scale;
+                }
+            }
         }
+        self.active_len = active.len();
         conv_relu_pool_backward_listed(
             &self.image,
             &self.ws.pooled,
