@@ -19,7 +19,7 @@ pub(crate) mod conv;
 pub(crate) mod dense;
 mod dsp;
 mod int8;
-mod paired;
+pub(crate) mod paired;
 mod softmax;
 mod update;
 mod vector;

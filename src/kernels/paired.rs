@@ -201,6 +201,35 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     out: &mut [i32; OUT],
     pair_stride: usize,
 ) {
+    paired_with_list(input, kernel, bias, out, pair_stride, &mut [0; IN]);
+}
+
+/// [`dense_i8_paired`] with the list of pairs in `list`, scratch space the
+/// caller keeps (the int8 model's workspace on Cortex-M4), so that it is not
+/// cleared on every call: only its first entries, up to an end marker, are
+/// ever read.
+#[cfg(all(target_arch = "arm", tinycnn_dsp))]
+#[inline(never)]
+pub(crate) fn dense_i8_paired_listing<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+    pair_stride: usize,
+    list: &mut [u32; IN],
+) {
+    paired_with_list(input, kernel, bias, out, pair_stride, list);
+}
+
+#[inline(always)]
+fn paired_with_list<const IN: usize, const OUT: usize>(
+    input: &[u8; IN],
+    kernel: &[[i8; OUT]; IN],
+    bias: &[i32; OUT],
+    out: &mut [i32; OUT],
+    pair_stride: usize,
+    list: &mut [u32; IN],
+) {
     let bytes = kernel.as_flattened();
     // Each entry: the two inputs packed as 16-bit halves, and `origin` plus
     // the byte offset of their pair of rows (`IN / 2` entries fit in `IN`
@@ -211,7 +240,6 @@ pub fn dense_i8_paired<const IN: usize, const OUT: usize>(
     } else {
         0
     };
-    let mut list = [0u32; IN];
     let (entries, _) = list.as_chunks_mut::<2>();
     let (mut active, sigma) = list_pairs(&input[..IN / 2 * 2], pair_stride, origin, 2 * OUT as u32, entries);
     let sigma = sigma as i32;
