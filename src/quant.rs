@@ -14,7 +14,7 @@
 //! `W`, `K`, `HIDDEN`, `CLASSES`, payload length, CRC-32 of the payload (nine
 //! words); then the payload: the `i32` section (conv, dense1, dense2 biases;
 //! then for each layer its multipliers and its shifts) and the `i8` section:
-//! dense1's kernel in the paired layout of [`dense_i8_paired`] with pairs
+//! dense1's kernel in the paired layout of [`dense_i8_paired`](crate::kernels::dense_i8_paired) with pairs
 //! [`QuantModel::PAIR_STRIDE`] apart (one pooled row), which lets a
 //! Cortex-M4 take two inputs per instruction, first, so that it starts on a
 //! 4-byte boundary and can be loaded a word at a time; then the conv and
@@ -24,9 +24,7 @@
 //! channels reordered) are refused.
 
 use crate::data::Samples;
-use crate::kernels::{
-    argmax, conv_relu_pool_i8, dense_i8, dense_i8_paired, paired_byte, paired_index, ConvKernelI8, Requant,
-};
+use crate::kernels::{argmax, conv_relu_pool_i8, dense_i8, paired_byte, paired_index, ConvKernelI8, Requant};
 use crate::model::{Params, Workspace};
 use crate::Error;
 
@@ -219,7 +217,7 @@ impl<
             &mut ws.pair_list,
         );
         #[cfg(not(all(target_arch = "arm", tinycnn_dsp)))]
-        dense_i8_paired(
+        crate::kernels::dense_i8_paired(
             &ws.pooled,
             self.dense1_kernel,
             self.dense1_bias,
