@@ -4,8 +4,8 @@
 //! the forward pass is a sum of rows, and a zero input (most of them, after
 //! ReLU, max-pool and dropout) costs nothing but being skipped.
 
-use super::vector::{axpy, axpy_scalar, dot, dot_scalar, larger, LANES};
-use wide::f32x8;
+use super::vector::{axpy, axpy_scalar, dot, dot_scalar, larger, HAS_SIMD, LANES};
+use wide::{f32x8, u16x8};
 
 /// SIMD vectors of outputs the forward pass keeps in registers while it runs
 /// through the inputs: on x86-64 96 outputs in twelve of the sixteen AVX
@@ -67,17 +67,33 @@ pub(crate) fn dense_listed<const IN: usize, const OUT: usize>(
     }
 }
 
-/// Writes the positions of the non-zero inputs to the front of `positions`
-/// and returns how many there are. Taking every position and advancing the
-/// count by the comparison avoids a branch per input, which on a deep
-/// pipeline would mispredict about as often as ReLU's zeros come and go.
-/// The positions of `input`'s non-zero values, in increasing order, into
-/// `positions`; returns how many there are.
+/// Writes the positions of `input`'s non-zero values, in increasing order,
+/// to the front of `positions` and returns how many there are. No branch
+/// depends on the values, which would mispredict about as often as ReLU's
+/// zeros come and go: on SIMD targets each eight values give a bit mask whose
+/// set bits' positions come from a table, stored eight at a time (the count
+/// advancing by the number of bits); elsewhere every position is written and
+/// the count advances by the comparison.
 #[inline]
 pub(crate) fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &mut [u16; IN]) -> usize {
     const { assert!(IN <= 1 << 16, "dense inputs are indexed with u16") };
     let mut n = 0;
-    for (i, &x) in input.iter().enumerate() {
+    let mut start = 0;
+    if HAS_SIMD {
+        let zero = f32x8::splat(0.0);
+        let (chunks, _) = input.as_chunks::<LANES>();
+        for chunk in chunks {
+            let bits = f32x8::new(*chunk).simd_ne(zero).to_bitmask() as usize;
+            let (Some(offsets), Some(slots)) = (SET_BITS.get(bits), positions.get_mut(n..n + LANES)) else {
+                break;
+            };
+            // `n <= start`, so the eight slots stay inside `positions`.
+            slots.copy_from_slice(&(u16x8::new(*offsets) + u16x8::splat(start as u16)).to_array());
+            n += bits.count_ones() as usize;
+            start += LANES;
+        }
+    }
+    for (i, &x) in input.iter().enumerate().skip(start) {
         if let Some(slot) = positions.get_mut(n) {
             *slot = i as u16;
         }
@@ -85,6 +101,25 @@ pub(crate) fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &
     }
     n
 }
+
+/// For each 8-bit mask, the positions of its set bits, lowest first (the
+/// slots after them unused).
+const SET_BITS: [[u16; LANES]; 256] = {
+    let mut table = [[0u16; LANES]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut bit, mut n) = (0, 0);
+        while bit < LANES {
+            if mask & (1 << bit) != 0 {
+                table[mask][n] = bit as u16;
+                n += 1;
+            }
+            bit += 1;
+        }
+        mask += 1;
+    }
+    table
+};
 
 /// Outputs `start..start + V * LANES` of [`dense`], over the active inputs.
 #[inline]
@@ -315,6 +350,43 @@ pub fn dense_backward_scalar<const IN: usize, const OUT: usize>(
         }
         if let Some(input_grad) = input_grad.as_deref_mut() {
             input_grad[i] = dx;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nonzero_positions;
+
+    fn check<const IN: usize>(every: usize) {
+        // Zeros at every `every`-th value and in runs, the rest non-zero (one
+        // of them -0.0, which counts as zero).
+        let input: [f32; IN] = core::array::from_fn(|i| match i {
+            _ if i % every == 0 || (i / 16) % 3 == 1 => 0.0,
+            5 => -0.0,
+            _ => i as f32 - 40.0,
+        });
+        let (mut expected, mut count) = ([0u16; IN], 0);
+        for (i, &x) in input.iter().enumerate() {
+            if x != 0.0 {
+                expected[count] = i as u16;
+                count += 1;
+            }
+        }
+        let mut positions = [u16::MAX; IN];
+        let n = nonzero_positions(&input, &mut positions);
+        assert_eq!(&positions[..n], &expected[..count], "{IN} values, every {every}");
+    }
+
+    #[test]
+    fn nonzero_positions_lists_exactly_the_non_zero_values_in_order() {
+        for every in [1, 2, 3, 7, 1000] {
+            check::<1>(every);
+            check::<7>(every);
+            check::<8>(every);
+            check::<9>(every);
+            check::<100>(every);
+            check::<1960>(every);
         }
     }
 }
