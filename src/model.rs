@@ -236,10 +236,10 @@ impl<
 
     /// The forward pass up to the hidden layer, into `workspace`, recording
     /// pooling winners in `argmax` when given, and letting `after_pool` change
-    /// the pooled map before dense1 (training applies dropout there). Lists
-    /// the positions of the pooled map's non-zero cells in `active` and
-    /// returns how many there are (backward walks the same list). The caller
-    /// has checked the image.
+    /// the pooled map before dense1 (training applies dropout there). Given
+    /// `active`, lists the positions of the pooled map's non-zero cells there
+    /// and returns how many there are (backward walks the same list). The
+    /// caller has checked the image.
     #[inline]
     pub(crate) fn hidden_parts(
         &self,
@@ -247,18 +247,25 @@ impl<
         ws: &mut Workspace<FLAT, HIDDEN, CLASSES>,
         argmax: Option<&mut [u8; FLAT]>,
         after_pool: impl FnOnce(&mut [f32; FLAT]),
-        active: &mut [u16; FLAT],
+        active: Option<&mut [u16; FLAT]>,
     ) -> usize {
         conv_relu_pool(image, &self.conv_kernel, &self.conv_bias, &mut ws.pooled, argmax);
         after_pool(&mut ws.pooled);
-        let n = nonzero_positions(&ws.pooled, active);
-        dense_listed(
-            &ws.pooled,
-            &active[..n],
-            &self.dense1_kernel,
-            &self.dense1_bias,
-            &mut ws.hidden,
-        );
+        let mut n = 0;
+        if let Some(active) = active {
+            n = nonzero_positions(&ws.pooled, active);
+            dense_listed(
+                &ws.pooled,
+                active.get(..n).unwrap_or_default(),
+                &self.dense1_kernel,
+                &self.dense1_bias,
+                &mut ws.hidden,
+            );
+        } else {
+            // A list of its own, on the stack only after the convolution's
+            // frame is gone (firmware counts the peak).
+            dense(&ws.pooled, &self.dense1_kernel, &self.dense1_bias, &mut ws.hidden);
+        }
         relu(&mut ws.hidden);
         n
     }
@@ -284,7 +291,7 @@ impl<
         if !all_finite(image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
-        self.hidden_parts(image, workspace, None, |_| (), &mut [0; FLAT]);
+        self.hidden_parts(image, workspace, None, |_| (), None);
         Ok(&workspace.hidden)
     }
 

@@ -164,7 +164,7 @@ impl<
                     dropout(pooled, rate, &mut SampleStream(seed));
                 }
             },
-            &mut [0; FLAT],
+            None,
         );
         dense(
             &self.ws.hidden,

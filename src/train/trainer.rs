@@ -304,7 +304,7 @@ impl<
                     dropout(pooled, rate, rng);
                 }
             },
-            &mut self.active,
+            Some(&mut self.active),
         );
         let active = self.active.get(..active_len).unwrap_or_default();
         dense(
