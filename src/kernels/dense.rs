@@ -58,12 +58,26 @@ pub(crate) fn dense_listed<const IN: usize, const OUT: usize>(
         dense_block::<1, IN, OUT>(input, active, kernel, bias, start, out);
         start += LANES;
     }
-    if start < OUT {
-        out[start..].copy_from_slice(&bias[start..]);
+    if let (Some(bias_tail), Some(out_tail)) = (bias.get(start..), out.get_mut(start..)) {
+        let mut sums = [0.0f32; LANES];
+        let tail = sums.get_mut(..bias_tail.len()).unwrap_or_default();
+        tail.copy_from_slice(bias_tail);
         for &i in active {
             let i = usize::from(i);
-            axpy_scalar(input[i], &kernel[i][start..], &mut out[start..]);
+            tail_step(input[i], kernel[i].get(start..).unwrap_or_default(), tail);
         }
+        out_tail.copy_from_slice(tail);
+    }
+}
+
+/// `sums[j] += x * row[j]` for the last outputs, fewer than a vector's worth:
+/// [`axpy_scalar`]'s arithmetic, on a small array the compiler keeps in
+/// registers through the caller's loop rather than on the output in memory
+/// (each step of which waited on the store before).
+#[inline]
+fn tail_step(x: f32, row: &[f32], sums: &mut [f32]) {
+    for (sum, &w) in sums.iter_mut().zip(row) {
+        *sum += x * w;
     }
 }
 
@@ -287,15 +301,17 @@ pub(crate) fn outer_product_sum<const OUT: usize>(
         outer_product_block::<1, OUT>(terms, rows, start, out);
         start += LANES;
     }
-    let Some(tail) = out.get_mut(start..) else {
+    let Some(out_tail) = out.get_mut(start..) else {
         return;
     };
-    tail.fill(0.0);
+    let mut sums = [0.0f32; LANES];
+    let tail = sums.get_mut(..out_tail.len()).unwrap_or_default();
     for &(sample, x) in terms {
         if let Some(row) = rows.get(sample as usize) {
-            axpy_scalar(x, &row[start..], tail);
+            tail_step(x, row.get(start..).unwrap_or_default(), tail);
         }
     }
+    out_tail.copy_from_slice(tail);
 }
 
 #[cfg(feature = "std")]
