@@ -346,6 +346,57 @@ fn adam_and_momentum_match_scalar() {
     }
 }
 
+/// State that decays without gradient (an inactive dense1 row) is set to
+/// zero once it falls below 1e-30, never reaching the subnormal numbers that
+/// cost a microcode assist per operation on Intel cores; above that it is
+/// left alone. The SIMD and scalar updates agree value for value.
+#[test]
+fn decaying_optimizer_state_goes_to_zero_without_turning_subnormal() {
+    let step = AdamStep {
+        alpha: 0.01,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-7,
+    };
+    for n in LENGTHS {
+        let zeros = vec![0.0f32; n];
+        let start: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 1.0 } else { -1e-20 }).collect();
+        let (mut p_simd, mut m_simd, mut v_simd) = (
+            zeros.clone(),
+            start.clone(),
+            start.iter().map(|x| x * x).collect::<Vec<_>>(),
+        );
+        let (mut p_scalar, mut m_scalar, mut v_scalar) = (p_simd.clone(), m_simd.clone(), v_simd.clone());
+        let (mut velocity_simd, mut velocity_scalar) = (start.clone(), start.clone());
+        let (mut q_simd, mut q_scalar) = (zeros.clone(), zeros.clone());
+        for _ in 0..1000 {
+            adam_update(&mut p_simd, &mut m_simd, &mut v_simd, &zeros, step);
+            adam_update_scalar(&mut p_scalar, &mut m_scalar, &mut v_scalar, &zeros, step);
+            momentum_update(&mut q_simd, &mut velocity_simd, &zeros, 0.1, 0.9);
+            momentum_update_scalar(&mut q_scalar, &mut velocity_scalar, &zeros, 0.1, 0.9);
+            for state in [&m_simd, &v_simd, &velocity_simd] {
+                assert!(state.iter().all(|x| !x.is_subnormal()), "{n} values: {state:?}");
+            }
+        }
+        assert_eq!(m_simd, m_scalar);
+        assert_eq!(v_simd, v_scalar);
+        assert_eq!(velocity_simd, velocity_scalar);
+        assert_all_close(&p_simd, &p_scalar, 1e-6, 1e-6, "adam params");
+        // 0.9^1000 = 1.7e-46: every first moment and velocity went to zero;
+        // the second moments of 1.0 (0.999^1000 = 0.37) are still there, the
+        // ones of 1e-40 were below the limit from the first step.
+        assert!(m_simd.iter().chain(&velocity_simd).all(|&x| x == 0.0));
+        for (i, &v) in v_simd.iter().enumerate() {
+            let expected = if i % 2 == 0 { 0.999f32.powi(1000) } else { 0.0 };
+            assert!((v - expected).abs() < 1e-3, "v[{i}] = {v}");
+        }
+    }
+    // Just above the limit, one step leaves the value alone.
+    let (mut p, mut m, mut v) = ([0.0f32; 16], [2e-30f32; 16], [1.0f32; 16]);
+    adam_update(&mut p, &mut m, &mut v, &[0.0; 16], step);
+    assert!(m.iter().all(|&x| (x - 1.8e-30).abs() < 1e-36), "{m:?}");
+}
+
 #[test]
 fn the_simd_pooling_breaks_ties_like_the_scalar_twin() {
     // Centre-tap kernel, so the conv output is the image: a 2x16 image holds eight

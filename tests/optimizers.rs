@@ -62,6 +62,14 @@ fn optimizers_refuse_bad_settings_and_sizes() {
         ..AdamConfig::KERAS
     })
     .is_err());
+    // A zero epsilon would step a parameter that never had a gradient by 0 / 0.
+    assert!(matches!(
+        Adam::<[f32; 1]>::new(AdamConfig {
+            epsilon: 0.0,
+            ..AdamConfig::KERAS
+        }),
+        Err(Error::InvalidConfig { .. })
+    ));
     let mut adam = Adam::<[f32; 2]>::new(AdamConfig::KERAS).unwrap();
     let mut p = [0.0f32; 3];
     assert!(matches!(adam.step(&mut p, &[0.0; 3]), Err(Error::Length { .. })));

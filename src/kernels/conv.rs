@@ -9,7 +9,7 @@
 //! row-major order among equal values; backward sends the gradient there.
 
 use super::dense::nonzero_positions;
-use super::vector::{self, larger, runs, HAS_SIMD, LANES};
+use super::vector::{self, larger, runs, HAS_SIMD, ROW_LANES};
 use wide::{f32x4, f32x8};
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
@@ -47,7 +47,7 @@ pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
     const { check_sizes::<H, W, K, FLAT>() };
-    if HAS_SIMD && W / 2 >= LANES {
+    if HAS_SIMD && W / 2 >= ROW_LANES {
         return conv_relu_pool_split(image, kernel, bias, pooled, argmax);
     }
     let mut rows = [[[0.0f32; W]; K]; 2];
@@ -218,7 +218,7 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
     let sources: [Option<&[f32; W]>; 3] =
         core::array::from_fn(|ky| (y + ky).checked_sub(1).and_then(|iy| image.get(iy)));
     for (k, row) in out.iter_mut().enumerate() {
-        if W < LANES + 2 {
+        if W < ROW_LANES + 2 {
             for (x, value) in row.iter_mut().enumerate() {
                 *value = conv_pixel(image, kernel, bias, y, x, k);
             }
@@ -227,9 +227,9 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
         let taps: [[f32x8; 3]; 3] =
             core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])));
         // Columns 1 ..= W - 2, whose taps never reach the padding, in runs of
-        // LANES (the last overlapping the one before). A plain loop rather than
+        // ROW_LANES (the last overlapping the one before). A plain loop rather than
         // `runs`: without SIMD registers (Cortex-M) the iterator costs 1%.
-        let last = W - 1 - LANES;
+        let last = W - 1 - ROW_LANES;
         let mut x = 1;
         loop {
             let at = x.min(last);
@@ -241,11 +241,11 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
                     sum = lanes(*source, at + 1).mul_add(taps[2], sum);
                 }
             }
-            row[at..at + LANES].copy_from_slice(&sum.to_array());
+            row[at..at + ROW_LANES].copy_from_slice(&sum.to_array());
             if at == last {
                 break;
             }
-            x += LANES;
+            x += ROW_LANES;
         }
         let (mut left, mut right) = (bias[k], bias[k]);
         for (source, taps) in sources.iter().zip(kernel) {
@@ -261,13 +261,13 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
     }
 }
 
-/// `LANES` values of `values` from `at` (zeros past the end, which the
+/// `ROW_LANES` values of `values` from `at` (zeros past the end, which the
 /// callers' bounds never reach).
 #[inline]
 fn lanes(values: &[f32], at: usize) -> f32x8 {
     values
-        .get(at..at + LANES)
-        .and_then(|chunk| <[f32; LANES]>::try_from(chunk).ok())
+        .get(at..at + ROW_LANES)
+        .and_then(|chunk| <[f32; ROW_LANES]>::try_from(chunk).ok())
         .map_or(f32x8::splat(0.0), f32x8::new)
 }
 
@@ -547,14 +547,14 @@ fn for_each_active_cell<const W: usize, const K: usize, const FLAT: usize>(
         // branch per cell would be mispredicted often, a bit mask of eight
         // cells at a time is not.
         let zero = f32x8::splat(0.0);
-        while start + LANES <= FLAT {
+        while start + ROW_LANES <= FLAT {
             let active = lanes(pooled, start).simd_gt(zero) & lanes(pooled_grad, start).simd_ne(zero);
             let mut bits = active.to_bitmask();
             while bits != 0 {
                 visit(start + bits.trailing_zeros() as usize);
                 bits &= bits - 1;
             }
-            start += LANES;
+            start += ROW_LANES;
         }
     }
     (start..FLAT).for_each(visit);

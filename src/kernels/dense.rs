@@ -4,16 +4,21 @@
 //! the forward pass is a sum of rows, and a zero input (most of them, after
 //! ReLU, max-pool and dropout) costs nothing but being skipped.
 
-use super::vector::{axpy, axpy_scalar, dot, dot_scalar, larger, HAS_SIMD, LANES};
+use super::vector::{axpy, axpy_scalar, dot, dot_scalar, larger, Lanes, Vector, HAS_SIMD, LANES, ROW_LANES};
 use wide::{f32x8, u16x8};
 
 /// SIMD vectors of outputs the forward pass keeps in registers while it runs
-/// through the inputs: on x86-64 96 outputs in twelve of the sixteen AVX
-/// registers, so that dense1's 100 outputs take one pass over the weight rows
-/// and a short one for the last four, and the twelve independent sums hide
-/// the multiply-add's latency (four registers: 20% slower); on a Cortex-M, 16
-/// outputs in 16 of the 32 single-precision FPU registers.
-const BLOCK_VECTORS: usize = if cfg!(target_arch = "x86_64") { 12 } else { 2 };
+/// through the inputs: on x86-64 96 outputs, in twelve of the sixteen AVX
+/// registers or six of the 32 AVX-512 ones, so that dense1's 100 outputs
+/// take one pass over the weight rows and a short one for the last four, and
+/// the independent sums hide the multiply-add's latency (four AVX registers:
+/// 20% slower); on a Cortex-M, 16 outputs in 16 of the 32 single-precision
+/// FPU registers.
+const BLOCK_VECTORS: usize = if cfg!(target_arch = "x86_64") {
+    96 / LANES
+} else {
+    2
+};
 
 /// `out = bias + input . kernel`, skipping zero inputs.
 ///
@@ -51,15 +56,22 @@ pub(crate) fn dense_listed<const IN: usize, const OUT: usize>(
 ) {
     let mut start = 0;
     while start + BLOCK_VECTORS * LANES <= OUT {
-        dense_block::<BLOCK_VECTORS, IN, OUT>(input, active, kernel, bias, start, out);
+        dense_block::<Vector, BLOCK_VECTORS, IN, OUT>(input, active, kernel, bias, start, out);
         start += BLOCK_VECTORS * LANES;
     }
     while start + LANES <= OUT {
-        dense_block::<1, IN, OUT>(input, active, kernel, bias, start, out);
+        dense_block::<Vector, 1, IN, OUT>(input, active, kernel, bias, start, out);
         start += LANES;
     }
+    // Wider vectors leave up to eight more outputs than eight-lane ones
+    // would: they take the eight-lane path, so that every output rounds as
+    // it does with eight lanes.
+    while start + ROW_LANES <= OUT {
+        dense_block::<f32x8, 1, IN, OUT>(input, active, kernel, bias, start, out);
+        start += ROW_LANES;
+    }
     if let (Some(bias_tail), Some(out_tail)) = (bias.get(start..), out.get_mut(start..)) {
-        let mut sums = [0.0f32; LANES];
+        let mut sums = [0.0f32; ROW_LANES];
         let tail = sums.get_mut(..bias_tail.len()).unwrap_or_default();
         tail.copy_from_slice(bias_tail);
         for &i in active {
@@ -95,16 +107,17 @@ pub(crate) fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &
     let mut start = 0;
     if HAS_SIMD {
         let zero = f32x8::splat(0.0);
-        let (chunks, _) = input.as_chunks::<LANES>();
+        let (chunks, _) = input.as_chunks::<ROW_LANES>();
         for chunk in chunks {
             let bits = f32x8::new(*chunk).simd_ne(zero).to_bitmask() as usize;
-            let (Some(offsets), Some(slots)) = (SET_BITS.get(bits), positions.get_mut(n..n + LANES)) else {
+            let (Some(offsets), Some(slots)) = (SET_BITS.get(bits), positions.get_mut(n..n + ROW_LANES))
+            else {
                 break;
             };
             // `n <= start`, so the eight slots stay inside `positions`.
             slots.copy_from_slice(&(u16x8::new(*offsets) + u16x8::splat(start as u16)).to_array());
             n += bits.count_ones() as usize;
-            start += LANES;
+            start += ROW_LANES;
         }
     }
     for (i, &x) in input.iter().enumerate().skip(start) {
@@ -118,12 +131,12 @@ pub(crate) fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &
 
 /// For each 8-bit mask, the positions of its set bits, lowest first (the
 /// slots after them unused).
-const SET_BITS: [[u16; LANES]; 256] = {
-    let mut table = [[0u16; LANES]; 256];
+const SET_BITS: [[u16; ROW_LANES]; 256] = {
+    let mut table = [[0u16; ROW_LANES]; 256];
     let mut mask = 0;
     while mask < 256 {
         let (mut bit, mut n) = (0, 0);
-        while bit < LANES {
+        while bit < ROW_LANES {
             if mask & (1 << bit) != 0 {
                 table[mask][n] = bit as u16;
                 n += 1;
@@ -137,7 +150,7 @@ const SET_BITS: [[u16; LANES]; 256] = {
 
 /// Outputs `start..start + V * LANES` of [`dense`], over the active inputs.
 #[inline]
-fn dense_block<const V: usize, const IN: usize, const OUT: usize>(
+fn dense_block<L: Lanes, const V: usize, const IN: usize, const OUT: usize>(
     input: &[f32; IN],
     active: &[u16],
     kernel: &[[f32; OUT]; IN],
@@ -145,35 +158,38 @@ fn dense_block<const V: usize, const IN: usize, const OUT: usize>(
     start: usize,
     out: &mut [f32; OUT],
 ) {
-    let block = start..start + V * LANES;
+    let block = start..start + V * L::N;
     let Some(bias_block) = bias.get(block.clone()) else {
         return;
     };
-    let mut sums: [f32x8; V] = core::array::from_fn(|v| f32x8::new(lanes_at(bias_block, v)));
+    let mut sums: [L; V] = core::array::from_fn(|v| L::load(lanes_at::<L>(bias_block, v)));
     for &i in active {
         let i = usize::from(i);
-        let xv = f32x8::splat(input[i]);
+        let xv = L::splat(input[i]);
         let Some(weights) = kernel[i].get(block.clone()) else {
             return;
         };
         for (v, sum) in sums.iter_mut().enumerate() {
-            *sum = f32x8::new(lanes_at(weights, v)).mul_add(xv, *sum);
+            *sum = L::load(lanes_at::<L>(weights, v)).mul_add(xv, *sum);
         }
     }
-    if let Some(out_block) = out.get_mut(block) {
-        for (chunk, sum) in out_block.chunks_exact_mut(LANES).zip(sums) {
-            chunk.copy_from_slice(&sum.to_array());
-        }
-    }
+    store_block(sums, out.get_mut(block));
 }
 
-/// Vector `v` of a block (zeros past its end, which callers never reach).
+/// Vector `v` of a block and what follows it.
 #[inline]
-fn lanes_at(block: &[f32], v: usize) -> [f32; LANES] {
-    block
-        .get(v * LANES..(v + 1) * LANES)
-        .and_then(|c| c.try_into().ok())
-        .unwrap_or([0.0; LANES])
+fn lanes_at<L: Lanes>(block: &[f32], v: usize) -> &[f32] {
+    block.get(v * L::N..).unwrap_or_default()
+}
+
+/// Writes a block's sums, vector after vector.
+#[inline]
+fn store_block<L: Lanes, const V: usize>(sums: [L; V], out_block: Option<&mut [f32]>) {
+    if let Some(out_block) = out_block {
+        for (chunk, sum) in out_block.chunks_mut(L::N).zip(sums) {
+            sum.store(chunk);
+        }
+    }
 }
 
 /// Scalar twin of [`dense`].
@@ -294,17 +310,21 @@ pub(crate) fn outer_product_sum<const OUT: usize>(
 ) {
     let mut start = 0;
     while start + BLOCK_VECTORS * LANES <= OUT {
-        outer_product_block::<BLOCK_VECTORS, OUT>(terms, rows, start, out);
+        outer_product_block::<Vector, BLOCK_VECTORS, OUT>(terms, rows, start, out);
         start += BLOCK_VECTORS * LANES;
     }
     while start + LANES <= OUT {
-        outer_product_block::<1, OUT>(terms, rows, start, out);
+        outer_product_block::<Vector, 1, OUT>(terms, rows, start, out);
         start += LANES;
+    }
+    while start + ROW_LANES <= OUT {
+        outer_product_block::<f32x8, 1, OUT>(terms, rows, start, out);
+        start += ROW_LANES;
     }
     let Some(out_tail) = out.get_mut(start..) else {
         return;
     };
-    let mut sums = [0.0f32; LANES];
+    let mut sums = [0.0f32; ROW_LANES];
     let tail = sums.get_mut(..out_tail.len()).unwrap_or_default();
     for &(sample, x) in terms {
         if let Some(row) = rows.get(sample as usize) {
@@ -316,28 +336,24 @@ pub(crate) fn outer_product_sum<const OUT: usize>(
 
 #[cfg(feature = "std")]
 #[inline]
-fn outer_product_block<const V: usize, const OUT: usize>(
+fn outer_product_block<L: Lanes, const V: usize, const OUT: usize>(
     terms: &[(u32, f32)],
     rows: &[[f32; OUT]],
     start: usize,
     out: &mut [f32; OUT],
 ) {
-    let block = start..start + V * LANES;
-    let mut sums = [f32x8::splat(0.0); V];
+    let block = start..start + V * L::N;
+    let mut sums = [L::splat(0.0); V];
     for &(sample, x) in terms {
         let Some(values) = rows.get(sample as usize).and_then(|row| row.get(block.clone())) else {
             continue;
         };
-        let xv = f32x8::splat(x);
+        let xv = L::splat(x);
         for (v, sum) in sums.iter_mut().enumerate() {
-            *sum = f32x8::new(lanes_at(values, v)).mul_add(xv, *sum);
+            *sum = L::load(lanes_at::<L>(values, v)).mul_add(xv, *sum);
         }
     }
-    if let Some(out_block) = out.get_mut(block) {
-        for (chunk, sum) in out_block.chunks_exact_mut(LANES).zip(sums) {
-            chunk.copy_from_slice(&sum.to_array());
-        }
-    }
+    store_block(sums, out.get_mut(block));
 }
 
 /// Scalar twin of [`dense_backward`].

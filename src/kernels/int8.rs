@@ -7,7 +7,7 @@
 //! result is wrong but nothing panics.
 
 use super::dsp::{patch_sum, window_maxima, ChannelTaps, HighWord, Patch, PatchRows, PATCH_END};
-use super::vector::{runs, HAS_SIMD, LANES};
+use super::vector::{runs, HAS_SIMD, ROW_LANES};
 use wide::{i16x16, i32x8};
 
 /// A real factor `m * 2^(shift - 31)` with `m` in `[2^30, 2^31)`: how a sum
@@ -138,7 +138,7 @@ pub fn conv_relu_pool_i8<const H: usize, const W: usize, const K: usize, const F
     requant: &[Requant; K],
     pooled: &mut [u8; FLAT],
 ) {
-    if HAS_SIMD && W / 2 >= LANES {
+    if HAS_SIMD && W / 2 >= ROW_LANES {
         return conv_relu_pool_i8_pairs(image, kernel, bias, requant, pooled);
     }
     conv_relu_pool_i8_dsp(image, kernel, bias, requant, pooled);
@@ -461,8 +461,8 @@ fn conv_pixel_i8<const H: usize, const W: usize, const K: usize>(
 #[inline]
 fn lanes_i32(values: &[i32], at: usize) -> i32x8 {
     values
-        .get(at..at + LANES)
-        .and_then(|chunk| <[i32; LANES]>::try_from(chunk).ok())
+        .get(at..at + ROW_LANES)
+        .and_then(|chunk| <[i32; ROW_LANES]>::try_from(chunk).ok())
         .map_or(i32x8::splat(0), i32x8::new)
 }
 
@@ -484,16 +484,16 @@ pub fn dense_i8<const IN: usize, const OUT: usize>(
         return dense_i8_registers(input, kernel, bias, out);
     }
     let mut start = 0;
-    while start + LANES <= OUT {
+    while start + ROW_LANES <= OUT {
         let mut sum = lanes_i32(bias, start);
         for (&x, row) in input.iter().zip(kernel) {
             if x != 0 {
-                let weights: [i32; LANES] = core::array::from_fn(|t| i32::from(row[start + t]));
+                let weights: [i32; ROW_LANES] = core::array::from_fn(|t| i32::from(row[start + t]));
                 sum += i32x8::new(weights) * i32x8::splat(i32::from(x));
             }
         }
-        out[start..start + LANES].copy_from_slice(&sum.to_array());
-        start += LANES;
+        out[start..start + ROW_LANES].copy_from_slice(&sum.to_array());
+        start += ROW_LANES;
     }
     dense_i8_tail(input, kernel, bias, start, out);
 }
@@ -531,12 +531,12 @@ fn dense_i8_registers<const IN: usize, const OUT: usize>(
     out: &mut [i32; OUT],
 ) {
     let mut start = 0;
-    while start + LANES <= OUT {
-        let mut sums: [i32; LANES] = core::array::from_fn(|t| bias[start + t]);
+    while start + ROW_LANES <= OUT {
+        let mut sums: [i32; ROW_LANES] = core::array::from_fn(|t| bias[start + t]);
         for (&x, row) in input.iter().zip(kernel) {
             if x != 0 {
                 let x = i32::from(x);
-                let Some(weights) = row.get(start..start + LANES) else {
+                let Some(weights) = row.get(start..start + ROW_LANES) else {
                     continue;
                 };
                 for (sum, &w) in sums.iter_mut().zip(weights) {
@@ -544,8 +544,8 @@ fn dense_i8_registers<const IN: usize, const OUT: usize>(
                 }
             }
         }
-        out[start..start + LANES].copy_from_slice(&sums);
-        start += LANES;
+        out[start..start + ROW_LANES].copy_from_slice(&sums);
+        start += ROW_LANES;
     }
     dense_i8_tail(input, kernel, bias, start, out);
 }

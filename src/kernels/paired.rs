@@ -39,7 +39,7 @@ use super::dsp::{
     add_word_products, list_pairs, listed_sums, EIGHT_SUMS, EIGHT_SUMS_REACH, ENTRIES_HOLD_ADDRESSES,
     RAW_HAS_ODD,
 };
-use super::vector::{HAS_SIMD, LANES};
+use super::vector::{HAS_SIMD, ROW_LANES};
 use wide::{i16x16, i32x8};
 
 /// The pair input `input` of `inputs` belongs to, and which of its two
@@ -303,11 +303,11 @@ fn blocks_simd<const IN: usize, const OUT: usize>(
     out: &mut [i32; OUT],
 ) -> usize {
     const IN_FLIGHT: usize = 6;
-    const BLOCK: usize = 2 * LANES;
+    const BLOCK: usize = 2 * ROW_LANES;
     let mut start = 0;
     while start + BLOCK <= OUT {
         let blocks = ((OUT - start) / BLOCK).min(IN_FLIGHT);
-        let starts = |b: usize| -> [(i32, i32); LANES] {
+        let starts = |b: usize| -> [(i32, i32); ROW_LANES] {
             core::array::from_fn(|t| {
                 let at = start + b * BLOCK + 2 * t;
                 let bias = |o: usize| bias.get(o).copied().unwrap_or(0);

@@ -1,7 +1,7 @@
 //! Parameter updates of the optimizers, over flat slices of parameters,
 //! gradients and optimizer state.
 
-use super::vector::LANES;
+use super::vector::{flush_tiny, Lanes, Vector};
 use wide::f32x8;
 
 /// Coefficients of one Adam step (the bias corrections folded into `alpha`).
@@ -31,26 +31,55 @@ pub struct AdamStep {
 #[inline]
 pub fn adam_update(params: &mut [f32], m: &mut [f32], v: &mut [f32], grads: &[f32], step: AdamStep) {
     let n = params.len().min(m.len()).min(v.len()).min(grads.len());
-    let (p_chunks, p_rest) = params[..n].as_chunks_mut::<LANES>();
-    let (m_chunks, m_rest) = m[..n].as_chunks_mut::<LANES>();
-    let (v_chunks, v_rest) = v[..n].as_chunks_mut::<LANES>();
-    let (g_chunks, g_rest) = grads[..n].as_chunks::<LANES>();
-    let one_minus_beta1 = f32x8::splat(1.0 - step.beta1);
-    let one_minus_beta2 = f32x8::splat(1.0 - step.beta2);
-    let alpha = f32x8::splat(step.alpha);
-    let epsilon = f32x8::splat(step.epsilon);
-    for (((pc, mc), vc), gc) in p_chunks.iter_mut().zip(m_chunks).zip(v_chunks).zip(g_chunks) {
-        let g = f32x8::new(*gc);
-        let mut mv = f32x8::new(*mc);
-        let mut vv = f32x8::new(*vc);
-        mv = (g - mv).mul_add(one_minus_beta1, mv);
-        vv = (g * g - vv).mul_add(one_minus_beta2, vv);
-        let p = f32x8::new(*pc) - alpha * mv / (sqrt(vv) + epsilon);
-        *mc = mv.to_array();
-        *vc = vv.to_array();
-        *pc = p.to_array();
+    let (params, m, v, grads) = (&mut params[..n], &mut m[..n], &mut v[..n], &grads[..n]);
+    // Widest vectors, then eight lanes, then one value at a time: each value
+    // rounds as with eight lanes, whatever the width.
+    let wide = adam_vectors::<Vector>(params, m, v, grads, step);
+    let narrow = wide
+        + adam_vectors::<f32x8>(
+            &mut params[wide..],
+            &mut m[wide..],
+            &mut v[wide..],
+            &grads[wide..],
+            step,
+        );
+    adam_update_scalar(
+        &mut params[narrow..],
+        &mut m[narrow..],
+        &mut v[narrow..],
+        &grads[narrow..],
+        step,
+    );
+}
+
+/// [`adam_update`] over the whole vectors of `L` at the front of the slices
+/// (of equal lengths); returns how many values that was.
+#[inline]
+fn adam_vectors<L: Lanes>(
+    params: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    grads: &[f32],
+    step: AdamStep,
+) -> usize {
+    let one_minus_beta1 = L::splat(1.0 - step.beta1);
+    let one_minus_beta2 = L::splat(1.0 - step.beta2);
+    let alpha = L::splat(step.alpha);
+    let epsilon = L::splat(step.epsilon);
+    let mut done = 0;
+    let chunks = params.chunks_exact_mut(L::N).zip(m.chunks_exact_mut(L::N));
+    for ((pc, mc), (vc, gc)) in chunks.zip(v.chunks_exact_mut(L::N).zip(grads.chunks_exact(L::N))) {
+        let g = L::load(gc);
+        let (mut mv, mut vv) = (L::load(mc), L::load(vc));
+        mv = (g - mv).mul_add(one_minus_beta1, mv).flush_tiny();
+        vv = (g * g - vv).mul_add(one_minus_beta2, vv).flush_tiny();
+        let p = L::load(pc) - alpha * mv / (vv.sqrt() + epsilon);
+        mv.store(mc);
+        vv.store(vc);
+        p.store(pc);
+        done += L::N;
     }
-    adam_update_scalar(p_rest, m_rest, v_rest, g_rest, step);
+    done
 }
 
 /// Scalar twin of [`adam_update`].
@@ -65,8 +94,8 @@ pub fn adam_update(params: &mut [f32], m: &mut [f32], v: &mut [f32], grads: &[f3
 #[inline]
 pub fn adam_update_scalar(params: &mut [f32], m: &mut [f32], v: &mut [f32], grads: &[f32], step: AdamStep) {
     for (((p, mv), vv), &g) in params.iter_mut().zip(m).zip(v).zip(grads) {
-        *mv += (g - *mv) * (1.0 - step.beta1);
-        *vv += (g * g - *vv) * (1.0 - step.beta2);
+        *mv = flush_tiny(*mv + (g - *mv) * (1.0 - step.beta1));
+        *vv = flush_tiny(*vv + (g * g - *vv) * (1.0 - step.beta2));
         *p -= step.alpha * *mv / (libm::sqrtf(*vv) + step.epsilon);
     }
 }
@@ -83,16 +112,45 @@ pub fn adam_update_scalar(params: &mut [f32], m: &mut [f32], v: &mut [f32], grad
 #[inline]
 pub fn momentum_update(params: &mut [f32], velocity: &mut [f32], grads: &[f32], lr: f32, momentum: f32) {
     let n = params.len().min(velocity.len()).min(grads.len());
-    let (p_chunks, p_rest) = params[..n].as_chunks_mut::<LANES>();
-    let (v_chunks, v_rest) = velocity[..n].as_chunks_mut::<LANES>();
-    let (g_chunks, g_rest) = grads[..n].as_chunks::<LANES>();
-    let (lr_v, momentum_v) = (f32x8::splat(lr), f32x8::splat(momentum));
-    for ((pc, vc), gc) in p_chunks.iter_mut().zip(v_chunks).zip(g_chunks) {
-        let v = momentum_v * f32x8::new(*vc) - lr_v * f32x8::new(*gc);
-        *vc = v.to_array();
-        *pc = (f32x8::new(*pc) + v).to_array();
+    let (params, velocity, grads) = (&mut params[..n], &mut velocity[..n], &grads[..n]);
+    let wide = momentum_vectors::<Vector>(params, velocity, grads, lr, momentum);
+    let narrow = wide
+        + momentum_vectors::<f32x8>(
+            &mut params[wide..],
+            &mut velocity[wide..],
+            &grads[wide..],
+            lr,
+            momentum,
+        );
+    momentum_update_scalar(
+        &mut params[narrow..],
+        &mut velocity[narrow..],
+        &grads[narrow..],
+        lr,
+        momentum,
+    );
+}
+
+/// [`momentum_update`] over the whole vectors of `L` at the front of the
+/// slices (of equal lengths); returns how many values that was.
+#[inline]
+fn momentum_vectors<L: Lanes>(
+    params: &mut [f32],
+    velocity: &mut [f32],
+    grads: &[f32],
+    lr: f32,
+    momentum: f32,
+) -> usize {
+    let (lr_v, momentum_v) = (L::splat(lr), L::splat(momentum));
+    let mut done = 0;
+    let chunks = params.chunks_exact_mut(L::N).zip(velocity.chunks_exact_mut(L::N));
+    for ((pc, vc), gc) in chunks.zip(grads.chunks_exact(L::N)) {
+        let v = (momentum_v * L::load(vc) - lr_v * L::load(gc)).flush_tiny();
+        v.store(vc);
+        (L::load(pc) + v).store(pc);
+        done += L::N;
     }
-    momentum_update_scalar(p_rest, v_rest, g_rest, lr, momentum);
+    done
 }
 
 /// Scalar twin of [`momentum_update`].
@@ -111,47 +169,7 @@ pub fn momentum_update_scalar(
     momentum: f32,
 ) {
     for ((p, v), &g) in params.iter_mut().zip(velocity).zip(grads) {
-        *v = momentum * *v - lr * g;
+        *v = flush_tiny(momentum * *v - lr * g);
         *p += *v;
     }
-}
-
-/// Lane-wise square root. `wide` has no Arm backend for 32-bit Cortex-M and
-/// falls back to a software square root there, while the FPU of every
-/// hard-float (`eabihf`) Cortex-M has `vsqrt.f32`: use it lane by lane there.
-#[inline]
-fn sqrt(v: f32x8) -> f32x8 {
-    #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-    {
-        f32x8::new(v.to_array().map(hardware_sqrt))
-    }
-    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
-    {
-        v.sqrt()
-    }
-}
-
-/// The FPU's square root instruction. Rust exposes the FPU's registers to
-/// `asm!` only with the double-precision `vfp2` feature, which single-precision
-/// FPUs (M4F, M33) lack, so the value passes through a core register and `s0`
-/// is saved around the instruction.
-#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-#[inline]
-fn hardware_sqrt(x: f32) -> f32 {
-    let bits: u32;
-    // SAFETY: the sequence reads and writes only `x`'s register and `s0`,
-    // which it pushes first and pops last, so no register the compiler uses
-    // changes; the push and pop stay within the stack below the stack pointer.
-    unsafe {
-        core::arch::asm!(
-            "vpush {{s0}}",
-            "vmov s0, {x}",
-            "vsqrt.f32 s0, s0",
-            "vmov {x}, s0",
-            "vpop {{s0}}",
-            x = inout(reg) x.to_bits() => bits,
-            options(pure, nomem),
-        );
-    }
-    f32::from_bits(bits)
 }

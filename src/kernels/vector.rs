@@ -5,8 +5,29 @@
 
 use wide::f32x8;
 
-/// Lanes of the SIMD vector type the kernels use.
-pub const LANES: usize = 8;
+/// The vector of `f32` the flat kernels (dense layers, updates) run on: the
+/// widest one this build's target features keep in one register. 16 lanes
+/// when AVX-512 is on (this repository's `.cargo/config.toml` builds for the
+/// host's own core, `-C target-cpu=native`), else 8 (AVX, or two SSE
+/// registers, or an array on targets without SIMD).
+#[cfg(target_feature = "avx512f")]
+pub(crate) type Vector = wide::f32x16;
+/// The vector of `f32` the flat kernels run on (see the AVX-512 build).
+#[cfg(not(target_feature = "avx512f"))]
+pub(crate) type Vector = f32x8;
+
+/// Lanes of [`Vector`], the vector the dense layers and the optimizers'
+/// updates run on: 16 with AVX-512, else 8.
+///
+/// ```
+/// assert!(tinycnn::kernels::LANES == 8 || tinycnn::kernels::LANES == 16);
+/// ```
+pub const LANES: usize = core::mem::size_of::<Vector>() / core::mem::size_of::<f32>();
+
+/// Lanes of the vectors the convolutions run on: eight, so that a 14-column
+/// pooled row of the default model takes two runs of 8 and an image row
+/// split into even and odd columns fits.
+pub(crate) const ROW_LANES: usize = 8;
 
 /// Whether `wide`'s vectors are SIMD registers on this target (on 32-bit
 /// Cortex-M they are arrays, and loops written for a core's few registers
@@ -18,6 +39,129 @@ pub(crate) const HAS_SIMD: bool = cfg!(any(
     target_arch = "wasm32"
 ));
 
+/// A vector of `f32` lanes as the flat kernels use it, so that one kernel
+/// serves [`Vector`] and the eight-lane vector for what is left after it.
+pub(crate) trait Lanes:
+    Copy
+    + core::ops::Add<Output = Self>
+    + core::ops::Sub<Output = Self>
+    + core::ops::Mul<Output = Self>
+    + core::ops::Div<Output = Self>
+{
+    /// Number of lanes.
+    const N: usize;
+    /// Every lane `x`.
+    fn splat(x: f32) -> Self;
+    /// The first `N` values (zeros past the end of `values`, which callers
+    /// never reach).
+    fn load(values: &[f32]) -> Self;
+    /// `self * a + b`, rounded once.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// Writes the lanes to the front of `out` (as many as fit).
+    fn store(self, out: &mut [f32]);
+    /// Lane-wise square root.
+    fn sqrt(self) -> Self;
+    /// Zero where the magnitude is below [`FLUSH_BELOW`], else unchanged
+    /// (NaN included).
+    fn flush_tiny(self) -> Self;
+}
+
+/// Optimizer state whose magnitude falls below this is set to zero. A first
+/// moment or velocity that small moves no parameter (its share of a step is
+/// below 1e-23 of the learning rate), but left alone it decays through the
+/// subnormal numbers, on which Intel cores take a slow microcode assist per
+/// operation: an Adam epoch of the default model on a Xeon spent 40% of its
+/// time on those (a dense1 row that stays inactive decays by `beta1` per
+/// step and is subnormal after about 800 steps).
+pub(crate) const FLUSH_BELOW: f32 = 1e-30;
+
+/// Scalar twin of [`Lanes::flush_tiny`].
+#[inline]
+pub(crate) fn flush_tiny(x: f32) -> f32 {
+    if x.abs() < FLUSH_BELOW {
+        0.0
+    } else {
+        x
+    }
+}
+
+macro_rules! impl_lanes {
+    ($vector:ty, $n:expr) => {
+        impl Lanes for $vector {
+            const N: usize = $n;
+            #[inline]
+            fn splat(x: f32) -> Self {
+                <$vector>::splat(x)
+            }
+            #[inline]
+            fn load(values: &[f32]) -> Self {
+                values
+                    .first_chunk::<$n>()
+                    .map_or(<$vector>::splat(0.0), |chunk| <$vector>::new(*chunk))
+            }
+            #[inline]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$vector>::mul_add(self, a, b)
+            }
+            #[inline]
+            fn store(self, out: &mut [f32]) {
+                for (slot, value) in out.iter_mut().zip(self.to_array()) {
+                    *slot = value;
+                }
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+                {
+                    <$vector>::new(self.to_array().map(hardware_sqrt))
+                }
+                #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
+                {
+                    <$vector>::sqrt(self)
+                }
+            }
+            #[inline]
+            fn flush_tiny(self) -> Self {
+                let zero = <$vector>::splat(0.0);
+                self.abs()
+                    .simd_lt(<$vector>::splat(FLUSH_BELOW))
+                    .select(zero, self)
+            }
+        }
+    };
+}
+
+/// The FPU's square root instruction: `wide` has no Arm backend for 32-bit
+/// Cortex-M and falls back to a software square root there, while the FPU of
+/// every hard-float (`eabihf`) Cortex-M has `vsqrt.f32`. Rust exposes the
+/// FPU's registers to `asm!` only with the double-precision `vfp2` feature,
+/// which single-precision FPUs (M4F, M33) lack, so the value passes through
+/// a core register and `s0` is saved around the instruction.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+#[inline]
+fn hardware_sqrt(x: f32) -> f32 {
+    let bits: u32;
+    // SAFETY: the sequence reads and writes only `x`'s register and `s0`,
+    // which it pushes first and pops last, so no register the compiler uses
+    // changes; the push and pop stay within the stack below the stack pointer.
+    unsafe {
+        core::arch::asm!(
+            "vpush {{s0}}",
+            "vmov s0, {x}",
+            "vsqrt.f32 s0, s0",
+            "vmov {x}, s0",
+            "vpop {{s0}}",
+            x = inout(reg) x.to_bits() => bits,
+            options(pure, nomem),
+        );
+    }
+    f32::from_bits(bits)
+}
+
+impl_lanes!(f32x8, 8);
+#[cfg(target_feature = "avx512f")]
+impl_lanes!(wide::f32x16, 16);
+
 /// `y[i] += a * x[i]` for every `i` below the shorter of the two lengths.
 ///
 /// ```
@@ -28,13 +172,26 @@ pub(crate) const HAS_SIMD: bool = cfg!(any(
 #[inline]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
-    let (x_chunks, x_rest) = x[..n].as_chunks::<LANES>();
-    let (y_chunks, y_rest) = y[..n].as_chunks_mut::<LANES>();
-    let av = f32x8::splat(a);
-    for (xc, yc) in x_chunks.iter().zip(y_chunks) {
-        *yc = f32x8::new(*xc).mul_add(av, f32x8::new(*yc)).to_array();
+    let (x, y) = (&x[..n], &mut y[..n]);
+    let wide = axpy_vectors::<Vector>(a, x, y);
+    let narrow = wide + axpy_vectors::<f32x8>(a, &x[wide..], &mut y[wide..]);
+    axpy_scalar(a, &x[narrow..], &mut y[narrow..]);
+}
+
+/// [`axpy`] over the whole vectors of `L` at the front of `x` and `y` (of
+/// equal lengths); returns how many values that was. After the widest
+/// vectors, eight-lane ones take what they leave, so a value takes the fused
+/// multiply-add exactly when it would with eight lanes: every width rounds
+/// alike.
+#[inline]
+fn axpy_vectors<L: Lanes>(a: f32, x: &[f32], y: &mut [f32]) -> usize {
+    let av = L::splat(a);
+    let mut done = 0;
+    for (xc, yc) in x.chunks_exact(L::N).zip(y.chunks_exact_mut(L::N)) {
+        L::load(xc).mul_add(av, L::load(yc)).store(yc);
+        done += L::N;
     }
-    axpy_scalar(a, x_rest, y_rest);
+    done
 }
 
 /// Scalar twin of [`axpy`].
@@ -61,9 +218,9 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
     let (x_chunks, x_rest) = x[..n].as_chunks::<LANES>();
     let (y_chunks, y_rest) = y[..n].as_chunks::<LANES>();
-    let mut acc = f32x8::splat(0.0);
+    let mut acc = Vector::splat(0.0);
     for (xc, yc) in x_chunks.iter().zip(y_chunks) {
-        acc = f32x8::new(*xc).mul_add(f32x8::new(*yc), acc);
+        acc = Vector::new(*xc).mul_add(Vector::new(*yc), acc);
     }
     acc.reduce_add() + dot_scalar(x_rest, y_rest)
 }
@@ -78,13 +235,13 @@ pub fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
     x.iter().zip(y).map(|(a, b)| a * b).sum()
 }
 
-/// Starts of the runs of `LANES` that cover `0..len` (`len >= LANES`): one
-/// every `LANES`, the last moved back to end at `len`, overlapping the one
-/// before it rather than leaving a remainder.
+/// Starts of the runs of `ROW_LANES` that cover `0..len` (`len >=
+/// ROW_LANES`): one every `ROW_LANES`, the last moved back to end at `len`,
+/// overlapping the one before it rather than leaving a remainder.
 #[inline]
 pub(crate) fn runs(len: usize) -> impl Iterator<Item = usize> {
-    let last = len.saturating_sub(LANES);
-    (0..len.div_ceil(LANES)).map(move |run| (run * LANES).min(last))
+    let last = len.saturating_sub(ROW_LANES);
+    (0..len.div_ceil(ROW_LANES)).map(move |run| (run * ROW_LANES).min(last))
 }
 
 /// `true` when no value is NaN or infinite.
@@ -99,15 +256,15 @@ pub fn all_finite(values: &[f32]) -> bool {
         return values.iter().all(|v| v.is_finite());
     }
     // `v * 0` is 0 for a finite `v` and NaN otherwise, and a NaN survives
-    // every later addition: one multiply-add per eight values, no branch.
+    // every later addition: one multiply-add per vector of values, no branch.
     // Four sums, so that the additions do not wait on each other.
-    let zero = f32x8::splat(0.0);
+    let zero = Vector::splat(0.0);
     let (chunks, rest) = values.as_chunks::<{ 4 * LANES }>();
     let mut sums = [zero; 4];
     for chunk in chunks {
         let (quarters, _) = chunk.as_chunks::<LANES>();
         for (sum, quarter) in sums.iter_mut().zip(quarters) {
-            *sum = f32x8::new(*quarter).mul_add(zero, *sum);
+            *sum = Vector::new(*quarter).mul_add(zero, *sum);
         }
     }
     let [a, b, c, d] = sums;

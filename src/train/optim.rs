@@ -312,9 +312,11 @@ impl AdamConfig {
                 what: "Adam betas must be in [0, 1)",
             });
         }
-        if !(self.epsilon.is_finite() && self.epsilon >= 0.0) {
+        // With a zero epsilon, a parameter whose gradient has always been
+        // zero would step by 0 / 0.
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
             return Err(Error::InvalidConfig {
-                what: "Adam epsilon must be finite and not negative",
+                what: "Adam epsilon must be finite and positive",
             });
         }
         Ok(())
@@ -360,7 +362,7 @@ impl<P: ParamBuffer> Adam<P> {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a non-positive learning rate, betas
-    /// outside `[0, 1)` or a negative epsilon.
+    /// outside `[0, 1)` or an epsilon that is not positive.
     pub fn new(config: AdamConfig) -> Result<Self, Error> {
         let mut adam = Self::zeroed_state();
         adam.configure(config)?;
