@@ -22,7 +22,7 @@ mod int8;
 pub(crate) mod paired;
 mod softmax;
 mod update;
-mod vector;
+pub(crate) mod vector;
 
 pub use conv::{
     conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_backward_scalar, conv_relu_pool_input_grad,

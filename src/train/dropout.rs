@@ -1,6 +1,8 @@
 //! Inverted dropout.
 
+use crate::kernels::vector::HAS_SIMD;
 use rand_core::RngCore;
+use wide::{f32x8, i32x8, u16x8};
 
 /// Zeroes each value with probability `rate` and scales the kept ones by
 /// `1 / (1 - rate)`, so the expected value is unchanged and inference needs no
@@ -28,7 +30,20 @@ pub fn dropout(values: &mut [f32], rate: f32, rng: &mut impl RngCore) {
     // Keep when the 16-bit draw is at or above rate * 2^16, rounded.
     let threshold = (rate * 65_536.0 + 0.5) as u32;
     let keep_scale = 1.0 / (1.0 - rate);
-    for quad in values.chunks_mut(4) {
+    // Eight values from two draws, compared and masked in one vector each:
+    // the same draws in the same order as the loop after it, which a
+    // compiler may otherwise turn into a branch per value.
+    let vector_len = if HAS_SIMD { values.len() / 8 * 8 } else { 0 };
+    let (head, rest) = values.split_at_mut(vector_len);
+    let (threshold_v, scale_v) = (i32x8::splat(threshold as i32), f32x8::splat(keep_scale));
+    for eight in head.as_chunks_mut::<8>().0 {
+        let [a, b] = [stream.next_u64(), stream.next_u64()].map(quarters);
+        let draws = u16x8::new([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]);
+        let keep = i32x8::from_u16x8(draws).simd_ge(threshold_v);
+        let kept = f32x8::new(*eight) & bytemuck::cast::<i32x8, f32x8>(keep);
+        *eight = (kept * scale_v).to_array();
+    }
+    for quad in rest.chunks_mut(4) {
         let mut draws = stream.next_u64();
         for v in quad {
             let keep = (draws as u32 & 0xFFFF) >= threshold;
@@ -39,6 +54,17 @@ pub fn dropout(values: &mut [f32], rate: f32, rng: &mut impl RngCore) {
             *v = f32::from_bits(v.to_bits() & mask) * keep_scale;
         }
     }
+}
+
+/// The four 16-bit draws of a 64-bit one, lowest bits first.
+#[inline]
+fn quarters(draws: u64) -> [u16; 4] {
+    [
+        draws as u16,
+        (draws >> 16) as u16,
+        (draws >> 32) as u16,
+        (draws >> 48) as u16,
+    ]
 }
 
 /// SplitMix64 from a per-sample seed: a sample's dropout mask can be drawn
