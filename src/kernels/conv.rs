@@ -9,7 +9,7 @@
 //! row-major order among equal values; backward sends the gradient there.
 
 use super::dense::nonzero_positions;
-use super::vector::{self, larger, runs, HAS_SIMD, ROW_LANES};
+use super::vector::{self, larger, runs, Vector, HAS_SIMD, LANES, ROW_LANES};
 use wide::{f32x4, f32x8};
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
@@ -47,7 +47,8 @@ pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
     const { check_sizes::<H, W, K, FLAT>() };
-    if HAS_SIMD && W / 2 >= ROW_LANES {
+    // The split path loads a vector from column 1 of a split row (`W` long).
+    if HAS_SIMD && W / 2 >= ROW_LANES && W > LANES {
         return conv_relu_pool_split(image, kernel, bias, pooled, argmax);
     }
     let mut rows = [[[0.0f32; W]; K]; 2];
@@ -60,7 +61,7 @@ pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT
 }
 
 /// [`conv_relu_pool`] on SIMD registers, with every image row split into its
-/// even and odd columns first: the four cells of eight neighbouring pooling
+/// even and odd columns first: the four cells of a vector of neighbouring pooling
 /// windows are then four vectors of sums (even and odd columns of two
 /// convolution rows), pooled lane by lane without a shuffle, and the
 /// convolution map never leaves the registers. With `even[j] = row[2j]` and
@@ -75,8 +76,8 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
     pooled: &mut [f32; FLAT],
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
-    let taps: [[[f32x8; 3]; 3]; K] = core::array::from_fn(|k| {
-        core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])))
+    let taps: [[[Vector; 3]; 3]; K] = core::array::from_fn(|k| {
+        core::array::from_fn(|ky| core::array::from_fn(|kx| Vector::splat(kernel[ky][kx][k])))
     });
     let finite: [bool; K] =
         core::array::from_fn(|k| kernel.as_flattened().iter().all(|taps| taps[k].is_finite()));
@@ -91,21 +92,21 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
         }
     }
     let (zero, one, two, three) = (
-        f32x8::splat(0.0),
-        f32x8::splat(1.0),
-        f32x8::splat(2.0),
-        f32x8::splat(3.0),
+        Vector::splat(0.0),
+        Vector::splat(1.0),
+        Vector::splat(2.0),
+        Vector::splat(3.0),
     );
     for py in 0..H / 2 {
-        for at in runs(pw) {
+        for at in runs(pw, LANES) {
             // Image rows 2py - 1 ..= 2py + 2 as [odd@j, even@j, odd@j+1, even@j+1].
-            let sources: [Option<[f32x8; 4]>; 4] = core::array::from_fn(|r| {
+            let sources: [Option<[Vector; 4]>; 4] = core::array::from_fn(|r| {
                 let [even, odd] = split.get((2 * py + r).checked_sub(1)?)?;
                 Some([
-                    lanes(odd, at),
-                    lanes(even, at),
-                    lanes(odd, at + 1),
-                    lanes(even, at + 1),
+                    wide_lanes(odd, at),
+                    wide_lanes(even, at),
+                    wide_lanes(odd, at + 1),
+                    wide_lanes(even, at + 1),
                 ])
             });
             // Black background around the item: every product is 0 * tap, so
@@ -114,7 +115,7 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
             let black = sources.iter().flatten().flatten().all(|v| v.simd_ne(zero).none());
             for (k, (taps, &bias)) in taps.iter().zip(bias).enumerate() {
                 // Sums of the even and odd columns of the top and bottom row.
-                let mut cells = [f32x8::splat(bias); 4];
+                let mut cells = [Vector::splat(bias); 4];
                 let skip = black && finite[k];
                 for (ky, taps) in taps.iter().enumerate().filter(|_| !skip) {
                     for (half, rows) in [(0, ky), (2, ky + 1)] {
@@ -141,7 +142,9 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
                 let best = lower.select(bottom, top);
                 let best = zero.simd_gt(best).select(zero, best).to_array();
                 let which = lower.select(bottom_which, top_which).round_int().to_array();
-                for (t, (&value, &which)) in best.iter().zip(&which).enumerate() {
+                // A run wider than the pooled row covers it and more.
+                let in_row = (pw - at).min(LANES);
+                for (t, (&value, &which)) in best.iter().zip(&which).enumerate().take(in_row) {
                     let cell = (py * pw + at + t) * K + k;
                     if let Some(slot) = pooled.get_mut(cell) {
                         *slot = value;
@@ -259,6 +262,16 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
         row[0] = left;
         row[W - 1] = right;
     }
+}
+
+/// [`Vector`]'s lanes of `values` from `at` (zeros past the end, which the
+/// callers' bounds never reach).
+#[inline]
+fn wide_lanes(values: &[f32], at: usize) -> Vector {
+    values
+        .get(at..at + LANES)
+        .and_then(|chunk| <[f32; LANES]>::try_from(chunk).ok())
+        .map_or(Vector::splat(0.0), Vector::new)
 }
 
 /// `ROW_LANES` values of `values` from `at` (zeros past the end, which the

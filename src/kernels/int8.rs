@@ -187,7 +187,7 @@ fn conv_relu_pool_i8_pairs<const H: usize, const W: usize, const K: usize, const
             .map_or(i16x16::splat(0), i16x16::new)
     };
     for py in 0..H / 2 {
-        for at in runs(pw) {
+        for at in runs(pw, ROW_LANES) {
             // Image rows 2py - 1 ..= 2py + 2 from shifted columns 2at ..= 2at + 3.
             let sources: [Option<[i16x16; 4]>; 4] = core::array::from_fn(|r| {
                 let row = rows.get((2 * py + r).checked_sub(1)?)?.as_flattened();

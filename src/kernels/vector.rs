@@ -235,13 +235,13 @@ pub fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
     x.iter().zip(y).map(|(a, b)| a * b).sum()
 }
 
-/// Starts of the runs of `ROW_LANES` that cover `0..len` (`len >=
-/// ROW_LANES`): one every `ROW_LANES`, the last moved back to end at `len`,
+/// Starts of the runs of `lanes` that cover `0..len`: one every `lanes`,
+/// the last moved back to end at `len` (or to start at 0 when `len < lanes`),
 /// overlapping the one before it rather than leaving a remainder.
 #[inline]
-pub(crate) fn runs(len: usize) -> impl Iterator<Item = usize> {
-    let last = len.saturating_sub(ROW_LANES);
-    (0..len.div_ceil(ROW_LANES)).map(move |run| (run * ROW_LANES).min(last))
+pub(crate) fn runs(len: usize, lanes: usize) -> impl Iterator<Item = usize> {
+    let last = len.saturating_sub(lanes);
+    (0..len.div_ceil(lanes)).map(move |run| (run * lanes).min(last))
 }
 
 /// `true` when no value is NaN or infinite.
