@@ -210,17 +210,22 @@ pub fn axpy_scalar(a: f32, x: &[f32], y: &mut [f32]) {
 
 /// The dot product over the shorter of the two lengths.
 ///
+/// Always in eight lanes, even where [`Vector`] is wider: the lanes' sums
+/// and their order of addition decide the rounding, and with eight every
+/// x86-64 build (AVX2 or AVX-512) computes the same numbers, so a model
+/// trains to the same weights on either kind of machine.
+///
 /// ```
 /// assert_eq!(tinycnn::kernels::dot(&[1.0; 20], &[0.5; 20]), 10.0);
 /// ```
 #[inline]
 pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
-    let (x_chunks, x_rest) = x[..n].as_chunks::<LANES>();
-    let (y_chunks, y_rest) = y[..n].as_chunks::<LANES>();
-    let mut acc = Vector::splat(0.0);
+    let (x_chunks, x_rest) = x[..n].as_chunks::<ROW_LANES>();
+    let (y_chunks, y_rest) = y[..n].as_chunks::<ROW_LANES>();
+    let mut acc = f32x8::splat(0.0);
     for (xc, yc) in x_chunks.iter().zip(y_chunks) {
-        acc = Vector::new(*xc).mul_add(Vector::new(*yc), acc);
+        acc = f32x8::new(*xc).mul_add(f32x8::new(*yc), acc);
     }
     acc.reduce_add() + dot_scalar(x_rest, y_rest)
 }
