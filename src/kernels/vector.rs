@@ -105,8 +105,14 @@ macro_rules! impl_lanes {
             }
             #[inline]
             fn store(self, out: &mut [f32]) {
-                for (slot, value) in out.iter_mut().zip(self.to_array()) {
-                    *slot = value;
+                // A whole vector in one store where it fits (a loop over
+                // the lanes is not always merged into one).
+                if let Some(whole) = out.first_chunk_mut::<$n>() {
+                    *whole = self.to_array();
+                } else {
+                    for (slot, value) in out.iter_mut().zip(self.to_array()) {
+                        *slot = value;
+                    }
                 }
             }
             #[inline]
