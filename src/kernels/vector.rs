@@ -128,6 +128,10 @@ macro_rules! impl_lanes {
             }
             #[inline]
             fn flush_tiny(self) -> Self {
+                if !HAS_SIMD {
+                    // Lanes in an array: a compare per lane beats masks.
+                    return <$vector>::new(self.to_array().map(flush_tiny));
+                }
                 let zero = <$vector>::splat(0.0);
                 self.abs()
                     .simd_lt(<$vector>::splat(FLUSH_BELOW))
