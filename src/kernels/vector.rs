@@ -16,7 +16,7 @@ pub(crate) type Vector = wide::f32x16;
 #[cfg(not(target_feature = "avx512f"))]
 pub(crate) type Vector = f32x8;
 
-/// Lanes of [`Vector`], the vector the dense layers and the optimizers'
+/// Lanes of the vector the dense layers and the optimizers'
 /// updates run on: 16 with AVX-512, else 8.
 ///
 /// ```
@@ -220,7 +220,7 @@ pub fn axpy_scalar(a: f32, x: &[f32], y: &mut [f32]) {
 
 /// The dot product over the shorter of the two lengths.
 ///
-/// Always in eight lanes, even where [`Vector`] is wider: the lanes' sums
+/// Always in eight lanes, even where the flat kernels' vector is wider: the lanes' sums
 /// and their order of addition decide the rounding, and with eight every
 /// x86-64 build (AVX2 or AVX-512) computes the same numbers, so a model
 /// trains to the same weights on either kind of machine.
