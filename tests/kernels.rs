@@ -241,22 +241,41 @@ fn max_pool_ties_go_to_the_first_cell_in_row_major_order() {
     assert_eq!(pooled[..4], [1.0, 2.0, 3.0, 4.0]);
 }
 
-#[test]
-fn dense_matches_scalar_with_zeros_in_the_input() {
-    let mut r = rng(7);
+/// [`dense`] of `OUT` outputs against its scalar twin and the definition.
+fn dense_case<const OUT: usize>(seed: u64) {
+    let mut r = rng(seed);
     let mut input: [f32; 37] = random_array(&mut r, -1.0, 1.0);
     input.iter_mut().step_by(3).for_each(|v| *v = 0.0);
-    let kernel: [[f32; 13]; 37] = core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0));
-    let bias: [f32; 13] = random_array(&mut r, -1.0, 1.0);
-    let (mut a, mut b) = ([0.0; 13], [0.0; 13]);
+    let kernel: [[f32; OUT]; 37] = core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0));
+    let bias: [f32; OUT] = random_array(&mut r, -1.0, 1.0);
+    let (mut a, mut b) = ([0.0; OUT], [0.0; OUT]);
     dense(&input, &kernel, &bias, &mut a);
     dense_scalar(&input, &kernel, &bias, &mut b);
     assert_all_close(&a, &b, 1e-5, 1e-5, "dense");
     // Against the definition, zeros included.
-    for j in 0..13 {
+    for j in 0..OUT {
         let expected: f32 = bias[j] + (0..37).map(|i| input[i] * kernel[i][j]).sum::<f32>();
-        assert!(close(a[j], expected, 1e-5, 1e-5));
+        assert!(
+            close(a[j], expected, 1e-5, 1e-5),
+            "{OUT} outputs, output {j}: {} vs {expected}",
+            a[j]
+        );
     }
+}
+
+#[test]
+fn dense_matches_scalar_with_zeros_in_the_input() {
+    // Every way the outputs split into wide vectors, eight-lane vectors, a
+    // quad and single values.
+    dense_case::<1>(7);
+    dense_case::<4>(8);
+    dense_case::<7>(9);
+    dense_case::<8>(10);
+    dense_case::<13>(11);
+    dense_case::<16>(12);
+    dense_case::<28>(13);
+    dense_case::<100>(14);
+    dense_case::<111>(15);
 }
 
 #[test]
