@@ -84,11 +84,14 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
     let pw = W / 2;
     let mut split = [[[0.0f32; W]; 2]; H];
     for (row, [even, odd]) in image.iter().zip(&mut split) {
-        for j in 0..=pw {
-            let at = |x: Option<usize>| x.and_then(|x| row.get(x)).copied().unwrap_or(0.0);
-            if let (Some(e), Some(o)) = (even.get_mut(j), odd.get_mut(j)) {
-                (*e, *o) = (at(Some(2 * j)), at((2 * j).checked_sub(1)));
-            }
+        // `odd` starts with the padding's zero; an odd `W` leaves its last
+        // column to `even` alone.
+        let (pairs, last) = row.as_chunks::<2>();
+        for ((even, odd), &[left, right]) in even.iter_mut().zip(&mut odd[1..]).zip(pairs) {
+            (*even, *odd) = (left, right);
+        }
+        if let (Some(&last), Some(slot)) = (last.first(), even.get_mut(pairs.len())) {
+            *slot = last;
         }
     }
     let (zero, one, two, three) = (
