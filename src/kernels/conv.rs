@@ -134,26 +134,36 @@ fn conv_relu_pool_split<const H: usize, const W: usize, const K: usize, const FL
                         }
                     }
                 }
-                // Ties go to the earlier cell in row-major order: compares are strict.
+                // `a.fast_max(b)` is x86's max, `b < a ? a : b` lane by lane:
+                // ties (and NaN) go to `b`, the earlier cell in row-major
+                // order, as the scalar twin's strict compares have it.
                 let [top_left, top_right, bottom_left, bottom_right] = cells;
-                let right = top_right.simd_gt(top_left);
-                let (top, top_which) = (right.select(top_right, top_left), right.select(one, zero));
-                let right = bottom_right.simd_gt(bottom_left);
-                let (bottom, bottom_which) =
-                    (right.select(bottom_right, bottom_left), right.select(three, two));
-                let lower = bottom.simd_gt(top);
-                let best = lower.select(bottom, top);
-                let best = zero.simd_gt(best).select(zero, best).to_array();
-                let which = lower.select(bottom_which, top_which).round_int().to_array();
+                let top = top_right.fast_max(top_left);
+                let bottom = bottom_right.fast_max(bottom_left);
+                let best = zero.fast_max(bottom.fast_max(top)).to_array();
+                // The winners only when asked: their compares and selects
+                // take the ports the multiply-adds use.
+                let which = argmax.is_some().then(|| {
+                    let top_which = top_right.simd_gt(top_left).select(one, zero);
+                    let bottom_which = bottom_right.simd_gt(bottom_left).select(three, two);
+                    bottom
+                        .simd_gt(top)
+                        .select(bottom_which, top_which)
+                        .round_int()
+                        .to_array()
+                });
                 // A run wider than the pooled row covers it and more.
                 let in_row = (pw - at).min(LANES);
-                for (t, (&value, &which)) in best.iter().zip(&which).enumerate().take(in_row) {
-                    let cell = (py * pw + at + t) * K + k;
-                    if let Some(slot) = pooled.get_mut(cell) {
+                for (t, &value) in best.iter().enumerate().take(in_row) {
+                    if let Some(slot) = pooled.get_mut((py * pw + at + t) * K + k) {
                         *slot = value;
                     }
-                    if let Some(slot) = argmax.as_deref_mut().and_then(|a| a.get_mut(cell)) {
-                        *slot = which as u8;
+                }
+                if let (Some(argmax), Some(which)) = (argmax.as_deref_mut(), which) {
+                    for (t, &which) in which.iter().enumerate().take(in_row) {
+                        if let Some(slot) = argmax.get_mut((py * pw + at + t) * K + k) {
+                            *slot = which as u8;
+                        }
                     }
                 }
             }
