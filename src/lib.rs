@@ -49,7 +49,7 @@ pub mod weights;
 
 pub use error::Error;
 pub use kernels::argmax;
-pub use model::{Evaluation, ParamBuffer, Params, Workspace};
+pub use model::{BatchWorkspace, Evaluation, ParamBuffer, Params, Workspace};
 pub use train::Trainer;
 
 /// [`Params`] at the default (Fashion-MNIST) sizes, nameable in expressions:

@@ -1,5 +1,7 @@
 //! The network's parameters, its inference working memory, and the forward pass.
 
+mod batch;
+
 use crate::data::Samples;
 use crate::kernels::dense::{dense_listed, nonzero_positions};
 use crate::kernels::{
@@ -8,6 +10,8 @@ use crate::kernels::{
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use rand_core::RngCore;
+
+pub use batch::BatchWorkspace;
 
 /// All trainable parameters of the CNN, in the Keras layouts of the crate's
 /// weight files (so a flat view of this struct is the blob's payload).

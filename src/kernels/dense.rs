@@ -256,7 +256,7 @@ fn accumulate_block<
             out.copy_from_slice(&quad_sums.to_array());
         }
     }
-    store_block(vectors, sums.get_mut(block));
+    store_block(vectors, sums, start);
 }
 
 /// Four values of `values` from `at` (zeros past the end).
@@ -301,13 +301,14 @@ fn lanes_at<L: Lanes>(block: &[f32], v: usize) -> &[f32] {
     block.get(v * L::N..).unwrap_or_default()
 }
 
-/// Writes a block's sums, vector after vector.
-#[inline]
-fn store_block<L: Lanes, const V: usize>(sums: [L; V], out_block: Option<&mut [f32]>) {
-    if let Some(out_block) = out_block {
-        for (chunk, sum) in out_block.chunks_mut(L::N).zip(sums) {
-            sum.store(chunk);
-        }
+/// Writes a block's sums from `start` on, vector after vector, each in one
+/// store (chunks of a slice, in a loop the compiler does not unroll, went
+/// through the stack in pieces, and a later load of the whole vector waited
+/// for them).
+#[inline(always)]
+fn store_block<L: Lanes, const V: usize, const OUT: usize>(sums: [L; V], out: &mut [f32; OUT], start: usize) {
+    for (v, sum) in sums.into_iter().enumerate() {
+        sum.store(out.get_mut(start + v * L::N..).unwrap_or_default());
     }
 }
 
@@ -472,7 +473,7 @@ fn outer_product_block<L: Lanes, const V: usize, const OUT: usize>(
             *sum = L::load(lanes_at::<L>(values, v)).mul_add(xv, *sum);
         }
     }
-    store_block(sums, out.get_mut(block));
+    store_block(sums, out, start);
 }
 
 /// Scalar twin of [`dense_backward`].
