@@ -3,7 +3,7 @@
 //! fixed order, so a run is the same for the same seed and thread count.
 
 use crate::data::Samples;
-use crate::kernels::dense::outer_product_sum;
+use crate::kernels::dense::{accumulate_rows, Outer};
 use crate::kernels::{all_finite, axpy};
 use crate::model::{ParamBuffer, Params};
 use crate::train::dropout::SampleStream;
@@ -125,27 +125,60 @@ impl<const HIDDEN: usize> ByRow<HIDDEN> {
         self.starts.pop();
     }
 
+    /// The largest input and the sum over samples of each one's largest
+    /// output gradient, or `None` if an output gradient is NaN or infinite:
+    /// what bounds the sums the terms form.
+    fn bounds(&self) -> Option<(f32, f32)> {
+        let inputs = self.terms.iter().map(|&(_, x)| x.abs()).fold(0.0f32, f32::max);
+        let mut outputs = 0.0f32;
+        for hidden_grad in &self.hidden_grads {
+            if !all_finite(hidden_grad) {
+                return None;
+            }
+            outputs += hidden_grad.iter().map(|g| g.abs()).fold(0.0f32, f32::max);
+        }
+        Some((inputs, outputs))
+    }
+}
+
+/// The threads' regrouped records in thread order, which is batch order:
+/// a row of dense1's kernel gradient takes the first thread's terms, then
+/// the second's, and so on.
+struct Regrouped<'a, const HIDDEN: usize>(&'a [ByRow<HIDDEN>]);
+
+impl<const HIDDEN: usize> Regrouped<'_, HIDDEN> {
     /// Whether every row the terms form is certainly finite: every input and
     /// output gradient is, and no sum can reach overflow, its size being at
     /// most the largest input times the sum over samples of each one's
     /// largest output gradient (with room to spare for rounding).
     fn sums_certainly_finite(&self) -> bool {
-        let inputs = self.terms.iter().map(|&(_, x)| x.abs()).fold(0.0f32, f32::max);
-        let mut outputs = 0.0f32;
-        for hidden_grad in &self.hidden_grads {
-            if !all_finite(hidden_grad) {
+        let (mut inputs, mut outputs) = (0.0f32, 0.0f32);
+        for by_row in self.0 {
+            let Some((i, o)) = by_row.bounds() else {
                 return false;
-            }
-            outputs += hidden_grad.iter().map(|g| g.abs()).fold(0.0f32, f32::max);
+            };
+            (inputs, outputs) = (inputs.max(i), outputs + o);
         }
         inputs.is_finite() && inputs * outputs < 1e30
     }
 
-    /// Forms rows `first..first + rows.len()` of the kernel gradient.
+    /// Forms rows `first..first + rows.len()` of the kernel gradient: each
+    /// the sum of its terms in batch order, as adding the samples' outer
+    /// products one after another would form it.
     fn form(&self, first: usize, rows: &mut [[f32; HIDDEN]]) {
         for (i, row) in (first..).zip(rows) {
-            let terms = self.starts.get(i..i + 2).and_then(|s| self.terms.get(s[0]..s[1]));
-            outer_product_sum(terms.unwrap_or_default(), &self.hidden_grads, row);
+            *row = [0.0; HIDDEN];
+            for by_row in self.0 {
+                let terms = by_row
+                    .starts
+                    .get(i..i + 2)
+                    .and_then(|s| by_row.terms.get(s[0]..s[1]));
+                let outer = Outer {
+                    terms: terms.unwrap_or_default(),
+                    grads: &by_row.hidden_grads,
+                };
+                accumulate_rows::<false, HIDDEN>(&outer, row);
+            }
         }
     }
 }
@@ -191,7 +224,7 @@ pub struct ParallelTrainer<
 > {
     trainers: Vec<Box<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>>>,
     records: Vec<Records<HIDDEN>>,
-    by_row: ByRow<HIDDEN>,
+    by_rows: Vec<ByRow<HIDDEN>>,
     seeds: Vec<u64>,
     pool: rayon::ThreadPool,
 }
@@ -230,8 +263,8 @@ impl<
             })?;
         Ok(Self {
             records: (0..threads).map(|_| Records::new()).collect(),
+            by_rows: (0..threads).map(|_| ByRow::new()).collect(),
             trainers,
-            by_row: ByRow::new(),
             seeds: Vec::new(),
             pool,
         })
@@ -258,14 +291,19 @@ impl<
         let scale = 1.0 / batch.len() as f32;
         let chunk = batch.len().div_ceil(self.trainers.len());
         let shared: &Params<H, W, K, FLAT, HIDDEN, CLASSES> = params;
-        let (trainers, records, seeds, pool) =
-            (&mut self.trainers, &mut self.records, &self.seeds, &self.pool);
+        let (trainers, records, by_rows, seeds, pool) = (
+            &mut self.trainers,
+            &mut self.records,
+            &mut self.by_rows,
+            &self.seeds,
+            &self.pool,
+        );
         let losses: Vec<Result<f32, Error>> = pool.install(|| {
             let work = trainers
                 .par_iter_mut()
-                .zip(records.par_iter_mut())
+                .zip(records.par_iter_mut().zip(by_rows.par_iter_mut()))
                 .zip(batch.par_chunks(chunk).zip(seeds.par_chunks(chunk)));
-            work.map(|((trainer, record), (indices, seeds))| {
+            work.map(|((trainer, (record, by_row)), (indices, seeds))| {
                 trainer.zero_gradients_but_dense1_kernel();
                 record.clear();
                 let mut image = [[0.0f32; W]; H];
@@ -275,6 +313,9 @@ impl<
                     loss += trainer.accumulate(shared, &image, label, scale, &mut SampleStream(seed))?;
                     record.push(trainer);
                 }
+                // Each thread regroups its own samples; the step takes the
+                // threads' groups in thread order, which is batch order.
+                by_row.regroup(FLAT, core::slice::from_ref(record));
                 Ok(loss)
             })
             .collect()
@@ -309,13 +350,12 @@ impl<
             }
             finite &= all_finite(sum);
         }
-        let by_row = &mut self.by_row;
-        by_row.regroup(FLAT, records.get(..used).unwrap_or_default());
+        let by_row = Regrouped(by_rows.get(..used).unwrap_or_default());
         let loss = loss_sum * scale;
         if !loss.is_finite() || !finite {
             return Err(Error::Diverged);
         }
-        let by_row = &*by_row;
+        let by_row = &by_row;
         // The step may form the rows only if none can be NaN or infinite; if
         // that is not certain, they are formed and checked first.
         let formed_in_step = by_row.sums_certainly_finite();
@@ -448,7 +488,10 @@ mod tests {
                     &mut rng,
                 )
                 .unwrap();
-            assert!(parallel.by_row.sums_certainly_finite(), "the fast path ran");
+            assert!(
+                Regrouped(&parallel.by_rows).sums_certainly_finite(),
+                "the fast path ran"
+            );
             // The same samples one by one, with the same dropout masks.
             let mut alone: std::boxed::Box<Trainer<8, 8, 3, 48, 20, 3>> = bytemuck::zeroed_box();
             alone.set_dropout(0.5).unwrap();
@@ -501,8 +544,12 @@ mod tests {
             (&[(2, 3.0)], [0.5; 4]),
         ]);
         let second = records(&[(&[(1, -1.0), (2, 0.25)], [4.0, 3.0, 2.0, 1.0])]);
-        let mut by_row = ByRow::new();
-        by_row.regroup(3, &[first, second]);
+        // Each thread regroups its own samples.
+        let (mut by_first, mut by_second) = (ByRow::new(), ByRow::new());
+        by_first.regroup(3, &[first]);
+        by_second.regroup(3, &[second]);
+        let threads = [by_first, by_second];
+        let by_row = Regrouped(&threads);
         let mut rows = [[9.0f32; 4]; 3];
         by_row.form(0, &mut rows);
         assert_eq!(rows[0], [2.0, 4.0, 6.0, 8.0]);
@@ -514,12 +561,21 @@ mod tests {
 
     #[test]
     fn sums_that_could_overflow_or_hold_a_nan_are_not_trusted() {
-        let mut by_row = ByRow::new();
-        by_row.regroup(1, &[records(&[(&[(0, 1e16)], [1e15, 0.0, 0.0, 0.0])])]);
-        assert!(!by_row.sums_certainly_finite());
-        by_row.regroup(1, &[records(&[(&[(0, 1.0)], [f32::NAN, 0.0, 0.0, 0.0])])]);
-        assert!(!by_row.sums_certainly_finite());
-        by_row.regroup(1, &[records(&[(&[(0, 1e10)], [1e10, 0.0, 0.0, 0.0])])]);
-        assert!(by_row.sums_certainly_finite());
+        let trusted = |samples: &[Sample<'_>]| {
+            let mut by_row = ByRow::new();
+            by_row.regroup(1, &[records(samples)]);
+            Regrouped(&[by_row]).sums_certainly_finite()
+        };
+        assert!(!trusted(&[(&[(0, 1e16)], [1e15, 0.0, 0.0, 0.0])]));
+        assert!(!trusted(&[(&[(0, 1.0)], [f32::NAN, 0.0, 0.0, 0.0])]));
+        assert!(trusted(&[(&[(0, 1e10)], [1e10, 0.0, 0.0, 0.0])]));
+        // Bounds add up across threads: two samples each within the limit,
+        // on different threads, together beyond it.
+        let mut halves = [ByRow::new(), ByRow::new()];
+        for by_row in &mut halves {
+            by_row.regroup(1, &[records(&[(&[(0, 1e15)], [6e14, 0.0, 0.0, 0.0])])]);
+        }
+        assert!(Regrouped(&halves[..1]).sums_certainly_finite());
+        assert!(!Regrouped(&halves).sums_certainly_finite());
     }
 }

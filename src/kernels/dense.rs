@@ -55,40 +55,103 @@ pub(crate) fn dense_listed<const IN: usize, const OUT: usize>(
     out: &mut [f32; OUT],
 ) {
     *out = *bias;
-    accumulate_rows::<true, IN, OUT>(input, active, kernel, out);
+    accumulate_rows::<true, OUT>(
+        &Listed {
+            input,
+            active,
+            kernel,
+        },
+        out,
+    );
 }
 
-/// `sums += input[i] * kernel[i]` over the listed inputs `i`, in their order:
-/// [`dense`] after the bias, in parts. Every output takes its terms in the
-/// same order and with the same rounding however the list is cut into
-/// parts, so a batch that walks the kernel a slice of rows at a time
-/// ([`dense_batch`]) computes what [`dense`] does image by image.
+/// Terms `x * row` a dense layer's sums take, in order: the `n`-th is
+/// `term(n)` for `n` below `count()`.
+pub(crate) trait Terms<const OUT: usize> {
+    /// How many terms there are.
+    fn count(&self) -> usize;
+    /// The `n`-th term's factor and row (`None` past the end).
+    fn term(&self, n: usize) -> Option<(f32, &[f32; OUT])>;
+}
+
+/// The forward pass's terms: each listed input times its row of the kernel.
+pub(crate) struct Listed<'a, const IN: usize, const OUT: usize> {
+    /// The layer's input.
+    pub input: &'a [f32; IN],
+    /// Positions of the inputs that count, in increasing order.
+    pub active: &'a [u16],
+    /// The layer's kernel.
+    pub kernel: &'a [[f32; OUT]; IN],
+}
+
+impl<const IN: usize, const OUT: usize> Terms<OUT> for Listed<'_, IN, OUT> {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.active.len()
+    }
+    #[inline(always)]
+    fn term(&self, n: usize) -> Option<(f32, &[f32; OUT])> {
+        let i = usize::from(*self.active.get(n)?);
+        Some((*self.input.get(i)?, self.kernel.get(i)?))
+    }
+}
+
+/// A batch's terms of one row of a dense layer's kernel gradient: each
+/// sample's input at that row times the sample's gradient at the layer's
+/// outputs, in batch order.
+#[cfg(feature = "std")]
+pub(crate) struct Outer<'a, const OUT: usize> {
+    /// `(sample, x)` for the samples whose input `x` at the row is not zero.
+    pub terms: &'a [(u32, f32)],
+    /// Each sample's gradient at the layer's outputs.
+    pub grads: &'a [[f32; OUT]],
+}
+
+#[cfg(feature = "std")]
+impl<const OUT: usize> Terms<OUT> for Outer<'_, OUT> {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.terms.len()
+    }
+    #[inline(always)]
+    fn term(&self, n: usize) -> Option<(f32, &[f32; OUT])> {
+        let &(sample, x) = self.terms.get(n)?;
+        Some((x, self.grads.get(sample as usize)?))
+    }
+}
+
+/// `sums += x * row` over the terms, in their order: [`dense`] after the
+/// bias, or a row of a batch's kernel gradient, whole or in parts. Every
+/// output takes its terms in the same order and with the same rounding
+/// however they are cut into parts, so a batch that walks the kernel a slice
+/// of rows at a time ([`Params::forward_batch`](crate::Params::forward_batch))
+/// computes what [`dense`] does image by image, and a gradient row formed
+/// from each thread's samples in turn is the one formed from the whole batch
+/// (and the one [`axpy`] forms sample after sample).
 ///
-/// With `PREFETCH` (weights that come from beyond the first-level cache:
-/// one image's forward pass), each row is asked for a few listed rows ahead
-/// of its use; the rows a list skips to defeat the core's own prefetchers.
+/// With `PREFETCH` (rows that come from beyond the first-level cache: one
+/// image's forward pass), each row is asked for a few terms ahead of its
+/// use; the rows a list skips defeat the core's own prefetchers.
 #[inline]
-pub(crate) fn accumulate_rows<const PREFETCH: bool, const IN: usize, const OUT: usize>(
-    input: &[f32; IN],
-    active: &[u16],
-    kernel: &[[f32; OUT]; IN],
+pub(crate) fn accumulate_rows<const PREFETCH: bool, const OUT: usize>(
+    terms: &impl Terms<OUT>,
     sums: &mut [f32; OUT],
 ) {
     let mut start = 0;
     let mut first = true;
     while start + BLOCK_VECTORS * LANES <= OUT {
-        block_pass::<Vector, BLOCK_VECTORS, PREFETCH, IN, OUT>(first, input, active, kernel, start, sums);
+        block_pass::<Vector, BLOCK_VECTORS, PREFETCH, OUT>(first, terms, start, sums);
         (start, first) = (start + BLOCK_VECTORS * LANES, false);
     }
     while start + LANES <= OUT {
-        block_pass::<Vector, 1, PREFETCH, IN, OUT>(first, input, active, kernel, start, sums);
+        block_pass::<Vector, 1, PREFETCH, OUT>(first, terms, start, sums);
         (start, first) = (start + LANES, false);
     }
     // Wider vectors leave up to eight more outputs than eight-lane ones
     // would: they take the eight-lane path, so that every output rounds as
     // it does with eight lanes.
     while start + ROW_LANES <= OUT {
-        block_pass::<f32x8, 1, PREFETCH, IN, OUT>(first, input, active, kernel, start, sums);
+        block_pass::<f32x8, 1, PREFETCH, OUT>(first, terms, start, sums);
         (start, first) = (start + ROW_LANES, false);
     }
     // The quad of tail outputs went with the first block, if there was one.
@@ -101,9 +164,8 @@ pub(crate) fn accumulate_rows<const PREFETCH: bool, const IN: usize, const OUT: 
         let mut tail_sums = [0.0f32; ROW_LANES];
         let part = tail_sums.get_mut(..sums_tail.len()).unwrap_or_default();
         part.copy_from_slice(sums_tail);
-        for &i in active {
-            let i = usize::from(i);
-            tail_step(input[i], kernel[i].get(rest..).unwrap_or_default(), part);
+        for (x, row) in (0..terms.count()).filter_map(|n| terms.term(n)) {
+            tail_step(x, row.get(rest..).unwrap_or_default(), part);
         }
         sums_tail.copy_from_slice(part);
     }
@@ -120,18 +182,16 @@ const fn has_quad<const OUT: usize>() -> bool {
 /// One pass of [`accumulate_block`]; the first carries the tail's quad and
 /// the prefetches.
 #[inline(always)]
-fn block_pass<L: Lanes, const V: usize, const PREFETCH: bool, const IN: usize, const OUT: usize>(
+fn block_pass<L: Lanes, const V: usize, const PREFETCH: bool, const OUT: usize>(
     first: bool,
-    input: &[f32; IN],
-    active: &[u16],
-    kernel: &[[f32; OUT]; IN],
+    terms: &impl Terms<OUT>,
     start: usize,
     sums: &mut [f32; OUT],
 ) {
     if first {
-        accumulate_block::<L, V, true, PREFETCH, IN, OUT>(input, active, kernel, start, sums);
+        accumulate_block::<L, V, true, PREFETCH, OUT>(terms, start, sums);
     } else {
-        accumulate_block::<L, V, false, false, IN, OUT>(input, active, kernel, start, sums);
+        accumulate_block::<L, V, false, false, OUT>(terms, start, sums);
     }
 }
 
@@ -205,23 +265,14 @@ const SET_BITS: [[u16; ROW_LANES]; 256] = {
 /// registers through the listed rows; with `QUAD`, the tail's quad too
 /// (multiplied and added apart, as [`tail_step`] does).
 #[inline(always)]
-fn accumulate_block<
-    L: Lanes,
-    const V: usize,
-    const QUAD: bool,
-    const PREFETCH: bool,
-    const IN: usize,
-    const OUT: usize,
->(
-    input: &[f32; IN],
-    active: &[u16],
-    kernel: &[[f32; OUT]; IN],
+fn accumulate_block<L: Lanes, const V: usize, const QUAD: bool, const PREFETCH: bool, const OUT: usize>(
+    terms: &impl Terms<OUT>,
     start: usize,
     sums: &mut [f32; OUT],
 ) {
-    /// Listed rows between a row's prefetch and its use: fewer leave the
-    /// core waiting, more gain nothing (measured on dense1 of the default
-    /// model: 2 and 4 to 16 rows ahead take 9% and 13% off its time).
+    /// Terms between a row's prefetch and its use: fewer leave the core
+    /// waiting, more gain nothing (measured on dense1 of the default model:
+    /// 2 and 4 to 16 rows ahead take 9% and 13% off its time).
     const AHEAD: usize = 4;
     let quad = QUAD && has_quad::<OUT>();
     let quad_at = OUT - OUT % ROW_LANES;
@@ -231,15 +282,15 @@ fn accumulate_block<
     };
     let mut vectors: [L; V] = core::array::from_fn(|v| L::load(lanes_at::<L>(sums_block, v)));
     let mut quad_sums = quad_lanes(sums, quad_at);
-    for (n, &i) in active.iter().enumerate() {
+    for n in 0..terms.count() {
         if PREFETCH {
-            if let Some(&ahead) = active.get(n + AHEAD) {
-                prefetch_row(&kernel[usize::from(ahead)]);
+            if let Some((_, ahead)) = terms.term(n + AHEAD) {
+                prefetch_row(ahead);
             }
         }
-        let i = usize::from(i);
-        let x = input[i];
-        let row = &kernel[i];
+        let Some((x, row)) = terms.term(n) else {
+            continue;
+        };
         let Some(weights) = row.get(block.clone()) else {
             return;
         };
@@ -414,66 +465,6 @@ pub(crate) fn dense_backward_listed<const IN: usize, const OUT: usize>(
             input_grad[i] = dot(&kernel[i], out_grad);
         }
     }
-}
-
-/// `out = sum of x * rows[s]` over `terms` `(s, x)` in their order: one row
-/// of a dense layer's kernel gradient for a batch, from each sample's input
-/// `x` at that row and its gradient at the layer's outputs. Each vector of
-/// sums stays in a register through all the terms; the sums are the same to
-/// the bit as [`axpy`]ing the terms into a zeroed row one after another.
-#[cfg(feature = "std")]
-#[inline]
-pub(crate) fn outer_product_sum<const OUT: usize>(
-    terms: &[(u32, f32)],
-    rows: &[[f32; OUT]],
-    out: &mut [f32; OUT],
-) {
-    let mut start = 0;
-    while start + BLOCK_VECTORS * LANES <= OUT {
-        outer_product_block::<Vector, BLOCK_VECTORS, OUT>(terms, rows, start, out);
-        start += BLOCK_VECTORS * LANES;
-    }
-    while start + LANES <= OUT {
-        outer_product_block::<Vector, 1, OUT>(terms, rows, start, out);
-        start += LANES;
-    }
-    while start + ROW_LANES <= OUT {
-        outer_product_block::<f32x8, 1, OUT>(terms, rows, start, out);
-        start += ROW_LANES;
-    }
-    let Some(out_tail) = out.get_mut(start..) else {
-        return;
-    };
-    let mut sums = [0.0f32; ROW_LANES];
-    let tail = sums.get_mut(..out_tail.len()).unwrap_or_default();
-    for &(sample, x) in terms {
-        if let Some(row) = rows.get(sample as usize) {
-            tail_step(x, row.get(start..).unwrap_or_default(), tail);
-        }
-    }
-    out_tail.copy_from_slice(tail);
-}
-
-#[cfg(feature = "std")]
-#[inline]
-fn outer_product_block<L: Lanes, const V: usize, const OUT: usize>(
-    terms: &[(u32, f32)],
-    rows: &[[f32; OUT]],
-    start: usize,
-    out: &mut [f32; OUT],
-) {
-    let block = start..start + V * L::N;
-    let mut sums = [L::splat(0.0); V];
-    for &(sample, x) in terms {
-        let Some(values) = rows.get(sample as usize).and_then(|row| row.get(block.clone())) else {
-            continue;
-        };
-        let xv = L::splat(x);
-        for (v, sum) in sums.iter_mut().enumerate() {
-            *sum = L::load(lanes_at::<L>(values, v)).mul_add(xv, *sum);
-        }
-    }
-    store_block(sums, out, start);
 }
 
 /// Scalar twin of [`dense_backward`].

@@ -8,7 +8,7 @@
 //! each output takes the same terms in the same order, only cut into parts.
 
 use super::Params;
-use crate::kernels::dense::{accumulate_rows, nonzero_positions};
+use crate::kernels::dense::{accumulate_rows, nonzero_positions, Listed};
 use crate::kernels::{all_finite, argmax, conv_relu_pool, dense, relu};
 use crate::Error;
 use bytemuck::Zeroable;
@@ -169,7 +169,12 @@ impl<
                 let take = list.iter().take(rows).map(|&i| u16::from(i < end)).sum::<u16>();
                 let take = usize::from(take);
                 let slice = list.get(..take).unwrap_or_default();
-                accumulate_rows::<false, FLAT, HIDDEN>(pooled, slice, &self.dense1_kernel, hidden);
+                let terms = Listed {
+                    input: pooled,
+                    active: slice,
+                    kernel: &self.dense1_kernel,
+                };
+                accumulate_rows::<false, HIDDEN>(&terms, hidden);
                 *done += take;
             }
         }
