@@ -226,7 +226,8 @@ pub struct ParallelTrainer<
     records: Vec<Records<HIDDEN>>,
     by_rows: Vec<ByRow<HIDDEN>>,
     seeds: Vec<u64>,
-    pool: rayon::ThreadPool,
+    /// Shared so that an epoch can run on the pool while it borrows the rest.
+    pool: std::sync::Arc<rayon::ThreadPool>,
 }
 
 impl<
@@ -261,6 +262,7 @@ impl<
             .map_err(|_| Error::InvalidConfig {
                 what: "could not start the training threads",
             })?;
+        let pool = std::sync::Arc::new(pool);
         Ok(Self {
             records: (0..threads).map(|_| Records::new()).collect(),
             by_rows: (0..threads).map(|_| ByRow::new()).collect(),
@@ -419,26 +421,33 @@ impl<
     /// # Errors
     /// As [`Trainer::train_epoch`].
     #[allow(clippy::too_many_arguments)]
-    pub fn train_epoch<S: Samples<H, W> + Sync + ?Sized, O: Optimizer + ?Sized>(
+    pub fn train_epoch<S: Samples<H, W> + Sync + ?Sized, O: Optimizer + Send + ?Sized>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         optimizer: &mut O,
         samples: &S,
         order: &mut [u32],
         batch_size: usize,
-        rng: &mut impl RngCore,
+        rng: &mut (impl RngCore + Send),
         epoch: usize,
-        progress: &mut impl Progress,
+        progress: &mut (impl Progress + Send),
     ) -> Result<f32, Error> {
-        run_epoch(
-            samples.len(),
-            order,
-            batch_size,
-            rng,
-            epoch,
-            progress,
-            |batch, rng| self.train_batch(params, optimizer, samples, batch, rng),
-        )
+        // The whole epoch runs on one of the pool's threads: each batch's
+        // passes then start from a thread of the pool, which takes part in
+        // them, instead of waking the pool from outside and sleeping until
+        // it is done, twice a batch.
+        let pool = std::sync::Arc::clone(&self.pool);
+        pool.install(|| {
+            run_epoch(
+                samples.len(),
+                order,
+                batch_size,
+                rng,
+                epoch,
+                progress,
+                |batch, rng| self.train_batch(params, optimizer, samples, batch, rng),
+            )
+        })
     }
 }
 
