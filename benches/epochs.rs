@@ -1,0 +1,165 @@
+//! Full training epochs on the real Fashion-MNIST: each recipe on one thread
+//! ([`Trainer`](tinycnn::Trainer)) and on two
+//! ([`ParallelTrainer`](tinycnn::host::ParallelTrainer)), interleaved, in one
+//! process, so that the two-thread ratio compares runs made under the same
+//! conditions.
+//!
+//! `cargo bench --bench epochs` (data from `TINYCNN_DATA`, else
+//! `/usr/share/datasets/fashion-mnist`). Each configuration trains from the
+//! same initial weights for one epoch of 48,000 images (validation
+//! excluded), three rounds; the medians are reported.
+
+use rand_core::SeedableRng;
+use rand_pcg::Pcg32;
+use std::path::PathBuf;
+use std::time::Instant;
+use tinycnn::data::{split_stratified, Samples, Subset};
+use tinycnn::host::{FashionMnist, ParallelTrainer};
+use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd};
+use tinycnn::{FashionParams, FashionTrainer};
+
+const ROUNDS: usize = 3;
+
+#[derive(Clone, Copy)]
+enum Recipe {
+    Sgd,
+    Adam,
+}
+
+impl Recipe {
+    const fn name(self) -> &'static str {
+        match self {
+            Recipe::Sgd => "sgd",
+            Recipe::Adam => "adam",
+        }
+    }
+    /// Batch size and dropout rate of the book's recipe.
+    const fn settings(self) -> (usize, f32) {
+        match self {
+            Recipe::Sgd => (128, 0.0),
+            Recipe::Adam => (32, 0.5),
+        }
+    }
+    fn optimizer(self) -> Box<dyn OptimizerSend> {
+        match self {
+            Recipe::Sgd => Box::new(Sgd::new(0.01).expect("the recipe's rate")),
+            Recipe::Adam => {
+                let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
+                adam.configure(AdamConfig::KERAS).expect("Keras's settings");
+                adam
+            }
+        }
+    }
+}
+
+/// An optimizer a thread pool can be handed.
+trait OptimizerSend: Optimizer + Send {}
+impl<T: Optimizer + Send + ?Sized> OptimizerSend for T {}
+
+/// Seconds for one epoch of `recipe` on `threads` threads.
+fn epoch_seconds<S: Samples<28, 28> + Sync + ?Sized>(recipe: Recipe, threads: usize, train: &S) -> f64 {
+    let (batch, dropout) = recipe.settings();
+    let mut params = FashionParams::boxed();
+    params.init_glorot(&mut Pcg32::seed_from_u64(1));
+    let mut optimizer = recipe.optimizer();
+    let mut order = vec![0u32; train.len()];
+    let mut rng = Pcg32::seed_from_u64(2);
+    let start = Instant::now();
+    if threads == 1 {
+        let mut trainer = FashionTrainer::boxed();
+        trainer.set_dropout(dropout).expect("the recipe's rate");
+        trainer
+            .train_epoch(
+                &mut params,
+                &mut *optimizer,
+                train,
+                &mut order,
+                batch,
+                &mut rng,
+                0,
+                &mut (),
+            )
+            .expect("an epoch");
+    } else {
+        let mut trainer = ParallelTrainer::new(threads, dropout).expect("threads");
+        trainer
+            .train_epoch(
+                &mut params,
+                &mut *optimizer,
+                train,
+                &mut order,
+                batch,
+                &mut rng,
+                0,
+                &mut (),
+            )
+            .expect("an epoch");
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for the list of benchmarks.
+    }
+    let dir = std::env::var_os("TINYCNN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    let data = match FashionMnist::load(&dir) {
+        Ok(data) => data,
+        Err(e) => {
+            eprintln!(
+                "epochs: no Fashion-MNIST in {} ({e}); set TINYCNN_DATA",
+                dir.display()
+            );
+            return;
+        }
+    };
+    // The train example's split: 48,000 of the 60,000 training images.
+    let all = data.train();
+    let mut split = vec![0u32; all.len()];
+    let n_val = split_stratified::<10>(
+        all.labels().as_slice(),
+        0.2,
+        &mut Pcg32::seed_from_u64(42),
+        &mut split,
+    )
+    .expect("a split");
+    let train = Subset::new(&all, &split[n_val..]);
+    let configs = [
+        (Recipe::Sgd, 1),
+        (Recipe::Sgd, 2),
+        (Recipe::Adam, 1),
+        (Recipe::Adam, 2),
+    ];
+    let mut seconds = vec![Vec::new(); configs.len()];
+    for _ in 0..ROUNDS {
+        for (times, &(recipe, threads)) in seconds.iter_mut().zip(&configs) {
+            times.push(epoch_seconds(recipe, threads, &train));
+        }
+    }
+    println!(
+        "epoch of {} images, median of {ROUNDS} interleaved rounds",
+        train.len()
+    );
+    let medians: Vec<f64> = seconds.into_iter().map(median).collect();
+    for (&(recipe, threads), &s) in configs.iter().zip(&medians) {
+        println!(
+            "{:>4} {threads} thread(s): {s:.3} s, {:>6.0} images/s",
+            recipe.name(),
+            train.len() as f64 / s
+        );
+    }
+    for (pair, recipe) in medians.chunks(2).zip([Recipe::Sgd, Recipe::Adam]) {
+        println!(
+            "{:>4} 2 threads / 1 thread: {:.2}x",
+            recipe.name(),
+            pair[0] / pair[1]
+        );
+    }
+}
