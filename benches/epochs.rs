@@ -1,8 +1,8 @@
-//! Full training epochs on the real Fashion-MNIST: each recipe on one thread
-//! ([`Trainer`](tinycnn::Trainer)) and on two
-//! ([`ParallelTrainer`](tinycnn::host::ParallelTrainer)), interleaved, in one
-//! process, so that the two-thread ratio compares runs made under the same
-//! conditions.
+//! Full training epochs on the real Fashion-MNIST, each recipe three ways:
+//! the core's [`Trainer`](tinycnn::Trainer) (one thread, what firmware
+//! runs), and the host's [`ParallelTrainer`](tinycnn::host::ParallelTrainer)
+//! on one thread and on two, interleaved in one process so that the ratios
+//! compare runs made under the same conditions.
 //!
 //! `cargo bench --bench epochs` (data from `TINYCNN_DATA`, else
 //! `/usr/share/datasets/fashion-mnist`). Each configuration trains from the
@@ -56,7 +56,8 @@ impl Recipe {
 trait OptimizerSend: Optimizer + Send {}
 impl<T: Optimizer + Send + ?Sized> OptimizerSend for T {}
 
-/// Seconds for one epoch of `recipe` on `threads` threads.
+/// Seconds for one epoch of `recipe`: on the core's trainer (`threads` 0)
+/// or on the host's with `threads` threads.
 fn epoch_seconds<S: Samples<28, 28> + Sync + ?Sized>(recipe: Recipe, threads: usize, train: &S) -> f64 {
     let (batch, dropout) = recipe.settings();
     let mut params = FashionParams::boxed();
@@ -65,7 +66,7 @@ fn epoch_seconds<S: Samples<28, 28> + Sync + ?Sized>(recipe: Recipe, threads: us
     let mut order = vec![0u32; train.len()];
     let mut rng = Pcg32::seed_from_u64(2);
     let start = Instant::now();
-    if threads == 1 {
+    if threads == 0 {
         let mut trainer = FashionTrainer::boxed();
         trainer.set_dropout(dropout).expect("the recipe's rate");
         trainer
@@ -131,12 +132,10 @@ fn main() {
     )
     .expect("a split");
     let train = Subset::new(&all, &split[n_val..]);
-    let configs = [
-        (Recipe::Sgd, 1),
-        (Recipe::Sgd, 2),
-        (Recipe::Adam, 1),
-        (Recipe::Adam, 2),
-    ];
+    let configs = [0, 1, 2].map(|threads| (Recipe::Sgd, threads)).into_iter();
+    let configs: Vec<(Recipe, usize)> = configs
+        .chain([0, 1, 2].map(|threads| (Recipe::Adam, threads)))
+        .collect();
     let mut seconds = vec![Vec::new(); configs.len()];
     for _ in 0..ROUNDS {
         for (times, &(recipe, threads)) in seconds.iter_mut().zip(&configs) {
@@ -149,17 +148,22 @@ fn main() {
     );
     let medians: Vec<f64> = seconds.into_iter().map(median).collect();
     for (&(recipe, threads), &s) in configs.iter().zip(&medians) {
+        let trainer = match threads {
+            0 => "Trainer".to_string(),
+            n => format!("ParallelTrainer, {n} thread{}", if n == 1 { "" } else { "s" }),
+        };
         println!(
-            "{:>4} {threads} thread(s): {s:.3} s, {:>6.0} images/s",
+            "{:>4} {trainer:<28} {s:.3} s {:>7.0} images/s",
             recipe.name(),
             train.len() as f64 / s
         );
     }
-    for (pair, recipe) in medians.chunks(2).zip([Recipe::Sgd, Recipe::Adam]) {
+    for (three, recipe) in medians.chunks(3).zip([Recipe::Sgd, Recipe::Adam]) {
         println!(
-            "{:>4} 2 threads / 1 thread: {:.2}x",
+            "{:>4} 2 threads: {:.2}x one thread of the same trainer, {:.2}x the core's Trainer",
             recipe.name(),
-            pair[0] / pair[1]
+            three[1] / three[2],
+            three[0] / three[2]
         );
     }
 }
