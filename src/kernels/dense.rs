@@ -65,13 +65,10 @@ pub(crate) fn dense_listed<const IN: usize, const OUT: usize>(
     );
 }
 
-/// Terms `x * row` a dense layer's sums take, in order: the `n`-th is
-/// `term(n)` for `n` below `count()`.
+/// Terms `x * row` a dense layer's sums take, in order.
 pub(crate) trait Terms<const OUT: usize> {
-    /// How many terms there are.
-    fn count(&self) -> usize;
-    /// The `n`-th term's factor and row (`None` past the end).
-    fn term(&self, n: usize) -> Option<(f32, &[f32; OUT])>;
+    /// Each term's factor and row.
+    fn each(&self) -> impl Iterator<Item = (f32, &[f32; OUT])>;
 }
 
 /// The forward pass's terms: each listed input times its row of the kernel.
@@ -86,13 +83,12 @@ pub(crate) struct Listed<'a, const IN: usize, const OUT: usize> {
 
 impl<const IN: usize, const OUT: usize> Terms<OUT> for Listed<'_, IN, OUT> {
     #[inline(always)]
-    fn count(&self) -> usize {
-        self.active.len()
-    }
-    #[inline(always)]
-    fn term(&self, n: usize) -> Option<(f32, &[f32; OUT])> {
-        let i = usize::from(*self.active.get(n)?);
-        Some((*self.input.get(i)?, self.kernel.get(i)?))
+    fn each(&self) -> impl Iterator<Item = (f32, &[f32; OUT])> {
+        // The positions come from `nonzero_positions` over this input.
+        self.active.iter().map(|&i| {
+            let i = usize::from(i);
+            (self.input[i], &self.kernel[i])
+        })
     }
 }
 
@@ -110,13 +106,10 @@ pub(crate) struct Outer<'a, const OUT: usize> {
 #[cfg(feature = "std")]
 impl<const OUT: usize> Terms<OUT> for Outer<'_, OUT> {
     #[inline(always)]
-    fn count(&self) -> usize {
-        self.terms.len()
-    }
-    #[inline(always)]
-    fn term(&self, n: usize) -> Option<(f32, &[f32; OUT])> {
-        let &(sample, x) = self.terms.get(n)?;
-        Some((x, self.grads.get(sample as usize)?))
+    fn each(&self) -> impl Iterator<Item = (f32, &[f32; OUT])> {
+        self.terms
+            .iter()
+            .filter_map(|&(sample, x)| Some((x, self.grads.get(sample as usize)?)))
     }
 }
 
@@ -164,7 +157,7 @@ pub(crate) fn accumulate_rows<const PREFETCH: bool, const OUT: usize>(
         let mut tail_sums = [0.0f32; ROW_LANES];
         let part = tail_sums.get_mut(..sums_tail.len()).unwrap_or_default();
         part.copy_from_slice(sums_tail);
-        for (x, row) in (0..terms.count()).filter_map(|n| terms.term(n)) {
+        for (x, row) in terms.each() {
             tail_step(x, row.get(rest..).unwrap_or_default(), part);
         }
         sums_tail.copy_from_slice(part);
@@ -282,15 +275,14 @@ fn accumulate_block<L: Lanes, const V: usize, const QUAD: bool, const PREFETCH: 
     };
     let mut vectors: [L; V] = core::array::from_fn(|v| L::load(lanes_at::<L>(sums_block, v)));
     let mut quad_sums = quad_lanes(sums, quad_at);
-    for n in 0..terms.count() {
-        if PREFETCH {
-            if let Some((_, ahead)) = terms.term(n + AHEAD) {
+    let prefetch = PREFETCH && CAN_PREFETCH;
+    let mut ahead = terms.each().skip(AHEAD);
+    for (x, row) in terms.each() {
+        if prefetch {
+            if let Some((_, ahead)) = ahead.next() {
                 prefetch_row(ahead);
             }
         }
-        let Some((x, row)) = terms.term(n) else {
-            continue;
-        };
         let Some(weights) = row.get(block.clone()) else {
             return;
         };
@@ -318,6 +310,12 @@ fn quad_lanes(values: &[f32], at: usize) -> f32x4 {
         .and_then(|rest| rest.first_chunk::<4>())
         .map_or(f32x4::splat(0.0), |quad| f32x4::new(*quad))
 }
+
+/// Whether [`prefetch_row`] does anything on this target.
+const CAN_PREFETCH: bool = cfg!(all(
+    any(target_arch = "x86_64", target_arch = "x86"),
+    target_feature = "sse"
+));
 
 /// Asks the core to bring `row` into the first-level cache.
 #[inline]
