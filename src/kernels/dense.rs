@@ -439,7 +439,7 @@ pub fn dense_backward<const IN: usize, const OUT: usize>(
 
 /// [`dense_backward`] given the positions of `input`'s non-zero values, in
 /// increasing order; without `kernel_grad` for a caller that forms the kernel
-/// gradient of a whole batch itself ([`outer_product_sum`]).
+/// gradient of a whole batch itself ([`accumulate_rows`] over [`Outer`] terms).
 #[inline]
 pub(crate) fn dense_backward_listed<const IN: usize, const OUT: usize>(
     input: &[f32; IN],

@@ -270,8 +270,8 @@ impl<
         (active, &self.ws.pooled, &self.hidden_grad)
     }
 
-    /// Sets the accumulated gradient to zero but for dense1's kernel, which
-    /// [`accumulate_deferring_dense1_kernel`](Self::accumulate_deferring_dense1_kernel)
+    /// Sets the accumulated gradient to zero but for dense1's kernel, which a
+    /// trainer set to [`defer_dense1_kernel`](Self::defer_dense1_kernel)
     /// leaves alone.
     #[cfg(feature = "std")]
     pub(crate) fn zero_gradients_but_dense1_kernel(&mut self) {
