@@ -65,36 +65,30 @@ fn epoch_seconds<S: Samples<28, 28> + Sync + ?Sized>(recipe: Recipe, threads: us
     let mut optimizer = recipe.optimizer();
     let mut order = vec![0u32; train.len()];
     let mut rng = Pcg32::seed_from_u64(2);
+    // The two trainers' `train_epoch` take the same arguments.
+    macro_rules! epoch {
+        ($trainer:expr) => {
+            $trainer
+                .train_epoch(
+                    &mut params,
+                    &mut *optimizer,
+                    train,
+                    &mut order,
+                    batch,
+                    &mut rng,
+                    0,
+                    &mut (),
+                )
+                .expect("an epoch")
+        };
+    }
     let start = Instant::now();
     if threads == 0 {
         let mut trainer = FashionTrainer::boxed();
         trainer.set_dropout(dropout).expect("the recipe's rate");
-        trainer
-            .train_epoch(
-                &mut params,
-                &mut *optimizer,
-                train,
-                &mut order,
-                batch,
-                &mut rng,
-                0,
-                &mut (),
-            )
-            .expect("an epoch");
+        epoch!(trainer);
     } else {
-        let mut trainer = ParallelTrainer::new(threads, dropout).expect("threads");
-        trainer
-            .train_epoch(
-                &mut params,
-                &mut *optimizer,
-                train,
-                &mut order,
-                batch,
-                &mut rng,
-                0,
-                &mut (),
-            )
-            .expect("an epoch");
+        epoch!(ParallelTrainer::new(threads, dropout).expect("threads"));
     }
     start.elapsed().as_secs_f64()
 }
