@@ -160,12 +160,13 @@ impl<
         let rows = (SLICE_BYTES / (HIDDEN * 4)).max(1);
         let mut done = [0usize; B];
         for end in (rows..FLAT + rows).step_by(rows) {
+            // Positions are `u16` (`nonzero_positions` checks `FLAT` fits).
+            let end = u16::try_from(end).unwrap_or(u16::MAX);
             let items = ws.pooled.iter().zip(&ws.positions).zip(&mut ws.hidden);
             for (((pooled, positions), hidden), (done, &count)) in
                 items.zip(done.iter_mut().zip(&counts)).take(images.len())
             {
                 let list = positions.get(*done..count).unwrap_or_default();
-                let end = u16::try_from(end).unwrap_or(u16::MAX);
                 let take = list.iter().take(rows).map(|&i| u16::from(i < end)).sum::<u16>();
                 let take = usize::from(take);
                 let slice = list.get(..take).unwrap_or_default();
