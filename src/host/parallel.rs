@@ -1,27 +1,41 @@
-//! Data-parallel training on the host: each mini-batch is split across
-//! threads, each with its own [`Trainer`], and the gradients are summed in a
-//! fixed order, so a run is the same for the same seed and thread count.
+//! Data-parallel training on the host. A mini-batch is shared out two ways:
+//! by sample for the convolution and the last layer, and by row of dense1's
+//! kernel for dense1 itself (forward, backward and the optimizer step). So a
+//! thread keeps to its own rows of the one big layer, which hold all but
+//! 1,210 of the default model's parameters: they and their optimizer state
+//! stay in one core's caches, and what the threads hand each other is a few
+//! kilobytes of activations per sample instead. (Sharing every weight out by
+//! sample, each core's step had first to take back the lines the other core
+//! had read: on a two-core virtual machine that took the `adam` step from 180
+//! to 450 microseconds.) Every sum is taken in a fixed order, so a run is the
+//! same for the same seed and thread count.
 
 use crate::data::Samples;
-use crate::kernels::dense::{accumulate_rows, Outer};
-use crate::kernels::{all_finite, axpy};
+use crate::kernels::conv::conv_relu_pool_backward_listed;
+use crate::kernels::dense::{accumulate_rows, nonzero_positions, Listed, Outer};
+use crate::kernels::{
+    all_finite, axpy, conv_relu_pool, dense, dense_backward, dot, relu, softmax_cross_entropy,
+};
 use crate::model::{ParamBuffer, Params};
-use crate::train::dropout::SampleStream;
+use crate::train::dropout::{check_rate, dropout, SampleStream};
 use crate::train::trainer::run_epoch;
-use crate::train::{Optimizer, Progress, State, Trainer};
+use crate::train::{Optimizer, Progress, State, Update};
 use crate::Error;
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rand_core::RngCore;
-use rayon::prelude::*;
 use std::boxed::Box;
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::vec::Vec;
 
-/// Parameters per piece of the gradient sum and of the optimizer step, the
-/// units those are spread over the threads in (a multiple of the SIMD width,
-/// so each piece runs the same vector code as the whole would).
+/// Parameters per piece of the optimizer step outside dense1's kernel (a
+/// multiple of the SIMD width, so each piece runs the same vector code as
+/// the whole would).
 const PIECE: usize = 16 * 1024;
 
-/// Rows of dense1's kernel per piece of the step when their gradient is formed
-/// in the step itself: small enough for the piece's gradient to stay in L1.
+/// Rows of dense1's kernel per piece of the step: small enough for the
+/// piece's gradient, formed in the step, to stay in L1. Each thread's rows
+/// are whole pieces.
 const ROWS_PER_PIECE: usize = 16;
 
 /// Where dense1's kernel lies in the flat view of [`Params`] (`repr(C)`: the
@@ -31,49 +45,121 @@ const fn dense1_kernel_range<const K: usize, const FLAT: usize, const HIDDEN: us
     10 * K..10 * K + FLAT * HIDDEN
 }
 
-/// One thread's share of a batch as dense1's kernel gradient needs it.
-struct Records<const HIDDEN: usize> {
-    /// Each sample's non-zero inputs to dense1 as `(row, value)`, sample after sample.
-    inputs: Vec<(u16, f32)>,
-    /// Where each sample's inputs end in `inputs`.
-    ends: Vec<usize>,
-    /// Each sample's gradient at dense1's outputs (the loss scale included).
-    hidden_grads: Vec<[f32; HIDDEN]>,
+/// The rows of dense1's kernel thread `thread` of `threads` owns: whole
+/// pieces, as even a share as they allow.
+fn owned_rows(thread: usize, threads: usize, rows: usize) -> Range<usize> {
+    let per_thread = rows.div_ceil(ROWS_PER_PIECE).div_ceil(threads.max(1)) * ROWS_PER_PIECE;
+    (thread * per_thread).min(rows)..((thread + 1) * per_thread).min(rows)
 }
 
-impl<const HIDDEN: usize> Records<HIDDEN> {
-    const fn new() -> Self {
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a sample's own thread keeps of it from one pass to the next.
+struct Sample<const H: usize, const W: usize, const FLAT: usize, const HIDDEN: usize> {
+    image: [[f32; W]; H],
+    label: usize,
+    /// Dense1's input: the pooled map after dropout.
+    pooled: [f32; FLAT],
+    /// The winner of each pooling window.
+    argmax: [u8; FLAT],
+    /// The positions of `pooled`'s non-zero cells, in increasing order: the
+    /// first `active_len`.
+    active: [u16; FLAT],
+    active_len: usize,
+    /// The gradient at dense1's outputs (the loss scale included).
+    hidden_grad: [f32; HIDDEN],
+}
+
+impl<const H: usize, const W: usize, const FLAT: usize, const HIDDEN: usize> Sample<H, W, FLAT, HIDDEN> {
+    fn boxed() -> Box<Self> {
+        Box::new(Self {
+            image: [[0.0; W]; H],
+            label: 0,
+            pooled: [0.0; FLAT],
+            argmax: [0; FLAT],
+            active: [0; FLAT],
+            active_len: 0,
+            hidden_grad: [0.0; HIDDEN],
+        })
+    }
+
+    /// The positions of dense1's non-zero inputs.
+    fn active(&self) -> &[u16] {
+        self.active.get(..self.active_len).unwrap_or_default()
+    }
+
+    /// The positions of dense1's non-zero inputs among `rows`.
+    fn active_in(&self, rows: &Range<usize>) -> &[u16] {
+        let active = self.active();
+        let start = active.partition_point(|&i| usize::from(i) < rows.start);
+        let end = active.partition_point(|&i| usize::from(i) < rows.end);
+        active.get(start..end).unwrap_or_default()
+    }
+}
+
+/// A thread's share of the batch by sample.
+struct SampleLane<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+> {
+    /// The thread's samples in this batch: the first `used`.
+    samples: Vec<Box<Sample<H, W, FLAT, HIDDEN>>>,
+    used: usize,
+    /// The gradient of the thread's samples' losses, but for dense1's
+    /// kernel, which the rows' owners form.
+    grads: Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>,
+    /// One sample's gradient at the pooled map at a time.
+    pooled_grad: Box<[f32; FLAT]>,
+    loss: f32,
+    /// The first error the thread's samples met.
+    error: Option<Error>,
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > SampleLane<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    fn new() -> Self {
         Self {
-            inputs: Vec::new(),
-            ends: Vec::new(),
-            hidden_grads: Vec::new(),
+            samples: Vec::new(),
+            used: 0,
+            grads: bytemuck::zeroed_box(),
+            pooled_grad: bytemuck::zeroed_box(),
+            loss: 0.0,
+            error: None,
         }
     }
-
-    fn clear(&mut self) {
-        self.inputs.clear();
-        self.ends.clear();
-        self.hidden_grads.clear();
-    }
-
-    fn push<const H: usize, const W: usize, const K: usize, const FLAT: usize, const CLASSES: usize>(
-        &mut self,
-        trainer: &Trainer<H, W, K, FLAT, HIDDEN, CLASSES>,
-    ) {
-        let (active, inputs, hidden_grad) = trainer.dense1_record();
-        let values = active
-            .iter()
-            .map(|&row| (row, inputs.get(usize::from(row)).copied().unwrap_or(0.0)));
-        self.inputs.extend(values);
-        self.ends.push(self.inputs.len());
-        self.hidden_grads.push(*hidden_grad);
-    }
 }
 
-/// A batch's records regrouped by row of dense1's kernel (a counting sort):
-/// per row, the samples whose input there is not zero, in batch order.
-struct ByRow<const HIDDEN: usize> {
-    /// Row `i`'s terms are `terms[starts[i]..starts[i + 1]]`.
+/// A thread's share of the batch by row of dense1's kernel: what backward
+/// gives its rows, and their terms regrouped by row (a counting sort): per
+/// row, the samples whose input there is not zero, in batch order.
+struct RowLane<const HIDDEN: usize> {
+    /// The gradient at each sample's non-zero inputs in these rows, sample
+    /// after sample.
+    input_grads: Vec<f32>,
+    /// Where each sample's values end in `input_grads`.
+    ends: Vec<usize>,
+    /// Row `first + i`'s terms are `terms[starts[i]..starts[i + 1]]`.
     starts: Vec<usize>,
     /// `(sample, input)`, samples numbered through the whole batch.
     terms: Vec<(u32, f32)>,
@@ -81,21 +167,42 @@ struct ByRow<const HIDDEN: usize> {
     hidden_grads: Vec<[f32; HIDDEN]>,
 }
 
-impl<const HIDDEN: usize> ByRow<HIDDEN> {
+impl<const HIDDEN: usize> RowLane<HIDDEN> {
     const fn new() -> Self {
         Self {
+            input_grads: Vec::new(),
+            ends: Vec::new(),
             starts: Vec::new(),
             terms: Vec::new(),
             hidden_grads: Vec::new(),
         }
     }
 
-    fn regroup(&mut self, rows: usize, records: &[Records<HIDDEN>]) {
+    /// The gradient at sample `sample`'s non-zero inputs in these rows.
+    fn input_grads_of(&self, sample: usize) -> &[f32] {
+        let start = sample
+            .checked_sub(1)
+            .and_then(|s| self.ends.get(s))
+            .copied()
+            .unwrap_or(0);
+        let end = self.ends.get(sample).copied().unwrap_or(start);
+        self.input_grads.get(start..end).unwrap_or_default()
+    }
+
+    /// Regroups the non-zero inputs at `rows` of each sample (`(positions,
+    /// inputs)`, in batch order) by row.
+    fn regroup<'a, const FLAT: usize>(
+        &mut self,
+        rows: &Range<usize>,
+        samples: impl Iterator<Item = (&'a [u16], &'a [f32; FLAT])> + Clone,
+    ) {
         self.starts.clear();
-        self.starts.resize(rows + 2, 0);
-        for &(row, _) in records.iter().flat_map(|r| &r.inputs) {
-            if let Some(count) = self.starts.get_mut(usize::from(row) + 2) {
-                *count += 1;
+        self.starts.resize(rows.len() + 2, 0);
+        for (positions, _) in samples.clone() {
+            for &i in positions {
+                if let Some(count) = self.starts.get_mut(usize::from(i) - rows.start + 2) {
+                    *count += 1;
+                }
             }
         }
         // Prefix sums shifted by one: `starts[i + 1]` is where row `i` begins,
@@ -104,22 +211,17 @@ impl<const HIDDEN: usize> ByRow<HIDDEN> {
             self.starts[i] += self.starts[i - 1];
         }
         self.terms.clear();
-        self.terms.resize(self.starts[rows + 1], (0, 0.0));
-        self.hidden_grads.clear();
-        for record in records {
-            let mut start = 0;
-            for (&end, hidden_grad) in record.ends.iter().zip(&record.hidden_grads) {
-                let sample = self.hidden_grads.len() as u32;
-                for &(row, x) in record.inputs.get(start..end).unwrap_or_default() {
-                    if let Some(slot) = self.starts.get_mut(usize::from(row) + 1) {
-                        if let Some(term) = self.terms.get_mut(*slot) {
-                            *term = (sample, x);
-                        }
-                        *slot += 1;
+        self.terms
+            .resize(self.starts.last().copied().unwrap_or(0), (0, 0.0));
+        for (sample, (positions, inputs)) in samples.enumerate() {
+            for &i in positions {
+                let i = usize::from(i);
+                if let Some(slot) = self.starts.get_mut(i - rows.start + 1) {
+                    if let Some(term) = self.terms.get_mut(*slot) {
+                        *term = (sample as u32, inputs.get(i).copied().unwrap_or(0.0));
                     }
+                    *slot += 1;
                 }
-                self.hidden_grads.push(*hidden_grad);
-                start = end;
             }
         }
         self.starts.pop();
@@ -139,61 +241,98 @@ impl<const HIDDEN: usize> ByRow<HIDDEN> {
         }
         Some((inputs, outputs))
     }
-}
 
-/// The threads' regrouped records in thread order, which is batch order:
-/// a row of dense1's kernel gradient takes the first thread's terms, then
-/// the second's, and so on.
-struct Regrouped<'a, const HIDDEN: usize>(&'a [ByRow<HIDDEN>]);
-
-impl<const HIDDEN: usize> Regrouped<'_, HIDDEN> {
     /// Whether every row the terms form is certainly finite: every input and
     /// output gradient is, and no sum can reach overflow, its size being at
     /// most the largest input times the sum over samples of each one's
     /// largest output gradient (with room to spare for rounding).
     fn sums_certainly_finite(&self) -> bool {
-        let (mut inputs, mut outputs) = (0.0f32, 0.0f32);
-        for by_row in self.0 {
-            let Some((i, o)) = by_row.bounds() else {
-                return false;
-            };
-            (inputs, outputs) = (inputs.max(i), outputs + o);
-        }
-        inputs.is_finite() && inputs * outputs < 1e30
+        self.bounds()
+            .is_some_and(|(inputs, outputs)| inputs.is_finite() && inputs * outputs < 1e30)
     }
 
-    /// Forms rows `first..first + rows.len()` of the kernel gradient: each
-    /// the sum of its terms in batch order, as adding the samples' outer
-    /// products one after another would form it.
+    /// Forms the lane's rows `first..first + rows.len()` of the kernel
+    /// gradient: each the sum of its terms in batch order, as adding the
+    /// samples' outer products one after another would form it.
     fn form(&self, first: usize, rows: &mut [[f32; HIDDEN]]) {
         for (i, row) in (first..).zip(rows) {
             *row = [0.0; HIDDEN];
-            for by_row in self.0 {
-                let terms = by_row
-                    .starts
-                    .get(i..i + 2)
-                    .and_then(|s| by_row.terms.get(s[0]..s[1]));
-                let outer = Outer {
-                    terms: terms.unwrap_or_default(),
-                    grads: &by_row.hidden_grads,
-                };
-                accumulate_rows::<false, HIDDEN>(&outer, row);
+            let terms = self.starts.get(i..i + 2).and_then(|s| self.terms.get(s[0]..s[1]));
+            let outer = Outer {
+                terms: terms.unwrap_or_default(),
+                grads: &self.hidden_grads,
+            };
+            accumulate_rows::<false, HIDDEN>(&outer, row);
+        }
+    }
+}
+
+/// Where a batch's threads wait for each other between passes: spinning,
+/// since the waits are a few microseconds, and yielding after a while, for
+/// more threads than cores.
+struct Meeting {
+    threads: usize,
+    arrived: AtomicUsize,
+    passed: AtomicUsize,
+    /// Set when a thread panics, so that the others stop waiting for it.
+    broken: AtomicBool,
+}
+
+impl Meeting {
+    const fn new(threads: usize) -> Self {
+        Self {
+            threads,
+            arrived: AtomicUsize::new(0),
+            passed: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    /// Returns once every thread has called it.
+    fn wait(&self) {
+        let round = self.passed.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.passed.fetch_add(1, Ordering::Release);
+        } else {
+            self.until(|| self.passed.load(Ordering::Acquire) != round);
+        }
+    }
+
+    /// Returns once `done` does.
+    fn until(&self, done: impl Fn() -> bool) {
+        let mut spins = 0u32;
+        while !done() {
+            assert!(
+                !self.broken.load(Ordering::Relaxed),
+                "another training thread panicked"
+            );
+            if spins < 4096 {
+                spins += 1;
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
     }
 }
 
-/// Where a piece of the optimizer step takes its gradient from.
-enum Gradient<'a> {
-    /// The summed gradient.
-    Summed(&'a [f32]),
-    /// Formed in the step: dense1's kernel from this row on.
-    Rows(usize),
+/// Marks the meeting broken if its thread unwinds.
+struct Attendance<'a>(&'a Meeting);
+
+impl Drop for Attendance<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.broken.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
-/// A [`Trainer`] per thread. Each sample's dropout mask comes from its own
-/// seed, drawn in batch order from the caller's generator, so the masks do
-/// not depend on which thread handles the sample.
+/// Parallel training that splits each batch by sample and dense1's kernel
+/// by row across its threads, which hand each other the activations in
+/// between. Each sample's dropout mask comes from its own seed, drawn in
+/// batch order from the caller's generator, so the masks do not depend on
+/// which thread handles the sample.
 ///
 /// ```
 /// use rand_core::SeedableRng;
@@ -222,12 +361,291 @@ pub struct ParallelTrainer<
     const HIDDEN: usize = 100,
     const CLASSES: usize = 10,
 > {
-    trainers: Vec<Box<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>>>,
-    records: Vec<Records<HIDDEN>>,
-    by_rows: Vec<ByRow<HIDDEN>>,
+    dropout: f32,
+    sample_lanes: Vec<RwLock<SampleLane<H, W, K, FLAT, HIDDEN, CLASSES>>>,
+    row_lanes: Vec<RwLock<RowLane<HIDDEN>>>,
+    /// Each sample's sums at dense1's outputs, which the rows' owners add
+    /// their terms to in turn.
+    sums: Vec<Mutex<[f32; HIDDEN]>>,
+    /// How many rows' owners have added their terms to each sample's sums.
+    turns: Vec<AtomicUsize>,
     seeds: Vec<u64>,
     /// Shared so that an epoch can run on the pool while it borrows the rest.
     pool: std::sync::Arc<rayon::ThreadPool>,
+}
+
+/// One batch's passes, as every thread sees them.
+struct Batch<
+    'a,
+    S: ?Sized,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+> {
+    params: &'a Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+    samples: &'a S,
+    batch: &'a [u32],
+    seeds: &'a [u64],
+    scale: f32,
+    dropout: f32,
+    /// Samples per thread.
+    chunk: usize,
+    sample_lanes: &'a [RwLock<SampleLane<H, W, K, FLAT, HIDDEN, CLASSES>>],
+    row_lanes: &'a [RwLock<RowLane<HIDDEN>>],
+    sums: &'a [Mutex<[f32; HIDDEN]>],
+    turns: &'a [AtomicUsize],
+    meeting: Meeting,
+}
+
+impl<
+        S: Samples<H, W> + Sync + ?Sized,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Batch<'_, S, H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    /// Thread `thread`'s part of every pass, meeting the others in between.
+    fn run(&self, thread: usize) {
+        let _attendance = Attendance(&self.meeting);
+        self.convolve(thread);
+        self.meeting.wait();
+        self.dense1_forward(thread);
+        self.meeting.wait();
+        self.head(thread);
+        self.meeting.wait();
+        self.dense1_backward(thread);
+        self.meeting.wait();
+        self.convolution_backward(thread);
+    }
+
+    /// The batch positions of thread `thread`'s samples.
+    fn own_samples(&self, thread: usize) -> Range<usize> {
+        let n = self.batch.len();
+        (thread * self.chunk).min(n)..((thread + 1) * self.chunk).min(n)
+    }
+
+    fn rows(&self, thread: usize) -> Range<usize> {
+        owned_rows(thread, self.sample_lanes.len(), FLAT)
+    }
+
+    /// Reads the thread's samples, then convolves, pools, drops out and lists
+    /// dense1's non-zero inputs. A thread stops at its first error, as if
+    /// the rest of its samples were blank.
+    fn convolve(&self, thread: usize) {
+        let Some(lane) = self.sample_lanes.get(thread) else {
+            return;
+        };
+        let mut lane = write(lane);
+        let lane = &mut *lane;
+        let own = self.own_samples(thread);
+        let (indices, seeds) = (
+            self.batch.get(own.clone()).unwrap_or_default(),
+            self.seeds.get(own.clone()).unwrap_or_default(),
+        );
+        while lane.samples.len() < indices.len() {
+            lane.samples.push(Sample::boxed());
+        }
+        lane.used = indices.len();
+        lane.loss = 0.0;
+        lane.error = None;
+        let g = &mut lane.grads;
+        g.conv_kernel = [[[0.0; K]; 3]; 3];
+        g.conv_bias = [0.0; K];
+        g.dense1_bias = [0.0; HIDDEN];
+        g.dense2_kernel = [[0.0; CLASSES]; HIDDEN];
+        g.dense2_bias = [0.0; CLASSES];
+        let p = self.params;
+        let work = indices.iter().zip(seeds).zip(&mut lane.samples).zip(own);
+        for (((&index, &seed), sample), position) in work {
+            if let Some(turn) = self.turns.get(position) {
+                turn.store(0, Ordering::Relaxed);
+            }
+            if let Some(sums) = self.sums.get(position) {
+                *lock(sums) = p.dense1_bias;
+            }
+            sample.active_len = 0;
+            sample.label = 0;
+            if lane.error.is_some() {
+                continue;
+            }
+            match self.samples.read(index as usize, &mut sample.image) {
+                Ok(label) => sample.label = label,
+                Err(e) => {
+                    lane.error = Some(e);
+                    continue;
+                }
+            }
+            if !all_finite(sample.image.as_flattened()) {
+                lane.error = Some(Error::NonFinite { what: "image" });
+                continue;
+            }
+            conv_relu_pool(
+                &sample.image,
+                &p.conv_kernel,
+                &p.conv_bias,
+                &mut sample.pooled,
+                Some(&mut sample.argmax),
+            );
+            if self.dropout > 0.0 {
+                dropout(&mut sample.pooled, self.dropout, &mut SampleStream(seed));
+            }
+            sample.active_len = nonzero_positions(&sample.pooled, &mut sample.active);
+        }
+    }
+
+    /// Adds the terms of the thread's rows to every sample's sums at dense1's
+    /// outputs, after the owners of the rows before them: each sum takes its
+    /// terms in the order one thread would.
+    fn dense1_forward(&self, thread: usize) {
+        let lanes: Vec<_> = self.sample_lanes.iter().map(read).collect();
+        let rows = self.rows(thread);
+        let samples = lanes.iter().flat_map(|lane| lane.samples.iter().take(lane.used));
+        for ((sample, sums), turn) in samples.zip(self.sums).zip(self.turns) {
+            let listed = Listed {
+                input: &sample.pooled,
+                active: sample.active_in(&rows),
+                kernel: &self.params.dense1_kernel,
+            };
+            self.meeting.until(|| turn.load(Ordering::Acquire) == thread);
+            accumulate_rows::<true, HIDDEN>(&listed, &mut lock(sums));
+            turn.store(thread + 1, Ordering::Release);
+        }
+    }
+
+    /// ReLU, dense2, the loss and backward to dense1's outputs, for the
+    /// thread's samples.
+    fn head(&self, thread: usize) {
+        let Some(lane) = self.sample_lanes.get(thread) else {
+            return;
+        };
+        let mut lane = write(lane);
+        let SampleLane {
+            samples,
+            used,
+            grads: g,
+            loss,
+            error,
+            ..
+        } = &mut *lane;
+        let p = self.params;
+        let sums = self.sums.get(self.own_samples(thread)).unwrap_or_default();
+        for (sample, sums) in samples.iter_mut().take(*used).zip(sums) {
+            let mut hidden = *lock(sums);
+            relu(&mut hidden);
+            let mut logits = [0.0; CLASSES];
+            dense(&hidden, &p.dense2_kernel, &p.dense2_bias, &mut logits);
+            let mut logits_grad = [0.0; CLASSES];
+            match softmax_cross_entropy(&logits, sample.label, self.scale, &mut logits_grad) {
+                Ok(sample_loss) => *loss += sample_loss,
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+            dense_backward(
+                &hidden,
+                &p.dense2_kernel,
+                &logits_grad,
+                &mut g.dense2_kernel,
+                &mut g.dense2_bias,
+                Some(&mut sample.hidden_grad),
+            );
+            axpy(1.0, &sample.hidden_grad, &mut g.dense1_bias);
+        }
+    }
+
+    /// The gradient at every sample's non-zero inputs in the thread's rows,
+    /// and the rows' terms regrouped for the step.
+    fn dense1_backward(&self, thread: usize) {
+        let (Some(own), lanes) = (
+            self.row_lanes.get(thread),
+            self.sample_lanes.iter().map(read).collect::<Vec<_>>(),
+        ) else {
+            return;
+        };
+        let mut own = write(own);
+        let own = &mut *own;
+        let rows = self.rows(thread);
+        let samples = || lanes.iter().flat_map(|lane| lane.samples.iter().take(lane.used));
+        own.hidden_grads.clear();
+        own.hidden_grads
+            .extend(samples().map(|sample| sample.hidden_grad));
+        own.input_grads.clear();
+        own.ends.clear();
+        // Kept inputs were scaled by 1 / (1 - rate) on the way forward.
+        let keep_scale = (self.dropout > 0.0).then(|| 1.0 / (1.0 - self.dropout));
+        let kernel = &self.params.dense1_kernel;
+        for sample in samples() {
+            for &i in sample.active_in(&rows) {
+                let row = kernel.get(usize::from(i)).map(|row| &row[..]).unwrap_or_default();
+                let mut grad = dot(row, &sample.hidden_grad);
+                if let Some(keep_scale) = keep_scale {
+                    grad *= keep_scale;
+                }
+                own.input_grads.push(grad);
+            }
+            own.ends.push(own.input_grads.len());
+        }
+        own.regroup(
+            &rows,
+            samples().map(|sample| (sample.active_in(&rows), &sample.pooled)),
+        );
+    }
+
+    /// Backward through pooling and the convolution for the thread's
+    /// samples, from the gradients the rows' owners found.
+    fn convolution_backward(&self, thread: usize) {
+        let (Some(lane), row_lanes) = (
+            self.sample_lanes.get(thread),
+            self.row_lanes.iter().map(read).collect::<Vec<_>>(),
+        ) else {
+            return;
+        };
+        let mut lane = write(lane);
+        let SampleLane {
+            samples,
+            used,
+            grads: g,
+            pooled_grad,
+            ..
+        } = &mut *lane;
+        for (sample, position) in samples.iter().take(*used).zip(self.own_samples(thread)) {
+            **pooled_grad = [0.0; FLAT];
+            for (owner, row_lane) in row_lanes.iter().enumerate() {
+                let positions = sample.active_in(&self.rows(owner));
+                for (&i, &grad) in positions.iter().zip(row_lane.input_grads_of(position)) {
+                    if let Some(slot) = pooled_grad.get_mut(usize::from(i)) {
+                        *slot = grad;
+                    }
+                }
+            }
+            conv_relu_pool_backward_listed(
+                &sample.image,
+                &sample.pooled,
+                sample.active(),
+                &sample.argmax,
+                pooled_grad,
+                &mut g.conv_kernel,
+                &mut g.conv_bias,
+            );
+        }
+    }
+}
+
+/// Applies `update` to `params` in pieces of [`PIECE`], as a step over the
+/// whole range in pieces on several threads would.
+fn apply_in_pieces(update: Update, params: &mut [f32], grads: &[f32], mut state: State<'_>) {
+    let mut at = 0;
+    for piece in params.chunks_mut(PIECE) {
+        let (here, rest) = state.split_at(piece.len());
+        update.apply(piece, grads.get(at..at + piece.len()).unwrap_or_default(), here);
+        (state, at) = (rest, at + piece.len());
+    }
 }
 
 impl<
@@ -239,7 +657,7 @@ impl<
         const CLASSES: usize,
     > ParallelTrainer<H, W, K, FLAT, HIDDEN, CLASSES>
 {
-    /// `threads` trainers with dropout rate `dropout`.
+    /// `threads` threads with dropout rate `dropout`.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for no threads or a dropout rate outside `[0, 1)`.
@@ -249,34 +667,29 @@ impl<
                 what: "at least one thread is needed",
             });
         }
-        let mut trainers = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let mut trainer: Box<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>> = bytemuck::zeroed_box();
-            trainer.set_dropout(dropout)?;
-            trainer.defer_dense1_kernel();
-            trainers.push(trainer);
-        }
+        let dropout = check_rate(dropout)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .map_err(|_| Error::InvalidConfig {
                 what: "could not start the training threads",
             })?;
-        let pool = std::sync::Arc::new(pool);
         Ok(Self {
-            records: (0..threads).map(|_| Records::new()).collect(),
-            by_rows: (0..threads).map(|_| ByRow::new()).collect(),
-            trainers,
+            dropout,
+            sample_lanes: (0..threads).map(|_| RwLock::new(SampleLane::new())).collect(),
+            row_lanes: (0..threads).map(|_| RwLock::new(RowLane::new())).collect(),
+            sums: Vec::new(),
+            turns: Vec::new(),
             seeds: Vec::new(),
-            pool,
+            pool: std::sync::Arc::new(pool),
         })
     }
 
     /// One gradient step on the samples at `batch`, split across the threads;
-    /// as [`Trainer::train_batch`].
+    /// as [`Trainer::train_batch`](crate::Trainer::train_batch).
     ///
     /// # Errors
-    /// As [`Trainer::train_batch`].
+    /// As [`Trainer::train_batch`](crate::Trainer::train_batch).
     pub fn train_batch<S: Samples<H, W> + Sync + ?Sized, O: Optimizer + ?Sized>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
@@ -288,138 +701,152 @@ impl<
         if batch.is_empty() {
             return Err(Error::Empty { what: "batch" });
         }
+        let threads = self.sample_lanes.len();
         self.seeds.clear();
         self.seeds.extend(batch.iter().map(|_| rng.next_u64()));
+        self.sums.resize_with(batch.len(), || Mutex::new([0.0; HIDDEN]));
+        self.turns.resize_with(batch.len(), || AtomicUsize::new(0));
         let scale = 1.0 / batch.len() as f32;
-        let chunk = batch.len().div_ceil(self.trainers.len());
-        let shared: &Params<H, W, K, FLAT, HIDDEN, CLASSES> = params;
-        let (trainers, records, by_rows, seeds, pool) = (
-            &mut self.trainers,
-            &mut self.records,
-            &mut self.by_rows,
-            &self.seeds,
-            &self.pool,
-        );
-        let losses: Vec<Result<f32, Error>> = pool.install(|| {
-            let work = trainers
-                .par_iter_mut()
-                .zip(records.par_iter_mut().zip(by_rows.par_iter_mut()))
-                .zip(batch.par_chunks(chunk).zip(seeds.par_chunks(chunk)));
-            work.map(|((trainer, (record, by_row)), (indices, seeds))| {
-                trainer.zero_gradients_but_dense1_kernel();
-                record.clear();
-                let mut image = [[0.0f32; W]; H];
-                let mut loss = 0.0f32;
-                for (&index, &seed) in indices.iter().zip(seeds) {
-                    let label = samples.read(index as usize, &mut image)?;
-                    loss += trainer.accumulate(shared, &image, label, scale, &mut SampleStream(seed))?;
-                    record.push(trainer);
-                }
-                // Each thread regroups its own samples; the step takes the
-                // threads' groups in thread order, which is batch order.
-                by_row.regroup(FLAT, core::slice::from_ref(record));
-                Ok(loss)
-            })
-            .collect()
-        });
+        let passes = Batch {
+            params,
+            samples,
+            batch,
+            seeds: &self.seeds,
+            scale,
+            dropout: self.dropout,
+            chunk: batch.len().div_ceil(threads),
+            sample_lanes: &self.sample_lanes,
+            row_lanes: &self.row_lanes,
+            sums: &self.sums,
+            turns: &self.turns,
+            meeting: Meeting::new(threads),
+        };
+        self.pool.broadcast(|context| passes.run(context.index()));
+
         // Losses and the small gradients are summed in thread order, whatever
-        // order the threads finished in. Dense1's kernel gradient (all but
-        // 1,210 of the default model's parameters) is not summed sample by
-        // sample: each row is formed once, in the optimizer step, from the
-        // samples whose input there is not zero, in batch order. That is the
-        // arithmetic of adding the samples' outer products one after another
-        // (so it does not depend on the thread count), without the
-        // read-modify-write of scattered rows of a 784 KB buffer per sample,
-        // its zeroing, its check, and its second reading by the step.
-        let used = losses.len();
-        let mut loss_sum = 0.0f32;
-        for loss in losses {
-            loss_sum += loss?;
+        // order the threads finished in.
+        let mut lanes = self
+            .sample_lanes
+            .iter_mut()
+            .map(|lane| lane.get_mut().unwrap_or_else(PoisonError::into_inner))
+            .filter(|lane| lane.used > 0);
+        let Some(first) = lanes.next() else {
+            return Err(Error::Empty { what: "batch" });
+        };
+        let mut loss_sum = first.loss;
+        if let Some(e) = first.error {
+            return Err(e);
         }
         let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
-        let (first, rest) = trainers.split_at_mut(1);
-        let rest = rest.get(..used.saturating_sub(1)).unwrap_or_default();
-        let total = first[0].gradients_mut();
-        let mut finite = true;
-        for range in [0..dense1.start, dense1.end..total.as_flat().len()] {
-            let sum = total.as_flat_mut().get_mut(range.clone()).unwrap_or_default();
-            for other in rest {
+        let total = &mut first.grads;
+        for lane in lanes {
+            if let Some(e) = lane.error {
+                return Err(e);
+            }
+            loss_sum += lane.loss;
+            for range in [0..dense1.start, dense1.end..total.as_flat().len()] {
                 axpy(
                     1.0,
-                    other.gradients().as_flat().get(range.clone()).unwrap_or_default(),
-                    sum,
+                    lane.grads.as_flat().get(range.clone()).unwrap_or_default(),
+                    total.as_flat_mut().get_mut(range).unwrap_or_default(),
                 );
             }
-            finite &= all_finite(sum);
         }
-        let by_row = Regrouped(by_rows.get(..used).unwrap_or_default());
         let loss = loss_sum * scale;
+        let finite = [0..dense1.start, dense1.end..total.as_flat().len()]
+            .into_iter()
+            .all(|range| all_finite(total.as_flat().get(range).unwrap_or_default()));
         if !loss.is_finite() || !finite {
             return Err(Error::Diverged);
         }
-        let by_row = &by_row;
-        // The step may form the rows only if none can be NaN or infinite; if
-        // that is not certain, they are formed and checked first.
-        let formed_in_step = by_row.sums_certainly_finite();
+        // Dense1's kernel gradient (all but 1,210 of the default model's
+        // parameters) is not summed sample by sample: each row is formed
+        // once, in the step, by the thread that owns it, from the samples
+        // whose input there is not zero, in batch order. That is the
+        // arithmetic of adding the samples' outer products one after another
+        // (so it does not depend on the thread count). The step may form the
+        // rows only if none can be NaN or infinite; if that is not certain,
+        // they are formed and checked first.
+        let row_lanes: Vec<&RowLane<HIDDEN>> = self
+            .row_lanes
+            .iter_mut()
+            .map(|lane| &*lane.get_mut().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        let formed_in_step = row_lanes.iter().all(|lane| lane.sums_certainly_finite());
         if !formed_in_step {
-            let kernel = &mut total.dense1_kernel;
-            pool.install(|| {
-                kernel
-                    .par_chunks_mut(ROWS_PER_PIECE)
-                    .enumerate()
-                    .for_each(|(piece, rows)| by_row.form(piece * ROWS_PER_PIECE, rows));
-            });
-            if !all_finite(kernel.as_flattened()) {
+            for (thread, lane) in row_lanes.iter().enumerate() {
+                let rows = owned_rows(thread, threads, FLAT);
+                lane.form(0, total.dense1_kernel.get_mut(rows).unwrap_or_default());
+            }
+            if !all_finite(total.dense1_kernel.as_flattened()) {
                 return Err(Error::Diverged);
             }
         }
         let grads = total.as_flat();
-        let params = params.as_flat_mut();
-        let (update, state) = optimizer.begin_step(params.len())?;
-        let mut pieces: Vec<(&mut [f32], State<'_>, Gradient<'_>)> = Vec::new();
-        let (mut params, mut state, mut at) = (params, state, 0);
-        while !params.is_empty() {
-            let rows_here = formed_in_step && dense1.contains(&at);
-            let end = if rows_here {
-                (at + ROWS_PER_PIECE * HIDDEN).min(dense1.end)
-            } else if at < dense1.start {
-                (at + PIECE).min(dense1.start)
-            } else if at < dense1.end {
-                (at + PIECE).min(dense1.end)
-            } else {
-                at + PIECE
-            };
-            let n = end.min(at + params.len()) - at;
-            let (p, params_rest) = params.split_at_mut(n);
-            let (s, state_rest) = state.split_at(n);
-            let gradient = if rows_here {
-                Gradient::Rows((at - dense1.start) / HIDDEN)
-            } else {
-                Gradient::Summed(grads.get(at..at + n).unwrap_or_default())
-            };
-            pieces.push((p, s, gradient));
-            (params, state, at) = (params_rest, state_rest, at + n);
+        let (update, state) = optimizer.begin_step(grads.len())?;
+        let (front, rest) = params.as_flat_mut().split_at_mut(dense1.start);
+        let (kernel, back) = rest.split_at_mut(dense1.len());
+        let (front_state, rest_state) = state.split_at(dense1.start);
+        let (mut kernel_state, back_state) = rest_state.split_at(dense1.len());
+        apply_in_pieces(
+            update,
+            front,
+            grads.get(..dense1.start).unwrap_or_default(),
+            front_state,
+        );
+        apply_in_pieces(
+            update,
+            back,
+            grads.get(dense1.end..).unwrap_or_default(),
+            back_state,
+        );
+        // Each thread steps its own rows.
+        let mut shares = Vec::with_capacity(threads);
+        let mut kernel = kernel;
+        for thread in 0..threads {
+            let values = owned_rows(thread, threads, FLAT).len() * HIDDEN;
+            let (here, rest) = kernel.split_at_mut(values.min(kernel.len()));
+            let (here_state, rest_state) = kernel_state.split_at(values);
+            shares.push(Mutex::new(Some((here, here_state))));
+            (kernel, kernel_state) = (rest, rest_state);
         }
-        pool.install(|| {
-            pieces
-                .into_par_iter()
-                .for_each(|(p, s, gradient)| match gradient {
-                    Gradient::Summed(g) => update.apply(p, g, s),
-                    Gradient::Rows(first_row) => {
-                        let mut rows = std::vec![[0.0f32; HIDDEN]; p.len() / HIDDEN];
-                        by_row.form(first_row, &mut rows);
-                        update.apply(p, rows.as_flattened(), s);
+        let summed = (!formed_in_step).then_some(grads.get(dense1).unwrap_or_default());
+        self.pool.broadcast(|context| {
+            let thread = context.index();
+            let (Some(share), Some(lane)) = (shares.get(thread), row_lanes.get(thread)) else {
+                return;
+            };
+            let Some((params, mut state)) = lock(share).take() else {
+                return;
+            };
+            let first_value = owned_rows(thread, threads, FLAT).start * HIDDEN;
+            let mut rows = [[0.0f32; HIDDEN]; ROWS_PER_PIECE];
+            for (piece, p) in params.chunks_mut(ROWS_PER_PIECE * HIDDEN).enumerate() {
+                let (here, rest) = state.split_at(p.len());
+                let first_row = piece * ROWS_PER_PIECE;
+                let g = match summed {
+                    Some(grads) => {
+                        let at = first_value + first_row * HIDDEN;
+                        grads.get(at..at + p.len()).unwrap_or_default()
                     }
-                })
+                    None => {
+                        let rows = rows.get_mut(..p.len() / HIDDEN).unwrap_or_default();
+                        lane.form(first_row, rows);
+                        rows.as_flattened()
+                    }
+                };
+                update.apply(p, g, here);
+                state = rest;
+            }
         });
         Ok(loss)
     }
 
     /// One pass over `samples` in a fresh random order; as
-    /// [`Trainer::train_epoch`].
+    /// [`Trainer::train_epoch`](crate::Trainer::train_epoch).
     ///
     /// # Errors
-    /// As [`Trainer::train_epoch`].
+    /// As [`Trainer::train_epoch`](crate::Trainer::train_epoch).
     #[allow(clippy::too_many_arguments)]
     pub fn train_epoch<S: Samples<H, W> + Sync + ?Sized, O: Optimizer + Send + ?Sized>(
         &mut self,
@@ -454,7 +881,7 @@ impl<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::Sgd;
+    use crate::train::{Sgd, Trainer};
     use rand_core::SeedableRng;
 
     type Small = Params<8, 8, 3, 48, 20, 3>;
@@ -474,9 +901,10 @@ mod tests {
         values.iter().map(|v| v.to_bits()).collect()
     }
 
-    /// Dense1's kernel gradient formed row by row in the step is, bit for
-    /// bit, the sum of the samples' outer products taken one after another,
-    /// whatever the thread count; with one thread the whole step is.
+    /// The step, with dense1 split by row across the threads, is bit for bit
+    /// the step of the samples' gradients summed one after another for
+    /// dense1's kernel, whatever the thread count; with one thread the whole
+    /// step is.
     #[test]
     fn the_step_matches_the_per_sample_sum_bit_for_bit() {
         let data = data();
@@ -484,7 +912,7 @@ mod tests {
         params.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(3));
         params.conv_bias = [0.1; 3];
         let batch: Vec<u32> = (0..24).rev().collect();
-        for threads in [1, 2, 3] {
+        for threads in [1, 2, 3, 5] {
             let mut parallel = ParallelTrainer::<8, 8, 3, 48, 20, 3>::new(threads, 0.5).unwrap();
             let mut stepped = params.clone();
             let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
@@ -497,8 +925,9 @@ mod tests {
                     &mut rng,
                 )
                 .unwrap();
+            let lanes = parallel.row_lanes.iter().map(read);
             assert!(
-                Regrouped(&parallel.by_rows).sums_certainly_finite(),
+                lanes.into_iter().all(|lane| lane.sums_certainly_finite()),
                 "the fast path ran"
             );
             // The same samples one by one, with the same dropout masks.
@@ -533,58 +962,93 @@ mod tests {
         }
     }
 
-    /// A sample's non-zero inputs `(row, value)` and its output gradient.
-    type Sample<'a> = (&'a [(u16, f32)], [f32; 4]);
-
-    fn records(samples: &[Sample<'_>]) -> Records<4> {
-        let mut records = Records::new();
-        for (inputs, hidden_grad) in samples {
-            records.inputs.extend_from_slice(inputs);
-            records.ends.push(records.inputs.len());
-            records.hidden_grads.push(*hidden_grad);
+    #[test]
+    fn rows_are_shared_out_in_whole_pieces_that_cover_the_kernel() {
+        for (rows, threads) in [(1960, 2), (1960, 3), (48, 3), (48, 5), (7, 2)] {
+            let ranges: Vec<_> = (0..threads).map(|t| owned_rows(t, threads, rows)).collect();
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges[threads - 1].end, rows);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+                assert!(pair[0].end % ROWS_PER_PIECE == 0 || pair[0].end == rows);
+            }
         }
-        records
+        assert_eq!(owned_rows(0, 2, 1960), 0..992);
+        assert_eq!(owned_rows(1, 2, 1960), 992..1960);
+    }
+
+    /// A sample's non-zero inputs (positions, the whole input) and its output
+    /// gradient.
+    type Terms = (&'static [u16], [f32; 20], [f32; 4]);
+
+    fn lane(rows: &Range<usize>, samples: &[Terms]) -> RowLane<4> {
+        let mut lane = RowLane::new();
+        lane.hidden_grads = samples.iter().map(|s| s.2).collect();
+        lane.regroup(
+            rows,
+            samples.iter().map(|(positions, inputs, _)| (*positions, inputs)),
+        );
+        lane
+    }
+
+    fn input(values: &[(usize, f32)]) -> [f32; 20] {
+        let mut input = [0.0; 20];
+        for &(i, x) in values {
+            input[i] = x;
+        }
+        input
     }
 
     #[test]
-    fn rows_are_formed_in_batch_order_across_threads() {
-        let first = records(&[
-            (&[(0, 2.0), (2, 1.0)], [1.0, 2.0, 3.0, 4.0]),
-            (&[(2, 3.0)], [0.5; 4]),
-        ]);
-        let second = records(&[(&[(1, -1.0), (2, 0.25)], [4.0, 3.0, 2.0, 1.0])]);
-        // Each thread regroups its own samples.
-        let (mut by_first, mut by_second) = (ByRow::new(), ByRow::new());
-        by_first.regroup(3, &[first]);
-        by_second.regroup(3, &[second]);
-        let threads = [by_first, by_second];
-        let by_row = Regrouped(&threads);
+    fn rows_are_formed_from_their_terms_in_batch_order() {
+        // The lane owns rows 16..19: its first row is the kernel's 16th.
+        let samples = [
+            (
+                &[16, 18][..],
+                input(&[(16, 2.0), (18, 1.0)]),
+                [1.0, 2.0, 3.0, 4.0],
+            ),
+            (&[18][..], input(&[(18, 3.0)]), [0.5; 4]),
+            (
+                &[17, 18][..],
+                input(&[(17, -1.0), (18, 0.25)]),
+                [4.0, 3.0, 2.0, 1.0],
+            ),
+        ];
+        let lane = lane(&(16..19), &samples);
         let mut rows = [[9.0f32; 4]; 3];
-        by_row.form(0, &mut rows);
+        lane.form(0, &mut rows);
         assert_eq!(rows[0], [2.0, 4.0, 6.0, 8.0]);
         assert_eq!(rows[1], [-4.0, -3.0, -2.0, -1.0]);
         // 1 * [1, 2, 3, 4] + 3 * 0.5 + 0.25 * [4, 3, 2, 1]
         assert_eq!(rows[2], [3.5, 4.25, 5.0, 5.75]);
-        assert!(by_row.sums_certainly_finite());
+        let mut last = [[9.0f32; 4]; 1];
+        lane.form(2, &mut last);
+        assert_eq!(last[0], rows[2]);
+        assert!(lane.sums_certainly_finite());
     }
 
     #[test]
     fn sums_that_could_overflow_or_hold_a_nan_are_not_trusted() {
-        let trusted = |samples: &[Sample<'_>]| {
-            let mut by_row = ByRow::new();
-            by_row.regroup(1, &[records(samples)]);
-            Regrouped(&[by_row]).sums_certainly_finite()
-        };
-        assert!(!trusted(&[(&[(0, 1e16)], [1e15, 0.0, 0.0, 0.0])]));
-        assert!(!trusted(&[(&[(0, 1.0)], [f32::NAN, 0.0, 0.0, 0.0])]));
-        assert!(trusted(&[(&[(0, 1e10)], [1e10, 0.0, 0.0, 0.0])]));
-        // Bounds add up across threads: two samples each within the limit,
-        // on different threads, together beyond it.
-        let mut halves = [ByRow::new(), ByRow::new()];
-        for by_row in &mut halves {
-            by_row.regroup(1, &[records(&[(&[(0, 1e15)], [6e14, 0.0, 0.0, 0.0])])]);
-        }
-        assert!(Regrouped(&halves[..1]).sums_certainly_finite());
-        assert!(!Regrouped(&halves).sums_certainly_finite());
+        let trusted = |samples: &[Terms]| lane(&(0..1), samples).sums_certainly_finite();
+        let one = |x: f32, g: f32| (&[0u16][..], input(&[(0, x)]), [g, 0.0, 0.0, 0.0]);
+        assert!(!trusted(&[one(1e16, 1e15)]));
+        assert!(!trusted(&[one(1.0, f32::NAN)]));
+        assert!(trusted(&[one(1e10, 1e10)]));
+        // Bounds add up over the batch: two samples each within the limit,
+        // together beyond it.
+        assert!(trusted(&[one(1e15, 6e14)]));
+        assert!(!trusted(&[one(1e15, 6e14), one(1e15, 6e14)]));
+    }
+
+    #[test]
+    fn a_sample_lists_its_inputs_by_owner() {
+        let mut sample = Sample::<2, 2, 40, 4>::boxed();
+        sample.active[..5].copy_from_slice(&[0, 15, 16, 31, 39]);
+        sample.active_len = 5;
+        assert_eq!(sample.active_in(&(0..16)), &[0, 15]);
+        assert_eq!(sample.active_in(&(16..32)), &[16, 31]);
+        assert_eq!(sample.active_in(&(32..40)), &[39]);
+        assert_eq!(sample.active_in(&(40..40)), &[] as &[u16]);
     }
 }

@@ -1,6 +1,7 @@
 //! Inverted dropout.
 
 use crate::kernels::vector::HAS_SIMD;
+use crate::Error;
 use rand_core::RngCore;
 use wide::{f32x8, i32x8, u16x8};
 
@@ -65,6 +66,17 @@ fn quarters(draws: u64) -> [u16; 4] {
         (draws >> 32) as u16,
         (draws >> 48) as u16,
     ]
+}
+
+/// `rate` if it is a dropout rate, in `[0, 1)`.
+pub(crate) fn check_rate(rate: f32) -> Result<f32, Error> {
+    if (0.0..1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(Error::InvalidConfig {
+            what: "dropout rate must be in [0, 1)",
+        })
+    }
 }
 
 /// SplitMix64 from a per-sample seed: a sample's dropout mask can be drawn

@@ -1,6 +1,6 @@
 //! Backward pass into static buffers, the training step, and the fit loop.
 
-use super::dropout::dropout;
+use super::dropout::{check_rate, dropout};
 use super::optim::Optimizer;
 use crate::data::{shuffle, Samples};
 use crate::kernels::conv::conv_relu_pool_backward_listed;
@@ -63,12 +63,11 @@ pub struct Trainer<
     hidden_grad: [f32; HIDDEN],
     pooled_grad: [f32; FLAT],
     dropout: f32,
-    defer_dense1_kernel: bool,
 }
 
 // SAFETY: only `f32`, `u8` and `u16` arrays, a `Params` and a `Workspace`
-// (both all-float), an `f32`, a `usize` and a `bool`: all zero bytes form a
-// valid value (dropout 0, no active cells, nothing deferred).
+// (both all-float), an `f32` and a `usize`: all zero bytes form a valid
+// value (dropout 0, no active cells).
 unsafe impl<
         const H: usize,
         const W: usize,
@@ -157,7 +156,6 @@ impl<
             hidden_grad: [0.0; HIDDEN],
             pooled_grad: [0.0; FLAT],
             dropout: 0.0,
-            defer_dense1_kernel: false,
         }
     }
 
@@ -178,12 +176,7 @@ impl<
     /// # Errors
     /// [`Error::InvalidConfig`] unless `rate` is in `[0, 1)`.
     pub fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
-        if !(0.0..1.0).contains(&rate) {
-            return Err(Error::InvalidConfig {
-                what: "dropout rate must be in [0, 1)",
-            });
-        }
-        self.dropout = rate;
+        self.dropout = check_rate(rate)?;
         Ok(())
     }
 
@@ -195,12 +188,6 @@ impl<
     /// The gradient accumulated since the last [`zero_gradients`](Self::zero_gradients).
     pub const fn gradients(&self) -> &Params<H, W, K, FLAT, HIDDEN, CLASSES> {
         &self.grads
-    }
-
-    /// The accumulated gradient, for a reduction across trainers.
-    #[cfg(feature = "std")]
-    pub(crate) fn gradients_mut(&mut self) -> &mut Params<H, W, K, FLAT, HIDDEN, CLASSES> {
-        &mut self.grads
     }
 
     /// Sets the accumulated gradient to zero.
@@ -254,35 +241,6 @@ impl<
         self.accumulate_cached(params, label, 1.0, rng, Some(image_grad))
     }
 
-    /// From now on [`accumulate`](Self::accumulate) leaves dense1's kernel
-    /// gradient alone: the caller forms it for the whole batch from
-    /// [`dense1_record`](Self::dense1_record).
-    #[cfg(feature = "std")]
-    pub(crate) fn defer_dense1_kernel(&mut self) {
-        self.defer_dense1_kernel = true;
-    }
-
-    /// What dense1's kernel gradient needs of the last sample: the positions
-    /// of its non-zero inputs, the inputs, and the gradient at its outputs.
-    #[cfg(feature = "std")]
-    pub(crate) fn dense1_record(&self) -> (&[u16], &[f32; FLAT], &[f32; HIDDEN]) {
-        let active = self.active.get(..self.active_len).unwrap_or_default();
-        (active, &self.ws.pooled, &self.hidden_grad)
-    }
-
-    /// Sets the accumulated gradient to zero but for dense1's kernel, which a
-    /// trainer set to [`defer_dense1_kernel`](Self::defer_dense1_kernel)
-    /// leaves alone.
-    #[cfg(feature = "std")]
-    pub(crate) fn zero_gradients_but_dense1_kernel(&mut self) {
-        let g = &mut self.grads;
-        g.conv_kernel = [[[0.0; K]; 3]; 3];
-        g.conv_bias = [0.0; K];
-        g.dense1_bias = [0.0; HIDDEN];
-        g.dense2_kernel = [[0.0; CLASSES]; HIDDEN];
-        g.dense2_bias = [0.0; CLASSES];
-    }
-
     fn accumulate_cached(
         &mut self,
         params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
@@ -328,7 +286,7 @@ impl<
             active,
             &params.dense1_kernel,
             &self.hidden_grad,
-            (!self.defer_dense1_kernel).then_some(&mut g.dense1_kernel),
+            Some(&mut g.dense1_kernel),
             &mut g.dense1_bias,
             Some(&mut self.pooled_grad),
         );
