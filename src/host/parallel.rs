@@ -12,10 +12,8 @@
 
 use crate::data::Samples;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
-use crate::kernels::dense::{accumulate_rows, nonzero_positions, Listed, Outer};
-use crate::kernels::{
-    all_finite, axpy, conv_relu_pool, dense, dense_backward, dot, relu, softmax_cross_entropy,
-};
+use crate::kernels::dense::{accumulate_rows, listed_input_grads, nonzero_positions, Listed, Outer};
+use crate::kernels::{all_finite, axpy, conv_relu_pool, dense, dense_backward, relu, softmax_cross_entropy};
 use crate::model::{ParamBuffer, Params};
 use crate::train::dropout::{check_rate, dropout, SampleStream};
 use crate::train::trainer::run_epoch;
@@ -45,11 +43,43 @@ const fn dense1_kernel_range<const K: usize, const FLAT: usize, const HIDDEN: us
     10 * K..10 * K + FLAT * HIDDEN
 }
 
-/// The rows of dense1's kernel thread `thread` of `threads` owns: whole
-/// pieces, as even a share as they allow.
+/// The rows of dense1's kernel thread `thread` of `threads` owns before the
+/// first batch: whole pieces, as even a share as they allow.
 fn owned_rows(thread: usize, threads: usize, rows: usize) -> Range<usize> {
     let per_thread = rows.div_ceil(ROWS_PER_PIECE).div_ceil(threads.max(1)) * ROWS_PER_PIECE;
     (thread * per_thread).min(rows)..((thread + 1) * per_thread).min(rows)
+}
+
+/// The threads' rows after a batch whose pieces of [`ROWS_PER_PIECE`] rows
+/// cost `costs` (in order): whole pieces, the cost shared out as evenly as
+/// they allow. Which thread owns a row changes no result, only the time.
+fn balanced_rows(costs: &[usize], threads: usize, rows: usize) -> Vec<Range<usize>> {
+    let total: usize = costs.iter().sum();
+    let mut ranges = Vec::with_capacity(threads);
+    let (mut start, mut piece, mut done) = (0, 0, 0);
+    for thread in 1..=threads {
+        // Up to the piece that reaches this thread's share, or the one before
+        // it if that comes closer.
+        let target = total * thread / threads.max(1);
+        while done < target {
+            let Some(&cost) = costs.get(piece) else {
+                break;
+            };
+            if (done + cost).saturating_sub(target) > target - done {
+                break;
+            }
+            done += cost;
+            piece += 1;
+        }
+        let end = if thread == threads {
+            rows
+        } else {
+            (piece * ROWS_PER_PIECE).min(rows)
+        };
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -165,6 +195,11 @@ struct RowLane<const HIDDEN: usize> {
     terms: Vec<(u32, f32)>,
     /// Every sample's gradient at dense1's outputs, in batch order.
     hidden_grads: Vec<[f32; HIDDEN]>,
+    /// What [`bounds`](Self::bounds) found in the last batch.
+    bounds: Option<(f32, f32)>,
+    /// What each piece of the rows cost in the last batch, in the units of
+    /// [`measure_pieces`](Self::measure_pieces).
+    piece_costs: Vec<usize>,
 }
 
 impl<const HIDDEN: usize> RowLane<HIDDEN> {
@@ -175,6 +210,24 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
             starts: Vec::new(),
             terms: Vec::new(),
             hidden_grads: Vec::new(),
+            bounds: None,
+            piece_costs: Vec::new(),
+        }
+    }
+
+    /// Sets each piece's cost: its terms (which dense1's forward pass, its
+    /// backward pass and the gradient's rows each take one at a time) and
+    /// two for each row (about what stepping a row costs against a term).
+    fn measure_pieces(&mut self) {
+        self.piece_costs.clear();
+        let rows = self.starts.len().saturating_sub(1);
+        for first in (0..rows).step_by(ROWS_PER_PIECE) {
+            let last = (first + ROWS_PER_PIECE).min(rows);
+            let terms = match (self.starts.get(first), self.starts.get(last)) {
+                (Some(a), Some(b)) => b - a,
+                _ => 0,
+            };
+            self.piece_costs.push(terms + 2 * (last - first));
         }
     }
 
@@ -190,7 +243,8 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
     }
 
     /// Regroups the non-zero inputs at `rows` of each sample (`(positions,
-    /// inputs)`, in batch order) by row.
+    /// inputs)`, in batch order) by row, given the samples' output gradients;
+    /// then bounds the rows' sums and measures the pieces.
     fn regroup<'a, const FLAT: usize>(
         &mut self,
         rows: &Range<usize>,
@@ -225,6 +279,8 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
             }
         }
         self.starts.pop();
+        self.bounds = self.bounds();
+        self.measure_pieces();
     }
 
     /// The largest input and the sum over samples of each one's largest
@@ -247,7 +303,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
     /// most the largest input times the sum over samples of each one's
     /// largest output gradient (with room to spare for rounding).
     fn sums_certainly_finite(&self) -> bool {
-        self.bounds()
+        self.bounds
             .is_some_and(|(inputs, outputs)| inputs.is_finite() && inputs * outputs < 1e30)
     }
 
@@ -369,6 +425,8 @@ pub struct ParallelTrainer<
     sums: Vec<Mutex<[f32; HIDDEN]>>,
     /// How many rows' owners have added their terms to each sample's sums.
     turns: Vec<AtomicUsize>,
+    /// The rows of dense1's kernel each thread owns.
+    rows: Vec<Range<usize>>,
     seeds: Vec<u64>,
     /// Shared so that an epoch can run on the pool while it borrows the rest.
     pool: std::sync::Arc<rayon::ThreadPool>,
@@ -393,6 +451,8 @@ struct Batch<
     dropout: f32,
     /// Samples per thread.
     chunk: usize,
+    /// The rows of dense1's kernel each thread owns.
+    rows: &'a [Range<usize>],
     sample_lanes: &'a [RwLock<SampleLane<H, W, K, FLAT, HIDDEN, CLASSES>>],
     row_lanes: &'a [RwLock<RowLane<HIDDEN>>],
     sums: &'a [Mutex<[f32; HIDDEN]>],
@@ -431,7 +491,7 @@ impl<
     }
 
     fn rows(&self, thread: usize) -> Range<usize> {
-        owned_rows(thread, self.sample_lanes.len(), FLAT)
+        self.rows.get(thread).cloned().unwrap_or(FLAT..FLAT)
     }
 
     /// Reads the thread's samples, then convolves, pools, drops out and lists
@@ -579,16 +639,17 @@ impl<
         own.ends.clear();
         // Kept inputs were scaled by 1 / (1 - rate) on the way forward.
         let keep_scale = (self.dropout > 0.0).then(|| 1.0 / (1.0 - self.dropout));
-        let kernel = &self.params.dense1_kernel;
         for sample in samples() {
-            for &i in sample.active_in(&rows) {
-                let row = kernel.get(usize::from(i)).map(|row| &row[..]).unwrap_or_default();
-                let mut grad = dot(row, &sample.hidden_grad);
-                if let Some(keep_scale) = keep_scale {
-                    grad *= keep_scale;
-                }
-                own.input_grads.push(grad);
-            }
+            let active = sample.active_in(&rows);
+            listed_input_grads(
+                &self.params.dense1_kernel,
+                active,
+                &sample.hidden_grad,
+                |_, grad| {
+                    own.input_grads
+                        .push(keep_scale.map_or(grad, |keep_scale| grad * keep_scale));
+                },
+            );
             own.ends.push(own.input_grads.len());
         }
         own.regroup(
@@ -680,6 +741,7 @@ impl<
             row_lanes: (0..threads).map(|_| RwLock::new(RowLane::new())).collect(),
             sums: Vec::new(),
             turns: Vec::new(),
+            rows: (0..threads).map(|t| owned_rows(t, threads, FLAT)).collect(),
             seeds: Vec::new(),
             pool: std::sync::Arc::new(pool),
         })
@@ -715,6 +777,7 @@ impl<
             scale,
             dropout: self.dropout,
             chunk: batch.len().div_ceil(threads),
+            rows: &self.rows,
             sample_lanes: &self.sample_lanes,
             row_lanes: &self.row_lanes,
             sums: &self.sums,
@@ -774,8 +837,8 @@ impl<
             .collect();
         let formed_in_step = row_lanes.iter().all(|lane| lane.sums_certainly_finite());
         if !formed_in_step {
-            for (thread, lane) in row_lanes.iter().enumerate() {
-                let rows = owned_rows(thread, threads, FLAT);
+            for (lane, rows) in row_lanes.iter().zip(&self.rows) {
+                let rows = rows.clone();
                 lane.form(0, total.dense1_kernel.get_mut(rows).unwrap_or_default());
             }
             if !all_finite(total.dense1_kernel.as_flattened()) {
@@ -803,23 +866,26 @@ impl<
         // Each thread steps its own rows.
         let mut shares = Vec::with_capacity(threads);
         let mut kernel = kernel;
-        for thread in 0..threads {
-            let values = owned_rows(thread, threads, FLAT).len() * HIDDEN;
+        for rows in &self.rows {
+            let values = rows.len() * HIDDEN;
             let (here, rest) = kernel.split_at_mut(values.min(kernel.len()));
             let (here_state, rest_state) = kernel_state.split_at(values);
             shares.push(Mutex::new(Some((here, here_state))));
             (kernel, kernel_state) = (rest, rest_state);
         }
         let summed = (!formed_in_step).then_some(grads.get(dense1).unwrap_or_default());
+        let owned = &self.rows;
         self.pool.broadcast(|context| {
             let thread = context.index();
-            let (Some(share), Some(lane)) = (shares.get(thread), row_lanes.get(thread)) else {
+            let (Some(share), Some(lane), Some(rows)) =
+                (shares.get(thread), row_lanes.get(thread), owned.get(thread))
+            else {
                 return;
             };
             let Some((params, mut state)) = lock(share).take() else {
                 return;
             };
-            let first_value = owned_rows(thread, threads, FLAT).start * HIDDEN;
+            let first_value = rows.start * HIDDEN;
             let mut rows = [[0.0f32; HIDDEN]; ROWS_PER_PIECE];
             for (piece, p) in params.chunks_mut(ROWS_PER_PIECE * HIDDEN).enumerate() {
                 let (here, rest) = state.split_at(p.len());
@@ -839,6 +905,11 @@ impl<
                 state = rest;
             }
         });
+        let costs: Vec<usize> = row_lanes
+            .iter()
+            .flat_map(|lane| lane.piece_costs.iter().copied())
+            .collect();
+        self.rows = balanced_rows(&costs, threads, FLAT);
         Ok(loss)
     }
 
@@ -883,6 +954,7 @@ mod tests {
     use super::*;
     use crate::train::{Sgd, Trainer};
     use rand_core::SeedableRng;
+    use std::vec;
 
     type Small = Params<8, 8, 3, 48, 20, 3>;
 
@@ -962,6 +1034,34 @@ mod tests {
         }
     }
 
+    /// Training with rows owned one way or another (rebalanced after every
+    /// batch) gives the same parameters, bit for bit.
+    #[test]
+    fn who_owns_a_row_changes_no_result() {
+        let data = data();
+        let run = |rows: Option<[Range<usize>; 2]>| {
+            let mut params: std::boxed::Box<Small> = bytemuck::zeroed_box();
+            params.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(3));
+            let mut parallel = ParallelTrainer::<8, 8, 3, 48, 20, 3>::new(2, 0.5).unwrap();
+            let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
+            let mut adam: std::boxed::Box<crate::train::Adam<Small>> = bytemuck::zeroed_box();
+            adam.configure(crate::train::AdamConfig::KERAS).unwrap();
+            for batch in [[0u32, 5, 9, 2, 7, 11, 3, 20], [1, 4, 6, 8, 10, 12, 14, 16]] {
+                if let Some(rows) = rows.clone() {
+                    parallel.rows = rows.to_vec();
+                }
+                parallel
+                    .train_batch(&mut *params, &mut *adam, &data[..], &batch, &mut rng)
+                    .unwrap();
+            }
+            bits(params.as_flat())
+        };
+        let balanced = run(None);
+        assert_eq!(balanced, run(Some([0..16, 16..48])));
+        assert_eq!(balanced, run(Some([0..48, 48..48])));
+        assert_eq!(balanced, run(Some([0..0, 0..48])));
+    }
+
     #[test]
     fn rows_are_shared_out_in_whole_pieces_that_cover_the_kernel() {
         for (rows, threads) in [(1960, 2), (1960, 3), (48, 3), (48, 5), (7, 2)] {
@@ -975,6 +1075,23 @@ mod tests {
         }
         assert_eq!(owned_rows(0, 2, 1960), 0..992);
         assert_eq!(owned_rows(1, 2, 1960), 992..1960);
+    }
+
+    #[test]
+    fn rows_follow_the_work_in_whole_pieces() {
+        // Five pieces of 16 rows, the last 4 rows short; the work is at the end.
+        let costs = [1, 1, 1, 10, 7];
+        assert_eq!(balanced_rows(&costs, 2, 68), vec![0..64, 64..68]);
+        assert_eq!(balanced_rows(&costs, 3, 68), vec![0..48, 48..64, 64..68]);
+        assert_eq!(balanced_rows(&costs, 1, 68), vec![0..68]);
+        // Even work: even rows; no work at all: every row to the last thread.
+        assert_eq!(balanced_rows(&[5; 4], 2, 64), vec![0..32, 32..64]);
+        assert_eq!(balanced_rows(&[0; 4], 2, 64), vec![0..0, 0..64]);
+        // More threads than pieces: some own nothing, all rows are owned.
+        let ranges = balanced_rows(&[3, 3], 4, 20);
+        assert_eq!(ranges.first().map(|r| r.start), Some(0));
+        assert_eq!(ranges.last().map(|r| r.end), Some(20));
+        assert!(ranges.windows(2).all(|pair| pair[0].end == pair[1].start));
     }
 
     /// A sample's non-zero inputs (positions, the whole input) and its output
