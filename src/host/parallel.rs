@@ -12,7 +12,7 @@
 
 use crate::data::Samples;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
-use crate::kernels::dense::{accumulate_rows, listed_input_grads, nonzero_positions, Listed, Outer};
+use crate::kernels::dense::{accumulate_rows, nonzero_positions, row_input_grads, Listed, Outer};
 use crate::kernels::{all_finite, axpy, conv_relu_pool, dense, dense_backward, relu, softmax_cross_entropy};
 use crate::model::{ParamBuffer, Params};
 use crate::train::dropout::{check_rate, dropout, SampleStream};
@@ -189,6 +189,8 @@ struct RowLane<const HIDDEN: usize> {
     input_grads: Vec<f32>,
     /// Where each sample's values end in `input_grads`.
     ends: Vec<usize>,
+    /// Where each term's input gradient goes in `input_grads`.
+    slots: Vec<u32>,
     /// Row `first + i`'s terms are `terms[starts[i]..starts[i + 1]]`.
     starts: Vec<usize>,
     /// `(sample, input)`, samples numbered through the whole batch.
@@ -208,6 +210,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
             input_grads: Vec::new(),
             ends: Vec::new(),
             starts: Vec::new(),
+            slots: Vec::new(),
             terms: Vec::new(),
             hidden_grads: Vec::new(),
             bounds: None,
@@ -252,9 +255,10 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
     ) {
         self.starts.clear();
         self.starts.resize(rows.len() + 2, 0);
+        let row = |i: u16| usize::from(i).checked_sub(rows.start);
         for (positions, _) in samples.clone() {
             for &i in positions {
-                if let Some(count) = self.starts.get_mut(usize::from(i) - rows.start + 2) {
+                if let Some(count) = row(i).and_then(|r| self.starts.get_mut(r + 2)) {
                     *count += 1;
                 }
             }
@@ -264,19 +268,28 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
         for i in 2..self.starts.len() {
             self.starts[i] += self.starts[i - 1];
         }
+        let len = self.starts.last().copied().unwrap_or(0);
         self.terms.clear();
-        self.terms
-            .resize(self.starts.last().copied().unwrap_or(0), (0, 0.0));
+        self.terms.resize(len, (0, 0.0));
+        self.slots.clear();
+        self.slots.resize(len, 0);
+        self.ends.clear();
+        // Terms come in sample after sample: the count so far is where each
+        // one's input gradient goes.
+        let mut count = 0;
         for (sample, (positions, inputs)) in samples.enumerate() {
             for &i in positions {
-                let i = usize::from(i);
-                if let Some(slot) = self.starts.get_mut(i - rows.start + 1) {
-                    if let Some(term) = self.terms.get_mut(*slot) {
-                        *term = (sample as u32, inputs.get(i).copied().unwrap_or(0.0));
+                if let Some(slot) = row(i).and_then(|r| self.starts.get_mut(r + 1)) {
+                    let x = inputs.get(usize::from(i)).copied().unwrap_or(0.0);
+                    if let (Some(term), Some(place)) = (self.terms.get_mut(*slot), self.slots.get_mut(*slot))
+                    {
+                        (*term, *place) = ((sample as u32, x), count);
                     }
                     *slot += 1;
                 }
+                count += 1;
             }
+            self.ends.push(count as usize);
         }
         self.starts.pop();
         self.bounds = self.bounds();
@@ -635,27 +648,37 @@ impl<
         own.hidden_grads.clear();
         own.hidden_grads
             .extend(samples().map(|sample| sample.hidden_grad));
-        own.input_grads.clear();
-        own.ends.clear();
-        // Kept inputs were scaled by 1 / (1 - rate) on the way forward.
-        let keep_scale = (self.dropout > 0.0).then(|| 1.0 / (1.0 - self.dropout));
-        for sample in samples() {
-            let active = sample.active_in(&rows);
-            listed_input_grads(
-                &self.params.dense1_kernel,
-                active,
-                &sample.hidden_grad,
-                |_, grad| {
-                    own.input_grads
-                        .push(keep_scale.map_or(grad, |keep_scale| grad * keep_scale));
-                },
-            );
-            own.ends.push(own.input_grads.len());
-        }
         own.regroup(
             &rows,
             samples().map(|sample| (sample.active_in(&rows), &sample.pooled)),
         );
+        // Kept inputs were scaled by 1 / (1 - rate) on the way forward.
+        let keep_scale = (self.dropout > 0.0).then(|| 1.0 / (1.0 - self.dropout));
+        let RowLane {
+            input_grads,
+            slots,
+            starts,
+            terms,
+            hidden_grads,
+            ..
+        } = own;
+        input_grads.clear();
+        input_grads.resize(terms.len(), 0.0);
+        let kernel = self.params.dense1_kernel.get(rows).unwrap_or_default();
+        for (row, bounds) in kernel.iter().zip(starts.windows(2)) {
+            let (Some(terms), Some(slots)) =
+                (terms.get(bounds[0]..bounds[1]), slots.get(bounds[0]..bounds[1]))
+            else {
+                continue;
+            };
+            let mut slots = slots.iter();
+            row_input_grads(row, terms, hidden_grads, |grad| {
+                let slot = slots.next().and_then(|&slot| input_grads.get_mut(slot as usize));
+                if let Some(slot) = slot {
+                    *slot = keep_scale.map_or(grad, |keep_scale| grad * keep_scale);
+                }
+            });
+        }
     }
 
     /// Backward through pooling and the convolution for the thread's

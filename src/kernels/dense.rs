@@ -307,63 +307,53 @@ fn quad_lanes(values: &[f32], at: usize) -> f32x4 {
         .map_or(f32x4::splat(0.0), |quad| f32x4::new(*quad))
 }
 
-/// `dot(kernel[i], out_grad)` for each listed input `i`, in order, handed to
-/// `each` with `i`: the gradient at a dense layer's listed inputs, for a
-/// caller that keeps it its own way. Rows come from beyond the first-level
-/// cache, so each is asked for a few inputs ahead, as in the forward pass.
+/// `dot(row, grads[sample])` for each term `(sample, _)` of one row of a
+/// dense layer's kernel, handed to `each` in the terms' order: the gradient
+/// at that row's input for each sample that lists it, taken row by row so
+/// that the row is read once for the whole batch.
 #[cfg(feature = "std")]
 #[inline]
-pub(crate) fn listed_input_grads<const IN: usize, const OUT: usize>(
-    kernel: &[[f32; OUT]; IN],
-    active: &[u16],
-    out_grad: &[f32; OUT],
-    mut each: impl FnMut(usize, f32),
+pub(crate) fn row_input_grads<const OUT: usize>(
+    row: &[f32; OUT],
+    terms: &[(u32, f32)],
+    grads: &[[f32; OUT]],
+    mut each: impl FnMut(f32),
 ) {
-    // Four rows at a time: one row's dot product is a chain of dependent
+    let grad = |&(sample, _): &(u32, f32)| grads.get(sample as usize);
+    // Four terms at a time: a dot product is a chain of dependent
     // multiply-adds, which four chains side by side keep the core busy
     // through. Each is the chain `dot` computes.
-    let (quads, rest) = active.as_chunks::<4>();
-    let mut ahead = active.iter().skip(AHEAD);
+    let (quads, rest) = terms.as_chunks::<4>();
     for quad in quads {
-        for _ in 0..4 {
-            if let Some(row) = ahead.next().and_then(|&a| kernel.get(usize::from(a))) {
-                prefetch_row(row);
-            }
-        }
-        let rows = quad.map(|i| kernel.get(usize::from(i)));
-        if let [Some(a), Some(b), Some(c), Some(d)] = rows {
-            let grads = dot_four([a, b, c, d], out_grad);
-            for (&i, grad) in quad.iter().zip(grads) {
-                each(usize::from(i), grad);
+        if let [Some(a), Some(b), Some(c), Some(d)] = quad.each_ref().map(grad) {
+            for value in dot_four(row, [a, b, c, d]) {
+                each(value);
             }
         }
     }
-    for &i in rest {
-        let i = usize::from(i);
-        if let Some(row) = kernel.get(i) {
-            each(i, dot(row, out_grad));
+    for term in rest {
+        if let Some(g) = grad(term) {
+            each(dot(row, g));
         }
     }
 }
 
-/// [`dot`] of four rows with one vector, to the bit.
+/// [`dot`] of one row with four vectors, to the bit.
 #[cfg(feature = "std")]
 #[inline]
-fn dot_four<const OUT: usize>(rows: [&[f32; OUT]; 4], y: &[f32; OUT]) -> [f32; 4] {
-    let (y_chunks, y_rest) = y.as_chunks::<ROW_LANES>();
+fn dot_four<const OUT: usize>(row: &[f32; OUT], ys: [&[f32; OUT]; 4]) -> [f32; 4] {
+    let (x_chunks, x_rest) = row.as_chunks::<ROW_LANES>();
     let mut sums = [f32x8::splat(0.0); 4];
-    for (c, yc) in y_chunks.iter().enumerate() {
-        let yv = f32x8::new(*yc);
-        for (sum, row) in sums.iter_mut().zip(rows) {
-            if let Some(xc) = row.as_chunks::<ROW_LANES>().0.get(c) {
-                *sum = f32x8::new(*xc).mul_add(yv, *sum);
+    for (c, xc) in x_chunks.iter().enumerate() {
+        let xv = f32x8::new(*xc);
+        for (sum, y) in sums.iter_mut().zip(ys) {
+            if let Some(yc) = y.as_chunks::<ROW_LANES>().0.get(c) {
+                *sum = xv.mul_add(f32x8::new(*yc), *sum);
             }
         }
     }
-    let tail = OUT - y_rest.len();
-    core::array::from_fn(|k| {
-        sums[k].reduce_add() + dot_scalar(rows[k].get(tail..).unwrap_or_default(), y_rest)
-    })
+    let tail = OUT - x_rest.len();
+    core::array::from_fn(|k| sums[k].reduce_add() + dot_scalar(x_rest, ys[k].get(tail..).unwrap_or_default()))
 }
 
 /// Terms between a row's prefetch and its use: fewer leave the core
@@ -591,30 +581,25 @@ mod tests {
         }
     }
 
-    /// Listed rows' dot products four at a time are `dot`'s, bit for bit,
-    /// whatever the row length and however many rows are listed.
+    /// A row's dot products with its terms' samples, four at a time, are
+    /// `dot`'s, bit for bit, whatever the row length and the number of terms.
     #[cfg(feature = "std")]
     #[test]
-    fn input_grads_of_listed_rows_are_dot_products_to_the_bit() {
+    fn input_grads_of_a_row_are_dot_products_to_the_bit() {
         fn check<const OUT: usize>() {
             let value = |i: usize| ((i * 7919) % 1013) as f32 / 97.0 - 5.0;
-            let kernel: [[f32; OUT]; 23] =
-                core::array::from_fn(|r| core::array::from_fn(|c| value(r * OUT + c)));
-            let grad: [f32; OUT] = core::array::from_fn(|c| value(c + 5000) / 3.0);
-            for listed in 0..12 {
-                let active: std::vec::Vec<u16> = (0..listed).map(|k| ((k * 5 + 3) % 23) as u16).collect();
+            let row: [f32; OUT] = core::array::from_fn(value);
+            let grads: [[f32; OUT]; 23] =
+                core::array::from_fn(|s| core::array::from_fn(|c| value(s * OUT + c + 5000) / 3.0));
+            for count in 0..12 {
+                let terms: std::vec::Vec<(u32, f32)> = (0..count).map(|k| ((k * 5 + 3) % 23, 1.0)).collect();
                 let mut found = std::vec::Vec::new();
-                super::listed_input_grads(&kernel, &active, &grad, |i, g| found.push((i, g.to_bits())));
-                let expected: std::vec::Vec<_> = active
+                super::row_input_grads(&row, &terms, &grads, |g| found.push(g.to_bits()));
+                let expected: std::vec::Vec<u32> = terms
                     .iter()
-                    .map(|&i| {
-                        (
-                            usize::from(i),
-                            super::dot(&kernel[usize::from(i)], &grad).to_bits(),
-                        )
-                    })
+                    .map(|&(s, _)| super::dot(&row, &grads[s as usize]).to_bits())
                     .collect();
-                assert_eq!(found, expected, "{OUT} outputs, {listed} rows");
+                assert_eq!(found, expected, "{OUT} outputs, {count} terms");
             }
         }
         check::<1>();
