@@ -106,6 +106,8 @@ struct Sample<const H: usize, const W: usize, const FLAT: usize, const HIDDEN: u
     /// first `active_len`.
     active: [u16; FLAT],
     active_len: usize,
+    /// Dense1's sums, which the rows' owners add their terms to in turn.
+    sums: [f32; HIDDEN],
     /// The gradient at dense1's outputs (the loss scale included).
     hidden_grad: [f32; HIDDEN],
 }
@@ -119,6 +121,7 @@ impl<const H: usize, const W: usize, const FLAT: usize, const HIDDEN: usize> Sam
             argmax: [0; FLAT],
             active: [0; FLAT],
             active_len: 0,
+            sums: [0.0; HIDDEN],
             hidden_grad: [0.0; HIDDEN],
         })
     }
@@ -137,8 +140,8 @@ impl<const H: usize, const W: usize, const FLAT: usize, const HIDDEN: usize> Sam
     }
 }
 
-/// A thread's share of the batch by sample.
-struct SampleLane<
+/// What a thread keeps of its share of the batch by sample.
+struct Lane<
     const H: usize,
     const W: usize,
     const K: usize,
@@ -146,9 +149,6 @@ struct SampleLane<
     const HIDDEN: usize,
     const CLASSES: usize,
 > {
-    /// The thread's samples in this batch: the first `used`.
-    samples: Vec<Box<Sample<H, W, FLAT, HIDDEN>>>,
-    used: usize,
     /// The gradient of the thread's samples' losses, but for dense1's
     /// kernel, which the rows' owners form.
     grads: Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>,
@@ -157,6 +157,8 @@ struct SampleLane<
     loss: f32,
     /// The first error the thread's samples met.
     error: Option<Error>,
+    /// Whether the thread had samples in the batch.
+    used: bool,
 }
 
 impl<
@@ -166,16 +168,15 @@ impl<
         const FLAT: usize,
         const HIDDEN: usize,
         const CLASSES: usize,
-    > SampleLane<H, W, K, FLAT, HIDDEN, CLASSES>
+    > Lane<H, W, K, FLAT, HIDDEN, CLASSES>
 {
     fn new() -> Self {
         Self {
-            samples: Vec::new(),
-            used: 0,
             grads: bytemuck::zeroed_box(),
             pooled_grad: bytemuck::zeroed_box(),
             loss: 0.0,
             error: None,
+            used: false,
         }
     }
 }
@@ -431,12 +432,11 @@ pub struct ParallelTrainer<
     const CLASSES: usize = 10,
 > {
     dropout: f32,
-    sample_lanes: Vec<RwLock<SampleLane<H, W, K, FLAT, HIDDEN, CLASSES>>>,
+    lanes: Vec<Mutex<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>>,
     row_lanes: Vec<RwLock<RowLane<HIDDEN>>>,
-    /// Each sample's sums at dense1's outputs, which the rows' owners add
-    /// their terms to in turn.
-    sums: Vec<Mutex<[f32; HIDDEN]>>,
-    /// How many rows' owners have added their terms to each sample's sums.
+    /// The batch's samples, in batch order.
+    samples: Vec<RwLock<Box<Sample<H, W, FLAT, HIDDEN>>>>,
+    /// Where each sample is: see [`Batch::turns`].
     turns: Vec<AtomicUsize>,
     /// The rows of dense1's kernel each thread owns.
     rows: Vec<Range<usize>>,
@@ -466,9 +466,14 @@ struct Batch<
     chunk: usize,
     /// The rows of dense1's kernel each thread owns.
     rows: &'a [Range<usize>],
-    sample_lanes: &'a [RwLock<SampleLane<H, W, K, FLAT, HIDDEN, CLASSES>>],
+    lanes: &'a [Mutex<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>],
     row_lanes: &'a [RwLock<RowLane<HIDDEN>>],
-    sums: &'a [Mutex<[f32; HIDDEN]>],
+    states: &'a [RwLock<Box<Sample<H, W, FLAT, HIDDEN>>>],
+    /// Where each sample is: 0 until its thread has read and convolved it,
+    /// then 1 + the number of rows' owners that have added their terms to
+    /// its sums (which they do in thread order). Waiting on these rather
+    /// than for every thread, a thread goes on to the next pass with the
+    /// samples that are ready.
     turns: &'a [AtomicUsize],
     meeting: Meeting,
 }
@@ -487,9 +492,7 @@ impl<
     fn run(&self, thread: usize) {
         let _attendance = Attendance(&self.meeting);
         self.convolve(thread);
-        self.meeting.wait();
         self.dense1_forward(thread);
-        self.meeting.wait();
         self.head(thread);
         self.meeting.wait();
         self.dense1_backward(thread);
@@ -507,24 +510,36 @@ impl<
         self.rows.get(thread).cloned().unwrap_or(FLAT..FLAT)
     }
 
+    /// Returns once sample `position` has reached `turn`.
+    fn wait_for(&self, position: usize, turn: usize) {
+        if let Some(at) = self.turns.get(position) {
+            self.meeting.until(|| at.load(Ordering::Acquire) >= turn);
+        }
+    }
+
+    /// Marks sample `position` as having reached `turn`.
+    fn reached(&self, position: usize, turn: usize) {
+        if let Some(at) = self.turns.get(position) {
+            at.store(turn, Ordering::Release);
+        }
+    }
+
+    /// The batch's samples, in batch order, read-locked.
+    fn read_all(&self) -> Vec<RwLockReadGuard<'_, Box<Sample<H, W, FLAT, HIDDEN>>>> {
+        self.states.iter().take(self.batch.len()).map(read).collect()
+    }
+
     /// Reads the thread's samples, then convolves, pools, drops out and lists
     /// dense1's non-zero inputs. A thread stops at its first error, as if
     /// the rest of its samples were blank.
     fn convolve(&self, thread: usize) {
-        let Some(lane) = self.sample_lanes.get(thread) else {
+        let Some(lane) = self.lanes.get(thread) else {
             return;
         };
-        let mut lane = write(lane);
+        let mut lane = lock(lane);
         let lane = &mut *lane;
         let own = self.own_samples(thread);
-        let (indices, seeds) = (
-            self.batch.get(own.clone()).unwrap_or_default(),
-            self.seeds.get(own.clone()).unwrap_or_default(),
-        );
-        while lane.samples.len() < indices.len() {
-            lane.samples.push(Sample::boxed());
-        }
-        lane.used = indices.len();
+        lane.used = !own.is_empty();
         lane.loss = 0.0;
         lane.error = None;
         let g = &mut lane.grads;
@@ -534,82 +549,95 @@ impl<
         g.dense2_kernel = [[0.0; CLASSES]; HIDDEN];
         g.dense2_bias = [0.0; CLASSES];
         let p = self.params;
-        let work = indices.iter().zip(seeds).zip(&mut lane.samples).zip(own);
-        for (((&index, &seed), sample), position) in work {
-            if let Some(turn) = self.turns.get(position) {
-                turn.store(0, Ordering::Relaxed);
-            }
-            if let Some(sums) = self.sums.get(position) {
-                *lock(sums) = p.dense1_bias;
-            }
+        for position in own {
+            let (Some(&index), Some(&seed), Some(sample)) = (
+                self.batch.get(position),
+                self.seeds.get(position),
+                self.states.get(position),
+            ) else {
+                continue;
+            };
+            let mut sample = write(sample);
             sample.active_len = 0;
             sample.label = 0;
-            if lane.error.is_some() {
-                continue;
-            }
-            match self.samples.read(index as usize, &mut sample.image) {
-                Ok(label) => sample.label = label,
-                Err(e) => {
+            sample.sums = p.dense1_bias;
+            if lane.error.is_none() {
+                if let Err(e) = self.convolve_one(index as usize, seed, &mut sample) {
                     lane.error = Some(e);
-                    continue;
                 }
             }
-            if !all_finite(sample.image.as_flattened()) {
-                lane.error = Some(Error::NonFinite { what: "image" });
-                continue;
-            }
-            conv_relu_pool(
-                &sample.image,
-                &p.conv_kernel,
-                &p.conv_bias,
-                &mut sample.pooled,
-                Some(&mut sample.argmax),
-            );
-            if self.dropout > 0.0 {
-                dropout(&mut sample.pooled, self.dropout, &mut SampleStream(seed));
-            }
-            sample.active_len = nonzero_positions(&sample.pooled, &mut sample.active);
+            drop(sample);
+            self.reached(position, 1);
         }
+    }
+
+    fn convolve_one(
+        &self,
+        index: usize,
+        seed: u64,
+        sample: &mut Sample<H, W, FLAT, HIDDEN>,
+    ) -> Result<(), Error> {
+        sample.label = self.samples.read(index, &mut sample.image)?;
+        if !all_finite(sample.image.as_flattened()) {
+            return Err(Error::NonFinite { what: "image" });
+        }
+        conv_relu_pool(
+            &sample.image,
+            &self.params.conv_kernel,
+            &self.params.conv_bias,
+            &mut sample.pooled,
+            Some(&mut sample.argmax),
+        );
+        if self.dropout > 0.0 {
+            dropout(&mut sample.pooled, self.dropout, &mut SampleStream(seed));
+        }
+        sample.active_len = nonzero_positions(&sample.pooled, &mut sample.active);
+        Ok(())
     }
 
     /// Adds the terms of the thread's rows to every sample's sums at dense1's
     /// outputs, after the owners of the rows before them: each sum takes its
     /// terms in the order one thread would.
     fn dense1_forward(&self, thread: usize) {
-        let lanes: Vec<_> = self.sample_lanes.iter().map(read).collect();
         let rows = self.rows(thread);
-        let samples = lanes.iter().flat_map(|lane| lane.samples.iter().take(lane.used));
-        for ((sample, sums), turn) in samples.zip(self.sums).zip(self.turns) {
+        for (position, sample) in self.states.iter().take(self.batch.len()).enumerate() {
+            self.wait_for(position, thread + 1);
+            let mut sample = write(sample);
+            let sample = &mut **sample;
             let listed = Listed {
                 input: &sample.pooled,
                 active: sample.active_in(&rows),
                 kernel: &self.params.dense1_kernel,
             };
-            self.meeting.until(|| turn.load(Ordering::Acquire) == thread);
-            accumulate_rows::<true, HIDDEN>(&listed, &mut lock(sums));
-            turn.store(thread + 1, Ordering::Release);
+            let mut sums = sample.sums;
+            accumulate_rows::<true, HIDDEN>(&listed, &mut sums);
+            sample.sums = sums;
+            self.reached(position, thread + 2);
         }
     }
 
     /// ReLU, dense2, the loss and backward to dense1's outputs, for the
-    /// thread's samples.
+    /// thread's samples, each as soon as its sums are whole.
     fn head(&self, thread: usize) {
-        let Some(lane) = self.sample_lanes.get(thread) else {
+        let Some(lane) = self.lanes.get(thread) else {
             return;
         };
-        let mut lane = write(lane);
-        let SampleLane {
-            samples,
-            used,
+        let mut lane = lock(lane);
+        let Lane {
             grads: g,
             loss,
             error,
             ..
         } = &mut *lane;
         let p = self.params;
-        let sums = self.sums.get(self.own_samples(thread)).unwrap_or_default();
-        for (sample, sums) in samples.iter_mut().take(*used).zip(sums) {
-            let mut hidden = *lock(sums);
+        let whole = self.lanes.len() + 1;
+        for position in self.own_samples(thread) {
+            let Some(sample) = self.states.get(position) else {
+                continue;
+            };
+            self.wait_for(position, whole);
+            let mut sample = write(sample);
+            let mut hidden = sample.sums;
             relu(&mut hidden);
             let mut logits = [0.0; CLASSES];
             dense(&hidden, &p.dense2_kernel, &p.dense2_bias, &mut logits);
@@ -635,16 +663,14 @@ impl<
     /// The gradient at every sample's non-zero inputs in the thread's rows,
     /// and the rows' terms regrouped for the step.
     fn dense1_backward(&self, thread: usize) {
-        let (Some(own), lanes) = (
-            self.row_lanes.get(thread),
-            self.sample_lanes.iter().map(read).collect::<Vec<_>>(),
-        ) else {
+        let Some(own) = self.row_lanes.get(thread) else {
             return;
         };
+        let states = self.read_all();
         let mut own = write(own);
         let own = &mut *own;
         let rows = self.rows(thread);
-        let samples = || lanes.iter().flat_map(|lane| lane.samples.iter().take(lane.used));
+        let samples = || states.iter().map(|sample| &***sample);
         own.hidden_grads.clear();
         own.hidden_grads
             .extend(samples().map(|sample| sample.hidden_grad));
@@ -684,21 +710,21 @@ impl<
     /// Backward through pooling and the convolution for the thread's
     /// samples, from the gradients the rows' owners found.
     fn convolution_backward(&self, thread: usize) {
-        let (Some(lane), row_lanes) = (
-            self.sample_lanes.get(thread),
-            self.row_lanes.iter().map(read).collect::<Vec<_>>(),
-        ) else {
+        let Some(lane) = self.lanes.get(thread) else {
             return;
         };
-        let mut lane = write(lane);
-        let SampleLane {
-            samples,
-            used,
+        let row_lanes: Vec<_> = self.row_lanes.iter().map(read).collect();
+        let mut lane = lock(lane);
+        let Lane {
             grads: g,
             pooled_grad,
             ..
         } = &mut *lane;
-        for (sample, position) in samples.iter().take(*used).zip(self.own_samples(thread)) {
+        for position in self.own_samples(thread) {
+            let Some(sample) = self.states.get(position) else {
+                continue;
+            };
+            let sample = read(sample);
             **pooled_grad = [0.0; FLAT];
             for (owner, row_lane) in row_lanes.iter().enumerate() {
                 let positions = sample.active_in(&self.rows(owner));
@@ -760,9 +786,9 @@ impl<
             })?;
         Ok(Self {
             dropout,
-            sample_lanes: (0..threads).map(|_| RwLock::new(SampleLane::new())).collect(),
+            lanes: (0..threads).map(|_| Mutex::new(Lane::new())).collect(),
             row_lanes: (0..threads).map(|_| RwLock::new(RowLane::new())).collect(),
-            sums: Vec::new(),
+            samples: Vec::new(),
             turns: Vec::new(),
             rows: (0..threads).map(|t| owned_rows(t, threads, FLAT)).collect(),
             seeds: Vec::new(),
@@ -786,11 +812,16 @@ impl<
         if batch.is_empty() {
             return Err(Error::Empty { what: "batch" });
         }
-        let threads = self.sample_lanes.len();
+        let threads = self.lanes.len();
         self.seeds.clear();
         self.seeds.extend(batch.iter().map(|_| rng.next_u64()));
-        self.sums.resize_with(batch.len(), || Mutex::new([0.0; HIDDEN]));
+        while self.samples.len() < batch.len() {
+            self.samples.push(RwLock::new(Sample::boxed()));
+        }
         self.turns.resize_with(batch.len(), || AtomicUsize::new(0));
+        for turn in &mut self.turns {
+            *turn.get_mut() = 0;
+        }
         let scale = 1.0 / batch.len() as f32;
         let passes = Batch {
             params,
@@ -801,9 +832,9 @@ impl<
             dropout: self.dropout,
             chunk: batch.len().div_ceil(threads),
             rows: &self.rows,
-            sample_lanes: &self.sample_lanes,
+            lanes: &self.lanes,
             row_lanes: &self.row_lanes,
-            sums: &self.sums,
+            states: &self.samples,
             turns: &self.turns,
             meeting: Meeting::new(threads),
         };
@@ -812,10 +843,10 @@ impl<
         // Losses and the small gradients are summed in thread order, whatever
         // order the threads finished in.
         let mut lanes = self
-            .sample_lanes
+            .lanes
             .iter_mut()
             .map(|lane| lane.get_mut().unwrap_or_else(PoisonError::into_inner))
-            .filter(|lane| lane.used > 0);
+            .filter(|lane| lane.used);
         let Some(first) = lanes.next() else {
             return Err(Error::Empty { what: "batch" });
         };
