@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, Samples, Subset};
 use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint, ParallelTrainer};
-use tinycnn::train::{Adam, AdamConfig, Optimizer, Progress, Sgd, State, Update};
+use tinycnn::train::{Adam, AdamConfig, Optimizer, Progress, Schedule, Sgd, State};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
 
 /// The seed of the train/validation split: fixed, as in the book, whatever `--seed`.
@@ -299,10 +299,10 @@ enum Opt {
 }
 
 impl Optimizer for Opt {
-    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), tinycnn::Error> {
+    fn schedule(&mut self, len: usize) -> Result<(Schedule<'_>, State<'_>), tinycnn::Error> {
         match self {
-            Opt::Sgd(sgd) => sgd.begin_step(len),
-            Opt::Adam(adam) => adam.begin_step(len),
+            Opt::Sgd(sgd) => sgd.schedule(len),
+            Opt::Adam(adam) => adam.schedule(len),
         }
     }
 }

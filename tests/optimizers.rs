@@ -115,3 +115,36 @@ fn a_step_in_pieces_equals_the_whole_step() {
         Adam::<[f32; N]>::new(AdamConfig::KERAS).unwrap(),
     );
 }
+
+/// Steps taken through a schedule, with the state held throughout, are the
+/// steps `step` takes; the schedule counts a step only when it gives one.
+#[test]
+fn a_schedule_steps_as_step_does() {
+    const N: usize = 37;
+    let grads = |step: usize| -> Vec<f32> { (0..N).map(|i| ((i * 3 + step) as f32 * 0.41).sin()).collect() };
+    let config = AdamConfig {
+        lr: 0.01,
+        ..AdamConfig::KERAS
+    };
+    let mut stepped = Adam::<[f32; N]>::new(config).unwrap();
+    let mut expected = [0.5f32; N];
+    for step in 0..4 {
+        stepped.step(&mut expected, &grads(step)).unwrap();
+    }
+    let mut scheduled = Adam::<[f32; N]>::new(config).unwrap();
+    let mut params = [0.5f32; N];
+    {
+        let (mut schedule, mut state) = scheduled.schedule(N).unwrap();
+        for step in 0..4 {
+            let update = schedule.next_update().unwrap();
+            update.apply(&mut params, &grads(step), state.reborrow());
+        }
+    }
+    assert_eq!(params, expected);
+    assert_eq!(scheduled, stepped);
+    // Handing out the state counts nothing.
+    let before = scheduled.steps();
+    drop(scheduled.schedule(N).unwrap());
+    assert_eq!(scheduled.steps(), before);
+    assert!(scheduled.schedule(N + 1).is_err());
+}

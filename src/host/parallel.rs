@@ -12,12 +12,12 @@
 
 use crate::data::Samples;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
-use crate::kernels::dense::{accumulate_rows, nonzero_positions, row_input_grads, Listed, Outer};
+use crate::kernels::dense::{accumulate_rows, nonzero_positions, row_input_grads, Outer, Terms};
 use crate::kernels::{all_finite, axpy, conv_relu_pool, dense, dense_backward, relu, softmax_cross_entropy};
 use crate::model::{ParamBuffer, Params};
 use crate::train::dropout::{check_rate, dropout, SampleStream};
-use crate::train::trainer::run_epoch;
-use crate::train::{Optimizer, Progress, State, Update};
+use crate::train::trainer::shuffled_batches;
+use crate::train::{Optimizer, Progress, Schedule, State, Update};
 use crate::Error;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -436,17 +436,20 @@ pub struct ParallelTrainer<
     row_lanes: Vec<RwLock<RowLane<HIDDEN>>>,
     /// The batch's samples, in batch order.
     samples: Vec<RwLock<Box<Sample<H, W, FLAT, HIDDEN>>>>,
-    /// Where each sample is: see [`Batch::turns`].
+    /// Where each sample is: see [`Run::turns`].
     turns: Vec<AtomicUsize>,
     /// The rows of dense1's kernel each thread owns.
     rows: Vec<Range<usize>>,
+    /// The parameters but for dense1's kernel, as the threads read them.
+    small: RwLock<Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>>,
     seeds: Vec<u64>,
     /// Shared so that an epoch can run on the pool while it borrows the rest.
     pool: std::sync::Arc<rayon::ThreadPool>,
 }
 
-/// One batch's passes, as every thread sees them.
-struct Batch<
+/// A run of batches as every thread sees it: the passes of each batch, and
+/// its step, which each thread takes for its own rows of dense1's kernel.
+struct Run<
     'a,
     S: ?Sized,
     const H: usize,
@@ -456,16 +459,26 @@ struct Batch<
     const HIDDEN: usize,
     const CLASSES: usize,
 > {
-    params: &'a Params<H, W, K, FLAT, HIDDEN, CLASSES>,
     samples: &'a S,
-    batch: &'a [u32],
+    /// The samples of the run, batch after batch, and each one's seed.
+    indices: &'a [u32],
     seeds: &'a [u64],
+    batch_size: usize,
     scale: f32,
     dropout: f32,
     /// Samples per thread.
     chunk: usize,
     /// The rows of dense1's kernel each thread owns.
     rows: &'a [Range<usize>],
+    /// The parameters but for dense1's kernel, as the driver last stepped
+    /// them (dense1's kernel here is not used).
+    small: &'a RwLock<Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>>,
+    /// Each thread's rows of dense1's kernel, and their optimizer state.
+    owned: Vec<Mutex<Owned<'a, HIDDEN>>>,
+    /// What only the thread that called for the run uses.
+    driver: Mutex<Driver<'a>>,
+    /// The step each thread takes after a batch, or none to stop.
+    step: Mutex<Option<Step>>,
     lanes: &'a [Mutex<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>],
     row_lanes: &'a [RwLock<RowLane<HIDDEN>>],
     states: &'a [RwLock<Box<Sample<H, W, FLAT, HIDDEN>>>],
@@ -478,6 +491,32 @@ struct Batch<
     meeting: Meeting,
 }
 
+/// A thread's rows of dense1's kernel through a run, and their optimizer
+/// state.
+type Owned<'a, const HIDDEN: usize> = (&'a mut [[f32; HIDDEN]], State<'a>);
+
+/// What the thread that called for a run keeps to itself: the optimizer's
+/// schedule, the small parameters with their state, and where the results go.
+struct Driver<'a> {
+    schedule: Schedule<'a>,
+    /// The last batch's mean loss.
+    loss: f32,
+    front: (&'a mut [f32], State<'a>),
+    back: (&'a mut [f32], State<'a>),
+    /// Called with each batch's number and loss once it has stepped.
+    each: &'a mut (dyn FnMut(usize, f32) + Send),
+    result: Result<(), Error>,
+}
+
+/// A batch's step: the update, and whether the rows of dense1's kernel
+/// gradient were formed (and checked) before it, in the lane of the first
+/// thread with samples, rather than in the step.
+#[derive(Clone, Copy)]
+struct Step {
+    update: Update,
+    formed: Option<usize>,
+}
+
 impl<
         S: Samples<H, W> + Sync + ?Sized,
         const H: usize,
@@ -486,23 +525,44 @@ impl<
         const FLAT: usize,
         const HIDDEN: usize,
         const CLASSES: usize,
-    > Batch<'_, S, H, W, K, FLAT, HIDDEN, CLASSES>
+    > Run<'_, S, H, W, K, FLAT, HIDDEN, CLASSES>
 {
-    /// Thread `thread`'s part of every pass, meeting the others in between.
-    fn run(&self, thread: usize) {
+    /// Thread `thread`'s part of every batch, meeting the others in
+    /// between; `driving` for the thread that called for the run.
+    fn thread(&self, thread: usize, driving: bool) {
         let _attendance = Attendance(&self.meeting);
-        self.convolve(thread);
-        self.dense1_forward(thread);
-        self.head(thread);
-        self.meeting.wait();
-        self.dense1_backward(thread);
-        self.meeting.wait();
-        self.convolution_backward(thread);
+        let mut owned = self.owned.get(thread).map(lock);
+        let mut driver = driving.then(|| lock(&self.driver));
+        for k in 0..self.indices.len() / self.batch_size.max(1) {
+            let rows: &[[f32; HIDDEN]] = owned.as_deref().map_or(&[], |(rows, _)| rows);
+            self.convolve(thread, k);
+            self.dense1_forward(thread, rows);
+            self.head(thread);
+            self.meeting.wait();
+            self.dense1_backward(thread, rows);
+            self.meeting.wait();
+            self.convolution_backward(thread);
+            self.meeting.wait();
+            if let Some(driver) = driver.as_deref_mut() {
+                self.decide(driver);
+            }
+            self.meeting.wait();
+            let Some(step) = *lock(&self.step) else {
+                return;
+            };
+            if let Some((rows, state)) = owned.as_deref_mut() {
+                self.step_rows(thread, step, rows, state.reborrow());
+            }
+            if let Some(driver) = driver.as_deref_mut() {
+                self.step_small(driver, step, k);
+            }
+            self.meeting.wait();
+        }
     }
 
     /// The batch positions of thread `thread`'s samples.
     fn own_samples(&self, thread: usize) -> Range<usize> {
-        let n = self.batch.len();
+        let n = self.batch_size;
         (thread * self.chunk).min(n)..((thread + 1) * self.chunk).min(n)
     }
 
@@ -526,13 +586,13 @@ impl<
 
     /// The batch's samples, in batch order, read-locked.
     fn read_all(&self) -> Vec<RwLockReadGuard<'_, Box<Sample<H, W, FLAT, HIDDEN>>>> {
-        self.states.iter().take(self.batch.len()).map(read).collect()
+        self.states.iter().take(self.batch_size).map(read).collect()
     }
 
     /// Reads the thread's samples, then convolves, pools, drops out and lists
     /// dense1's non-zero inputs. A thread stops at its first error, as if
     /// the rest of its samples were blank.
-    fn convolve(&self, thread: usize) {
+    fn convolve(&self, thread: usize, k: usize) {
         let Some(lane) = self.lanes.get(thread) else {
             return;
         };
@@ -548,11 +608,12 @@ impl<
         g.dense1_bias = [0.0; HIDDEN];
         g.dense2_kernel = [[0.0; CLASSES]; HIDDEN];
         g.dense2_bias = [0.0; CLASSES];
-        let p = self.params;
+        let p = read(self.small);
+        let first = k * self.batch_size;
         for position in own {
             let (Some(&index), Some(&seed), Some(sample)) = (
-                self.batch.get(position),
-                self.seeds.get(position),
+                self.indices.get(first + position),
+                self.seeds.get(first + position),
                 self.states.get(position),
             ) else {
                 continue;
@@ -562,7 +623,7 @@ impl<
             sample.label = 0;
             sample.sums = p.dense1_bias;
             if lane.error.is_none() {
-                if let Err(e) = self.convolve_one(index as usize, seed, &mut sample) {
+                if let Err(e) = self.convolve_one(&p, index as usize, seed, &mut sample) {
                     lane.error = Some(e);
                 }
             }
@@ -573,6 +634,7 @@ impl<
 
     fn convolve_one(
         &self,
+        p: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         index: usize,
         seed: u64,
         sample: &mut Sample<H, W, FLAT, HIDDEN>,
@@ -583,8 +645,8 @@ impl<
         }
         conv_relu_pool(
             &sample.image,
-            &self.params.conv_kernel,
-            &self.params.conv_bias,
+            &p.conv_kernel,
+            &p.conv_bias,
             &mut sample.pooled,
             Some(&mut sample.argmax),
         );
@@ -598,16 +660,17 @@ impl<
     /// Adds the terms of the thread's rows to every sample's sums at dense1's
     /// outputs, after the owners of the rows before them: each sum takes its
     /// terms in the order one thread would.
-    fn dense1_forward(&self, thread: usize) {
+    fn dense1_forward(&self, thread: usize, kernel: &[[f32; HIDDEN]]) {
         let rows = self.rows(thread);
-        for (position, sample) in self.states.iter().take(self.batch.len()).enumerate() {
+        for (position, sample) in self.states.iter().take(self.batch_size).enumerate() {
             self.wait_for(position, thread + 1);
             let mut sample = write(sample);
             let sample = &mut **sample;
-            let listed = Listed {
+            let listed = OwnRows {
                 input: &sample.pooled,
                 active: sample.active_in(&rows),
-                kernel: &self.params.dense1_kernel,
+                rows: kernel,
+                first: rows.start,
             };
             let mut sums = sample.sums;
             accumulate_rows::<true, HIDDEN>(&listed, &mut sums);
@@ -629,7 +692,7 @@ impl<
             error,
             ..
         } = &mut *lane;
-        let p = self.params;
+        let p = read(self.small);
         let whole = self.lanes.len() + 1;
         for position in self.own_samples(thread) {
             let Some(sample) = self.states.get(position) else {
@@ -662,7 +725,7 @@ impl<
 
     /// The gradient at every sample's non-zero inputs in the thread's rows,
     /// and the rows' terms regrouped for the step.
-    fn dense1_backward(&self, thread: usize) {
+    fn dense1_backward(&self, thread: usize, kernel: &[[f32; HIDDEN]]) {
         let Some(own) = self.row_lanes.get(thread) else {
             return;
         };
@@ -690,7 +753,6 @@ impl<
         } = own;
         input_grads.clear();
         input_grads.resize(terms.len(), 0.0);
-        let kernel = self.params.dense1_kernel.get(rows).unwrap_or_default();
         for (row, bounds) in kernel.iter().zip(starts.windows(2)) {
             let (Some(terms), Some(slots)) =
                 (terms.get(bounds[0]..bounds[1]), slots.get(bounds[0]..bounds[1]))
@@ -745,6 +807,176 @@ impl<
             );
         }
     }
+
+    /// After a batch's passes, on the driving thread: the losses and the
+    /// small gradients summed in thread order (whatever order the threads
+    /// finished in) and checked, then the step decided, or none after an
+    /// error.
+    fn decide(&self, driver: &mut Driver<'_>) {
+        let step = self
+            .check()
+            .and_then(|(loss, formed)| Ok((loss, driver.schedule.next_update()?, formed)));
+        *lock(&self.step) = match step {
+            Ok((loss, update, formed)) => {
+                driver.loss = loss;
+                Some(Step { update, formed })
+            }
+            Err(e) => {
+                driver.result = Err(e);
+                None
+            }
+        };
+    }
+
+    /// The batch's mean loss, with the small gradients summed into the first
+    /// thread with samples; and, if the rows of dense1's kernel gradient
+    /// could be NaN or infinite, that thread's number once the rows are
+    /// formed there and checked.
+    fn check(&self) -> Result<(f32, Option<usize>), Error> {
+        let mut lanes = self
+            .lanes
+            .iter()
+            .map(lock)
+            .enumerate()
+            .filter(|(_, lane)| lane.used);
+        let Some((first, mut total)) = lanes.next() else {
+            return Err(Error::Empty { what: "batch" });
+        };
+        let mut loss_sum = total.loss;
+        if let Some(e) = total.error {
+            return Err(e);
+        }
+        let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
+        let small = [0..dense1.start, dense1.end..total.grads.as_flat().len()];
+        for (_, lane) in lanes {
+            if let Some(e) = lane.error {
+                return Err(e);
+            }
+            loss_sum += lane.loss;
+            for range in small.clone() {
+                axpy(
+                    1.0,
+                    lane.grads.as_flat().get(range.clone()).unwrap_or_default(),
+                    total.grads.as_flat_mut().get_mut(range).unwrap_or_default(),
+                );
+            }
+        }
+        let loss = loss_sum * self.scale;
+        let finite = small
+            .into_iter()
+            .all(|range| all_finite(total.grads.as_flat().get(range).unwrap_or_default()));
+        if !loss.is_finite() || !finite {
+            return Err(Error::Diverged);
+        }
+        // Dense1's kernel gradient (all but 1,210 of the default model's
+        // parameters) is not summed sample by sample: each row is formed
+        // once, in the step, by the thread that owns it, from the samples
+        // whose input there is not zero, in batch order. That is the
+        // arithmetic of adding the samples' outer products one after another
+        // (so it does not depend on the thread count). The step may form the
+        // rows only if none can be NaN or infinite; if that is not certain,
+        // they are formed and checked first.
+        let row_lanes: Vec<_> = self.row_lanes.iter().map(read).collect();
+        if row_lanes.iter().all(|lane| lane.sums_certainly_finite()) {
+            return Ok((loss, None));
+        }
+        for (lane, rows) in row_lanes.iter().zip(self.rows) {
+            lane.form(
+                0,
+                total
+                    .grads
+                    .dense1_kernel
+                    .get_mut(rows.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        if !all_finite(total.grads.dense1_kernel.as_flattened()) {
+            return Err(Error::Diverged);
+        }
+        Ok((loss, Some(first)))
+    }
+
+    /// The step of thread `thread`'s rows of dense1's kernel, a piece at a
+    /// time, each piece's gradient formed in the step unless it was before.
+    fn step_rows(&self, thread: usize, step: Step, rows: &mut [[f32; HIDDEN]], mut state: State<'_>) {
+        let Some(lane) = self.row_lanes.get(thread) else {
+            return;
+        };
+        let lane = read(lane);
+        let formed = step.formed.and_then(|first| self.lanes.get(first)).map(lock);
+        let first_row = self.rows(thread).start;
+        let mut scratch = [[0.0f32; HIDDEN]; ROWS_PER_PIECE];
+        for (piece, params) in rows.chunks_mut(ROWS_PER_PIECE).enumerate() {
+            let (here, rest) = state.split_at(params.len() * HIDDEN);
+            let local = piece * ROWS_PER_PIECE;
+            let grads = match &formed {
+                Some(total) => {
+                    let at = first_row + local;
+                    total
+                        .grads
+                        .dense1_kernel
+                        .get(at..at + params.len())
+                        .unwrap_or_default()
+                }
+                None => {
+                    let grads = scratch.get_mut(..params.len()).unwrap_or_default();
+                    lane.form(local, grads);
+                    grads
+                }
+            };
+            step.update
+                .apply(params.as_flattened_mut(), grads.as_flattened(), here);
+            state = rest;
+        }
+    }
+
+    /// The step of the small parameters, on the driving thread while the
+    /// others step their rows; then what the next batch needs.
+    fn step_small(&self, driver: &mut Driver<'_>, step: Step, k: usize) {
+        let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
+        if let Some(total) = self.lanes.iter().map(lock).find(|lane| lane.used) {
+            let grads = total.grads.as_flat();
+            let (front, state) = &mut driver.front;
+            let front_grads = grads.get(..dense1.start).unwrap_or_default();
+            apply_in_pieces(step.update, front, front_grads, state.reborrow());
+            let (back, state) = &mut driver.back;
+            let back_grads = grads.get(dense1.end..).unwrap_or_default();
+            apply_in_pieces(step.update, back, back_grads, state.reborrow());
+        }
+        let mut small = write(self.small);
+        let flat = small.as_flat_mut();
+        if let Some(front) = flat.get_mut(..dense1.start) {
+            front.copy_from_slice(driver.front.0);
+        }
+        if let Some(back) = flat.get_mut(dense1.end..) {
+            back.copy_from_slice(driver.back.0);
+        }
+        for turn in self.turns {
+            turn.store(0, Ordering::Relaxed);
+        }
+        (driver.each)(k, driver.loss);
+    }
+}
+
+/// The forward pass's terms over one thread's rows of dense1's kernel: each
+/// listed input among them times its row.
+struct OwnRows<'a, const FLAT: usize, const HIDDEN: usize> {
+    input: &'a [f32; FLAT],
+    /// Positions of the inputs that count, in increasing order, all in the rows.
+    active: &'a [u16],
+    rows: &'a [[f32; HIDDEN]],
+    /// The position of the first row.
+    first: usize,
+}
+
+impl<const FLAT: usize, const HIDDEN: usize> Terms<HIDDEN> for OwnRows<'_, FLAT, HIDDEN> {
+    #[inline(always)]
+    fn each(&self) -> impl Iterator<Item = (f32, &[f32; HIDDEN])> {
+        self.active.iter().filter_map(|&i| {
+            let i = usize::from(i);
+            Some((*self.input.get(i)?, self.rows.get(i.wrapping_sub(self.first))?))
+        })
+    }
 }
 
 /// Applies `update` to `params` in pieces of [`PIECE`], as a step over the
@@ -791,6 +1023,7 @@ impl<
             samples: Vec::new(),
             turns: Vec::new(),
             rows: (0..threads).map(|t| owned_rows(t, threads, FLAT)).collect(),
+            small: RwLock::new(bytemuck::zeroed_box()),
             seeds: Vec::new(),
             pool: std::sync::Arc::new(pool),
         })
@@ -812,158 +1045,19 @@ impl<
         if batch.is_empty() {
             return Err(Error::Empty { what: "batch" });
         }
-        let threads = self.lanes.len();
         self.seeds.clear();
         self.seeds.extend(batch.iter().map(|_| rng.next_u64()));
-        while self.samples.len() < batch.len() {
-            self.samples.push(RwLock::new(Sample::boxed()));
-        }
-        self.turns.resize_with(batch.len(), || AtomicUsize::new(0));
-        for turn in &mut self.turns {
-            *turn.get_mut() = 0;
-        }
-        let scale = 1.0 / batch.len() as f32;
-        let passes = Batch {
+        let mut loss = 0.0;
+        self.run(
             params,
+            optimizer,
             samples,
             batch,
-            seeds: &self.seeds,
-            scale,
-            dropout: self.dropout,
-            chunk: batch.len().div_ceil(threads),
-            rows: &self.rows,
-            lanes: &self.lanes,
-            row_lanes: &self.row_lanes,
-            states: &self.samples,
-            turns: &self.turns,
-            meeting: Meeting::new(threads),
-        };
-        self.pool.broadcast(|context| passes.run(context.index()));
-
-        // Losses and the small gradients are summed in thread order, whatever
-        // order the threads finished in.
-        let mut lanes = self
-            .lanes
-            .iter_mut()
-            .map(|lane| lane.get_mut().unwrap_or_else(PoisonError::into_inner))
-            .filter(|lane| lane.used);
-        let Some(first) = lanes.next() else {
-            return Err(Error::Empty { what: "batch" });
-        };
-        let mut loss_sum = first.loss;
-        if let Some(e) = first.error {
-            return Err(e);
-        }
-        let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
-        let total = &mut first.grads;
-        for lane in lanes {
-            if let Some(e) = lane.error {
-                return Err(e);
-            }
-            loss_sum += lane.loss;
-            for range in [0..dense1.start, dense1.end..total.as_flat().len()] {
-                axpy(
-                    1.0,
-                    lane.grads.as_flat().get(range.clone()).unwrap_or_default(),
-                    total.as_flat_mut().get_mut(range).unwrap_or_default(),
-                );
-            }
-        }
-        let loss = loss_sum * scale;
-        let finite = [0..dense1.start, dense1.end..total.as_flat().len()]
-            .into_iter()
-            .all(|range| all_finite(total.as_flat().get(range).unwrap_or_default()));
-        if !loss.is_finite() || !finite {
-            return Err(Error::Diverged);
-        }
-        // Dense1's kernel gradient (all but 1,210 of the default model's
-        // parameters) is not summed sample by sample: each row is formed
-        // once, in the step, by the thread that owns it, from the samples
-        // whose input there is not zero, in batch order. That is the
-        // arithmetic of adding the samples' outer products one after another
-        // (so it does not depend on the thread count). The step may form the
-        // rows only if none can be NaN or infinite; if that is not certain,
-        // they are formed and checked first.
-        let row_lanes: Vec<&RowLane<HIDDEN>> = self
-            .row_lanes
-            .iter_mut()
-            .map(|lane| &*lane.get_mut().unwrap_or_else(PoisonError::into_inner))
-            .collect();
-        let formed_in_step = row_lanes.iter().all(|lane| lane.sums_certainly_finite());
-        if !formed_in_step {
-            for (lane, rows) in row_lanes.iter().zip(&self.rows) {
-                let rows = rows.clone();
-                lane.form(0, total.dense1_kernel.get_mut(rows).unwrap_or_default());
-            }
-            if !all_finite(total.dense1_kernel.as_flattened()) {
-                return Err(Error::Diverged);
-            }
-        }
-        let grads = total.as_flat();
-        let (update, state) = optimizer.begin_step(grads.len())?;
-        let (front, rest) = params.as_flat_mut().split_at_mut(dense1.start);
-        let (kernel, back) = rest.split_at_mut(dense1.len());
-        let (front_state, rest_state) = state.split_at(dense1.start);
-        let (mut kernel_state, back_state) = rest_state.split_at(dense1.len());
-        apply_in_pieces(
-            update,
-            front,
-            grads.get(..dense1.start).unwrap_or_default(),
-            front_state,
-        );
-        apply_in_pieces(
-            update,
-            back,
-            grads.get(dense1.end..).unwrap_or_default(),
-            back_state,
-        );
-        // Each thread steps its own rows.
-        let mut shares = Vec::with_capacity(threads);
-        let mut kernel = kernel;
-        for rows in &self.rows {
-            let values = rows.len() * HIDDEN;
-            let (here, rest) = kernel.split_at_mut(values.min(kernel.len()));
-            let (here_state, rest_state) = kernel_state.split_at(values);
-            shares.push(Mutex::new(Some((here, here_state))));
-            (kernel, kernel_state) = (rest, rest_state);
-        }
-        let summed = (!formed_in_step).then_some(grads.get(dense1).unwrap_or_default());
-        let owned = &self.rows;
-        self.pool.broadcast(|context| {
-            let thread = context.index();
-            let (Some(share), Some(lane), Some(rows)) =
-                (shares.get(thread), row_lanes.get(thread), owned.get(thread))
-            else {
-                return;
-            };
-            let Some((params, mut state)) = lock(share).take() else {
-                return;
-            };
-            let first_value = rows.start * HIDDEN;
-            let mut rows = [[0.0f32; HIDDEN]; ROWS_PER_PIECE];
-            for (piece, p) in params.chunks_mut(ROWS_PER_PIECE * HIDDEN).enumerate() {
-                let (here, rest) = state.split_at(p.len());
-                let first_row = piece * ROWS_PER_PIECE;
-                let g = match summed {
-                    Some(grads) => {
-                        let at = first_value + first_row * HIDDEN;
-                        grads.get(at..at + p.len()).unwrap_or_default()
-                    }
-                    None => {
-                        let rows = rows.get_mut(..p.len() / HIDDEN).unwrap_or_default();
-                        lane.form(first_row, rows);
-                        rows.as_flattened()
-                    }
-                };
-                update.apply(p, g, here);
-                state = rest;
-            }
-        });
-        let costs: Vec<usize> = row_lanes
-            .iter()
-            .flat_map(|lane| lane.piece_costs.iter().copied())
-            .collect();
-        self.rows = balanced_rows(&costs, threads, FLAT);
+            batch.len(),
+            &mut |_, batch_loss| {
+                loss = batch_loss;
+            },
+        )?;
         Ok(loss)
     }
 
@@ -973,33 +1067,130 @@ impl<
     /// # Errors
     /// As [`Trainer::train_epoch`](crate::Trainer::train_epoch).
     #[allow(clippy::too_many_arguments)]
-    pub fn train_epoch<S: Samples<H, W> + Sync + ?Sized, O: Optimizer + Send + ?Sized>(
+    pub fn train_epoch<S: Samples<H, W> + Sync + ?Sized, O: Optimizer + ?Sized>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         optimizer: &mut O,
         samples: &S,
         order: &mut [u32],
         batch_size: usize,
-        rng: &mut (impl RngCore + Send),
+        rng: &mut impl RngCore,
         epoch: usize,
         progress: &mut (impl Progress + Send),
     ) -> Result<f32, Error> {
-        // The whole epoch runs on one of the pool's threads: each batch's
-        // passes then start from a thread of the pool, which takes part in
-        // them, instead of waking the pool from outside and sleeping until
-        // it is done, twice a batch.
-        let pool = std::sync::Arc::clone(&self.pool);
-        pool.install(|| {
-            run_epoch(
-                samples.len(),
-                order,
-                batch_size,
-                rng,
-                epoch,
-                progress,
-                |batch, rng| self.train_batch(params, optimizer, samples, batch, rng),
-            )
-        })
+        let order = shuffled_batches(samples.len(), order, batch_size, rng)?;
+        // Every seed the epoch's batches draw, drawn first: the generator
+        // gives the same ones in the same order as batch after batch.
+        self.seeds.clear();
+        self.seeds.extend(order.iter().map(|_| rng.next_u64()));
+        let batches = order.len() / batch_size;
+        let mut loss_sum = 0.0f64;
+        self.run(params, optimizer, samples, order, batch_size, &mut |b, loss| {
+            loss_sum += f64::from(loss);
+            progress.batch_done(epoch, b, batches, loss);
+        })?;
+        Ok((loss_sum / batches as f64) as f32)
+    }
+
+    /// Steps on each batch of `batch_size` of `indices` in turn (with the
+    /// seeds in `self.seeds`), all on the pool, whose threads keep to the
+    /// run from its first batch to its last; `each` hears of every batch
+    /// that stepped. Stops at the first error.
+    fn run<S: Samples<H, W> + Sync + ?Sized, O: Optimizer + ?Sized>(
+        &mut self,
+        params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        optimizer: &mut O,
+        samples: &S,
+        indices: &[u32],
+        batch_size: usize,
+        each: &mut (dyn FnMut(usize, f32) + Send),
+    ) -> Result<(), Error> {
+        let threads = self.lanes.len();
+        let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
+        let (schedule, state) = optimizer.schedule(params.as_flat().len())?;
+        {
+            let mut small = write(&self.small);
+            for range in [0..dense1.start, dense1.end..params.as_flat().len()] {
+                let from = params.as_flat().get(range.clone()).unwrap_or_default();
+                if let Some(to) = small.as_flat_mut().get_mut(range) {
+                    to.copy_from_slice(from);
+                }
+            }
+        }
+        while self.samples.len() < batch_size {
+            self.samples.push(RwLock::new(Sample::boxed()));
+        }
+        self.turns.resize_with(batch_size, || AtomicUsize::new(0));
+        for turn in &mut self.turns {
+            *turn.get_mut() = 0;
+        }
+        let (front, rest) = params.as_flat_mut().split_at_mut(dense1.start);
+        let (kernel, back) = rest.split_at_mut(dense1.len());
+        let (front_state, rest_state) = state.split_at(dense1.start);
+        let (mut kernel_state, back_state) = rest_state.split_at(dense1.len());
+        let mut kernel: &mut [[f32; HIDDEN]] =
+            bytemuck::try_cast_slice_mut(kernel).map_err(|_| Error::Length {
+                what: "dense1 kernel",
+                expected: FLAT * HIDDEN,
+                found: 0,
+            })?;
+        let mut owned = Vec::with_capacity(threads);
+        for rows in &self.rows {
+            let n = rows.len().min(kernel.len());
+            let (here, rest) = core::mem::take(&mut kernel).split_at_mut(n);
+            let (here_state, rest_state) = kernel_state.split_at(rows.len() * HIDDEN);
+            owned.push(Mutex::new((here, here_state)));
+            (kernel, kernel_state) = (rest, rest_state);
+        }
+        let run = Run {
+            samples,
+            indices,
+            seeds: &self.seeds,
+            batch_size,
+            scale: 1.0 / batch_size as f32,
+            dropout: self.dropout,
+            chunk: batch_size.div_ceil(threads),
+            rows: &self.rows,
+            small: &self.small,
+            owned,
+            driver: Mutex::new(Driver {
+                schedule,
+                loss: 0.0,
+                front: (front, front_state),
+                back: (back, back_state),
+                each,
+                result: Ok(()),
+            }),
+            step: Mutex::new(None),
+            lanes: &self.lanes,
+            row_lanes: &self.row_lanes,
+            states: &self.samples,
+            turns: &self.turns,
+            meeting: Meeting::new(threads),
+        };
+        // The calling thread drives: on the pool (as in an epoch) it is one
+        // of the threads; from outside, the first one stands in for it.
+        let driving = self.pool.current_thread_index().unwrap_or(0);
+        self.pool
+            .broadcast(|context| run.thread(context.index(), context.index() == driving));
+        let result = run
+            .driver
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .result;
+        // The next run's rows follow this run's last batch's work.
+        let costs: Vec<usize> = self
+            .row_lanes
+            .iter_mut()
+            .flat_map(|lane| {
+                lane.get_mut()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .piece_costs
+                    .clone()
+            })
+            .collect();
+        self.rows = balanced_rows(&costs, threads, FLAT);
+        result
     }
 }
 

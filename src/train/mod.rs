@@ -8,6 +8,6 @@ pub(crate) mod trainer;
 
 pub use dropout::dropout;
 pub use head::{Head, HeadTrainer};
-pub use optim::{Adam, AdamConfig, Optimizer, Sgd, SgdMomentum, State, Update};
+pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
 pub use streaming::StreamingSgdTrainer;
 pub use trainer::{EpochStats, FitConfig, History, Progress, Trainer};

@@ -41,7 +41,32 @@ pub trait Optimizer {
     /// # Errors
     /// [`Error::Length`] when the state does not hold `len` values,
     /// [`Error::InvalidConfig`] for a configuration that cannot step.
-    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), Error>;
+    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), Error> {
+        let (mut schedule, state) = self.schedule(len)?;
+        Ok((schedule.next_update()?, state))
+    }
+
+    /// Hands out the state for `len` parameters once, with the
+    /// [`Schedule`] that gives each step's [`Update`] and counts it: for a
+    /// caller that keeps the state, in pieces on several threads, through
+    /// many steps. Nothing is counted until
+    /// [`next_update`](Schedule::next_update).
+    ///
+    /// ```
+    /// use tinycnn::train::{Adam, AdamConfig, Optimizer};
+    /// let mut adam = Adam::<[f32; 2]>::new(AdamConfig::KERAS).unwrap();
+    /// let mut params = [1.0, 1.0];
+    /// let (mut schedule, mut state) = adam.schedule(2).unwrap();
+    /// for _ in 0..3 {
+    ///     let update = schedule.next_update().unwrap();
+    ///     update.apply(&mut params, &[0.5, -0.5], state.reborrow());
+    /// }
+    /// assert_eq!(adam.steps(), 3);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`begin_step`](Self::begin_step).
+    fn schedule(&mut self, len: usize) -> Result<(Schedule<'_>, State<'_>), Error>;
 
     /// Applies one update to all the parameters.
     ///
@@ -102,6 +127,55 @@ impl Update {
     }
 }
 
+/// The updates of an optimizer's successive steps (see
+/// [`Optimizer::schedule`]).
+#[derive(Debug)]
+pub struct Schedule<'a>(Steps<'a>);
+
+#[derive(Debug)]
+enum Steps<'a> {
+    /// The same update every step.
+    Fixed(Update),
+    /// Adam's, whose step size changes with the count of steps.
+    Adam { config: AdamConfig, steps: &'a mut u32 },
+}
+
+impl Schedule<'_> {
+    /// The update of the next step, which it counts.
+    ///
+    /// ```
+    /// use tinycnn::train::{Optimizer, Sgd, Update};
+    /// let mut sgd = Sgd::new(0.5).unwrap();
+    /// let (mut schedule, _) = sgd.schedule(4).unwrap();
+    /// assert_eq!(schedule.next_update(), Ok(Update::Sgd { lr: 0.5 }));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when the step size is not finite.
+    pub fn next_update(&mut self) -> Result<Update, Error> {
+        match &mut self.0 {
+            Steps::Fixed(update) => Ok(*update),
+            Steps::Adam { config: c, steps } => {
+                let t = steps.saturating_add(1);
+                let alpha = c.lr * libm::sqrtf(1.0 - libm::powf(c.beta2, t as f32))
+                    / (1.0 - libm::powf(c.beta1, t as f32));
+                if !all_finite(&[alpha]) {
+                    return Err(Error::InvalidConfig {
+                        what: "Adam step size is not finite",
+                    });
+                }
+                **steps = t;
+                Ok(Update::Adam(AdamStep {
+                    alpha,
+                    beta1: c.beta1,
+                    beta2: c.beta2,
+                    epsilon: c.epsilon,
+                }))
+            }
+        }
+    }
+}
+
 /// An optimizer's per-parameter state over a range of parameters: nothing
 /// (SGD), the velocity (momentum), or both Adam moments. Unused vectors are
 /// empty.
@@ -119,6 +193,15 @@ impl<'a> State<'a> {
         State {
             first: &mut [],
             second: &mut [],
+        }
+    }
+
+    /// The same state, borrowed for a shorter time: one step's use of a
+    /// state kept through many.
+    pub fn reborrow(&mut self) -> State<'_> {
+        State {
+            first: self.first,
+            second: self.second,
         }
     }
 
@@ -202,9 +285,9 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn begin_step(&mut self, _len: usize) -> Result<(Update, State<'_>), Error> {
+    fn schedule(&mut self, _len: usize) -> Result<(Schedule<'_>, State<'_>), Error> {
         check_rate(self.lr)?;
-        Ok((Update::Sgd { lr: self.lr }, State::none()))
+        Ok((Schedule(Steps::Fixed(Update::Sgd { lr: self.lr })), State::none()))
     }
 }
 
@@ -266,7 +349,7 @@ impl<P: ParamBuffer> SgdMomentum<P> {
 }
 
 impl<P: ParamBuffer> Optimizer for SgdMomentum<P> {
-    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), Error> {
+    fn schedule(&mut self, len: usize) -> Result<(Schedule<'_>, State<'_>), Error> {
         check_length(len, self.velocity.as_flat().len())?;
         check_rate(self.lr)?;
         let update = Update::Momentum {
@@ -277,7 +360,7 @@ impl<P: ParamBuffer> Optimizer for SgdMomentum<P> {
             first: self.velocity.as_flat_mut(),
             second: &mut [],
         };
-        Ok((update, state))
+        Ok((Schedule(Steps::Fixed(update)), state))
     }
 }
 
@@ -464,29 +547,17 @@ impl<P: ParamBuffer> Adam<P> {
 }
 
 impl<P: ParamBuffer> Optimizer for Adam<P> {
-    fn begin_step(&mut self, len: usize) -> Result<(Update, State<'_>), Error> {
+    fn schedule(&mut self, len: usize) -> Result<(Schedule<'_>, State<'_>), Error> {
         check_length(len, self.m.as_flat().len())?;
         self.config.check()?;
-        let c = self.config;
-        let t = self.steps.saturating_add(1);
-        let alpha =
-            c.lr * libm::sqrtf(1.0 - libm::powf(c.beta2, t as f32)) / (1.0 - libm::powf(c.beta1, t as f32));
-        if !all_finite(&[alpha]) {
-            return Err(Error::InvalidConfig {
-                what: "Adam step size is not finite",
-            });
-        }
-        let step = AdamStep {
-            alpha,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            epsilon: c.epsilon,
-        };
-        self.steps = t;
+        let schedule = Schedule(Steps::Adam {
+            config: self.config,
+            steps: &mut self.steps,
+        });
         let state = State {
             first: self.m.as_flat_mut(),
             second: self.v.as_flat_mut(),
         };
-        Ok((Update::Adam(step), state))
+        Ok((schedule, state))
     }
 }

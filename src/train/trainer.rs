@@ -473,6 +473,25 @@ pub(crate) fn run_epoch<R: RngCore>(
     progress: &mut impl Progress,
     mut step: impl FnMut(&[u32], &mut R) -> Result<f32, Error>,
 ) -> Result<f32, Error> {
+    let order = shuffled_batches(n, order, batch_size, rng)?;
+    let batches = order.len() / batch_size;
+    let mut loss_sum = 0.0f64;
+    for (b, batch) in order.chunks_exact(batch_size).enumerate() {
+        let loss = step(batch, rng)?;
+        loss_sum += f64::from(loss);
+        progress.batch_done(epoch, b, batches, loss);
+    }
+    Ok((loss_sum / batches as f64) as f32)
+}
+
+/// Checks an epoch's settings, writes a fresh permutation of `0..n` to
+/// `order` and returns the part of it that makes full batches.
+pub(crate) fn shuffled_batches<'a>(
+    n: usize,
+    order: &'a mut [u32],
+    batch_size: usize,
+    rng: &mut impl RngCore,
+) -> Result<&'a [u32], Error> {
     if n == 0 {
         return Err(Error::Empty { what: "training set" });
     }
@@ -496,14 +515,7 @@ pub(crate) fn run_epoch<R: RngCore>(
         *slot = i as u32;
     }
     shuffle(order, rng);
-    let batches = n / batch_size;
-    let mut loss_sum = 0.0f64;
-    for (b, batch) in order.chunks_exact(batch_size).enumerate() {
-        let loss = step(batch, rng)?;
-        loss_sum += f64::from(loss);
-        progress.batch_done(epoch, b, batches, loss);
-    }
-    Ok((loss_sum / batches as f64) as f32)
+    Ok(order.get(..n / batch_size * batch_size).unwrap_or_default())
 }
 
 impl<
