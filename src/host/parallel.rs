@@ -200,6 +200,9 @@ struct RowLane<const HIDDEN: usize> {
     hidden_grads: Vec<[f32; HIDDEN]>,
     /// What [`bounds`](Self::bounds) found in the last batch.
     bounds: Option<(f32, f32)>,
+    /// The rows' gradient, when it had to be formed and checked before the
+    /// step; empty otherwise.
+    formed: Vec<[f32; HIDDEN]>,
     /// What each piece of the rows cost in the last batch, in the units of
     /// [`measure_pieces`](Self::measure_pieces).
     piece_costs: Vec<usize>,
@@ -215,6 +218,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
             terms: Vec::new(),
             hidden_grads: Vec::new(),
             bounds: None,
+            formed: Vec::new(),
             piece_costs: Vec::new(),
         }
     }
@@ -432,7 +436,7 @@ pub struct ParallelTrainer<
     const CLASSES: usize = 10,
 > {
     dropout: f32,
-    lanes: Vec<Mutex<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>>,
+    lanes: Vec<RwLock<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>>,
     row_lanes: Vec<RwLock<RowLane<HIDDEN>>>,
     /// The batch's samples, in batch order.
     samples: Vec<RwLock<Box<Sample<H, W, FLAT, HIDDEN>>>>,
@@ -477,9 +481,18 @@ struct Run<
     owned: Vec<Mutex<Owned<'a, HIDDEN>>>,
     /// What only the thread that called for the run uses.
     driver: Mutex<Driver<'a>>,
-    /// The step each thread takes after a batch, or none to stop.
-    step: Mutex<Option<Step>>,
-    lanes: &'a [Mutex<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>],
+    /// The update of the next step, as the schedule will give it.
+    update: Mutex<Result<Update, Error>>,
+    /// How many batches' small parameters the driver has stepped (the
+    /// next batch starts from them).
+    small_steps: AtomicUsize,
+    /// How many times a thread has read all it checks a batch by: the next
+    /// batch waits for every thread to have done so.
+    checked: AtomicUsize,
+    /// Set when a thread found rows of dense1's kernel gradient, formed
+    /// before the step, NaN or infinite.
+    diverged: AtomicBool,
+    lanes: &'a [RwLock<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>],
     row_lanes: &'a [RwLock<RowLane<HIDDEN>>],
     states: &'a [RwLock<Box<Sample<H, W, FLAT, HIDDEN>>>],
     /// Where each sample is: 0 until its thread has read and convolved it,
@@ -499,22 +512,11 @@ type Owned<'a, const HIDDEN: usize> = (&'a mut [[f32; HIDDEN]], State<'a>);
 /// schedule, the small parameters with their state, and where the results go.
 struct Driver<'a> {
     schedule: Schedule<'a>,
-    /// The last batch's mean loss.
-    loss: f32,
     front: (&'a mut [f32], State<'a>),
     back: (&'a mut [f32], State<'a>),
     /// Called with each batch's number and loss once it has stepped.
     each: &'a mut (dyn FnMut(usize, f32) + Send),
     result: Result<(), Error>,
-}
-
-/// A batch's step: the update, and whether the rows of dense1's kernel
-/// gradient were formed (and checked) before it, in the lane of the first
-/// thread with samples, rather than in the step.
-#[derive(Clone, Copy)]
-struct Step {
-    update: Update,
-    formed: Option<usize>,
 }
 
 impl<
@@ -533,7 +535,12 @@ impl<
         let _attendance = Attendance(&self.meeting);
         let mut owned = self.owned.get(thread).map(lock);
         let mut driver = driving.then(|| lock(&self.driver));
+        let mut small = Vec::new();
+        let threads = self.lanes.len();
         for k in 0..self.indices.len() / self.batch_size.max(1) {
+            // The driver writes the next batch's update once it has stepped
+            // this one's small parameters: read it first.
+            let update = *lock(&self.update);
             let rows: &[[f32; HIDDEN]] = owned.as_deref().map_or(&[], |(rows, _)| rows);
             self.convolve(thread, k);
             self.dense1_forward(thread, rows);
@@ -543,20 +550,30 @@ impl<
             self.meeting.wait();
             self.convolution_backward(thread);
             self.meeting.wait();
-            if let Some(driver) = driver.as_deref_mut() {
-                self.decide(driver);
-            }
-            self.meeting.wait();
-            let Some(step) = *lock(&self.step) else {
-                return;
+            // Every thread checks the batch the same way and comes to the
+            // same decision, so none waits for another to make it.
+            let checked = update.and_then(|update| Ok((update, self.check(thread, &mut small)?)));
+            let (update, loss) = match checked {
+                Ok(checked) => checked,
+                Err(e) => {
+                    if let Some(driver) = driver.as_deref_mut() {
+                        driver.result = Err(e);
+                    }
+                    return;
+                }
             };
-            if let Some((rows, state)) = owned.as_deref_mut() {
-                self.step_rows(thread, step, rows, state.reborrow());
-            }
             if let Some(driver) = driver.as_deref_mut() {
-                self.step_small(driver, step, k);
+                self.step_small(driver, &small, loss, k);
             }
-            self.meeting.wait();
+            if let Some((rows, state)) = owned.as_deref_mut() {
+                self.step_rows(thread, update, rows, state.reborrow());
+            }
+            // The next batch starts from the stepped small parameters, and
+            // only once every thread has read what its check needs.
+            self.meeting.until(|| {
+                self.small_steps.load(Ordering::Acquire) > k
+                    && self.checked.load(Ordering::Acquire) >= (k + 1) * threads
+            });
         }
     }
 
@@ -596,7 +613,7 @@ impl<
         let Some(lane) = self.lanes.get(thread) else {
             return;
         };
-        let mut lane = lock(lane);
+        let mut lane = write(lane);
         let lane = &mut *lane;
         let own = self.own_samples(thread);
         lane.used = !own.is_empty();
@@ -685,7 +702,7 @@ impl<
         let Some(lane) = self.lanes.get(thread) else {
             return;
         };
-        let mut lane = lock(lane);
+        let mut lane = write(lane);
         let Lane {
             grads: g,
             loss,
@@ -734,6 +751,7 @@ impl<
         let own = &mut *own;
         let rows = self.rows(thread);
         let samples = || states.iter().map(|sample| &***sample);
+        own.formed.clear();
         own.hidden_grads.clear();
         own.hidden_grads
             .extend(samples().map(|sample| sample.hidden_grad));
@@ -776,7 +794,7 @@ impl<
             return;
         };
         let row_lanes: Vec<_> = self.row_lanes.iter().map(read).collect();
-        let mut lane = lock(lane);
+        let mut lane = write(lane);
         let Lane {
             grads: g,
             pooled_grad,
@@ -808,64 +826,47 @@ impl<
         }
     }
 
-    /// After a batch's passes, on the driving thread: the losses and the
-    /// small gradients summed in thread order (whatever order the threads
-    /// finished in) and checked, then the step decided, or none after an
-    /// error.
-    fn decide(&self, driver: &mut Driver<'_>) {
-        let step = self
-            .check()
-            .and_then(|(loss, formed)| Ok((loss, driver.schedule.next_update()?, formed)));
-        *lock(&self.step) = match step {
-            Ok((loss, update, formed)) => {
-                driver.loss = loss;
-                Some(Step { update, formed })
-            }
-            Err(e) => {
-                driver.result = Err(e);
-                None
-            }
-        };
-    }
-
-    /// The batch's mean loss, with the small gradients summed into the first
-    /// thread with samples; and, if the rows of dense1's kernel gradient
-    /// could be NaN or infinite, that thread's number once the rows are
-    /// formed there and checked.
-    fn check(&self) -> Result<(f32, Option<usize>), Error> {
-        let mut lanes = self
-            .lanes
-            .iter()
-            .map(lock)
-            .enumerate()
-            .filter(|(_, lane)| lane.used);
-        let Some((first, mut total)) = lanes.next() else {
-            return Err(Error::Empty { what: "batch" });
-        };
-        let mut loss_sum = total.loss;
-        if let Some(e) = total.error {
-            return Err(e);
-        }
+    /// The batch's mean loss, with the small gradients summed in thread order
+    /// (whatever order the threads finished in) into `small`, the front and
+    /// back of the flat parameters' view; and, if the rows of dense1's
+    /// kernel gradient could be NaN or infinite, those of the thread's rows
+    /// formed and checked, with the other threads'.
+    fn check(&self, thread: usize, small: &mut Vec<f32>) -> Result<f32, Error> {
         let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
-        let small = [0..dense1.start, dense1.end..total.grads.as_flat().len()];
-        for (_, lane) in lanes {
+        let lanes: Vec<_> = self.lanes.iter().map(read).filter(|lane| lane.used).collect();
+        if lanes.is_empty() {
+            return Err(Error::Empty { what: "batch" });
+        }
+        let mut loss_sum = 0.0f32;
+        small.clear();
+        for (i, lane) in lanes.iter().enumerate() {
             if let Some(e) = lane.error {
                 return Err(e);
             }
-            loss_sum += lane.loss;
-            for range in small.clone() {
-                axpy(
-                    1.0,
-                    lane.grads.as_flat().get(range.clone()).unwrap_or_default(),
-                    total.grads.as_flat_mut().get_mut(range).unwrap_or_default(),
-                );
+            let flat = lane.grads.as_flat();
+            let parts = [flat.get(..dense1.start), flat.get(dense1.end..)];
+            let grads = parts.into_iter().flatten().flatten();
+            if i == 0 {
+                loss_sum = lane.loss;
+                small.extend(grads);
+            } else {
+                loss_sum += lane.loss;
+                let mid = dense1.start.min(small.len());
+                let (front, back) = small.split_at_mut(mid);
+                for (sum, part) in [front, back].into_iter().zip(parts) {
+                    axpy(1.0, part.unwrap_or_default(), sum);
+                }
             }
         }
+        drop(lanes);
+        let certain = self
+            .row_lanes
+            .iter()
+            .map(read)
+            .all(|lane| lane.sums_certainly_finite());
+        self.checked.fetch_add(1, Ordering::Release);
         let loss = loss_sum * self.scale;
-        let finite = small
-            .into_iter()
-            .all(|range| all_finite(total.grads.as_flat().get(range).unwrap_or_default()));
-        if !loss.is_finite() || !finite {
+        if !loss.is_finite() || !all_finite(small) {
             return Err(Error::Diverged);
         }
         // Dense1's kernel gradient (all but 1,210 of the default model's
@@ -875,74 +876,67 @@ impl<
         // arithmetic of adding the samples' outer products one after another
         // (so it does not depend on the thread count). The step may form the
         // rows only if none can be NaN or infinite; if that is not certain,
-        // they are formed and checked first.
-        let row_lanes: Vec<_> = self.row_lanes.iter().map(read).collect();
-        if row_lanes.iter().all(|lane| lane.sums_certainly_finite()) {
-            return Ok((loss, None));
+        // each thread forms and checks its rows first, and all stop if any
+        // found one that is not finite.
+        if !certain {
+            if let Some(lane) = self.row_lanes.get(thread) {
+                let mut lane = write(lane);
+                let lane = &mut *lane;
+                lane.formed.clear();
+                lane.formed.resize(self.rows(thread).len(), [0.0; HIDDEN]);
+                let mut formed = core::mem::take(&mut lane.formed);
+                lane.form(0, &mut formed);
+                if !all_finite(formed.as_flattened()) {
+                    self.diverged.store(true, Ordering::Relaxed);
+                }
+                lane.formed = formed;
+            }
+            self.meeting.wait();
+            if self.diverged.load(Ordering::Relaxed) {
+                return Err(Error::Diverged);
+            }
         }
-        for (lane, rows) in row_lanes.iter().zip(self.rows) {
-            lane.form(
-                0,
-                total
-                    .grads
-                    .dense1_kernel
-                    .get_mut(rows.clone())
-                    .unwrap_or_default(),
-            );
-        }
-        if !all_finite(total.grads.dense1_kernel.as_flattened()) {
-            return Err(Error::Diverged);
-        }
-        Ok((loss, Some(first)))
+        Ok(loss)
     }
 
     /// The step of thread `thread`'s rows of dense1's kernel, a piece at a
     /// time, each piece's gradient formed in the step unless it was before.
-    fn step_rows(&self, thread: usize, step: Step, rows: &mut [[f32; HIDDEN]], mut state: State<'_>) {
+    fn step_rows(&self, thread: usize, update: Update, rows: &mut [[f32; HIDDEN]], mut state: State<'_>) {
         let Some(lane) = self.row_lanes.get(thread) else {
             return;
         };
         let lane = read(lane);
-        let formed = step.formed.and_then(|first| self.lanes.get(first)).map(lock);
-        let first_row = self.rows(thread).start;
         let mut scratch = [[0.0f32; HIDDEN]; ROWS_PER_PIECE];
         for (piece, params) in rows.chunks_mut(ROWS_PER_PIECE).enumerate() {
             let (here, rest) = state.split_at(params.len() * HIDDEN);
-            let local = piece * ROWS_PER_PIECE;
-            let grads = match &formed {
-                Some(total) => {
-                    let at = first_row + local;
-                    total
-                        .grads
-                        .dense1_kernel
-                        .get(at..at + params.len())
-                        .unwrap_or_default()
-                }
-                None => {
+            let first = piece * ROWS_PER_PIECE;
+            let grads = match lane.formed.get(first..first + params.len()) {
+                Some(formed) if !formed.is_empty() => formed,
+                _ => {
                     let grads = scratch.get_mut(..params.len()).unwrap_or_default();
-                    lane.form(local, grads);
+                    lane.form(first, grads);
                     grads
                 }
             };
-            step.update
-                .apply(params.as_flattened_mut(), grads.as_flattened(), here);
+            update.apply(params.as_flattened_mut(), grads.as_flattened(), here);
             state = rest;
         }
     }
 
-    /// The step of the small parameters, on the driving thread while the
-    /// others step their rows; then what the next batch needs.
-    fn step_small(&self, driver: &mut Driver<'_>, step: Step, k: usize) {
+    /// On the driving thread, once the batch is known to step: counts the
+    /// step, steps the small parameters with their summed gradient `small`,
+    /// and readies the next batch.
+    fn step_small(&self, driver: &mut Driver<'_>, small: &[f32], loss: f32, k: usize) {
         let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
-        if let Some(total) = self.lanes.iter().map(lock).find(|lane| lane.used) {
-            let grads = total.grads.as_flat();
+        let next = driver.schedule.next_update().and_then(|update| {
+            let (front_grads, back_grads) = small.split_at(dense1.start.min(small.len()));
             let (front, state) = &mut driver.front;
-            let front_grads = grads.get(..dense1.start).unwrap_or_default();
-            apply_in_pieces(step.update, front, front_grads, state.reborrow());
+            apply_in_pieces(update, front, front_grads, state.reborrow());
             let (back, state) = &mut driver.back;
-            let back_grads = grads.get(dense1.end..).unwrap_or_default();
-            apply_in_pieces(step.update, back, back_grads, state.reborrow());
-        }
+            apply_in_pieces(update, back, back_grads, state.reborrow());
+            driver.schedule.peek_update()
+        });
+        *lock(&self.update) = next;
         let mut small = write(self.small);
         let flat = small.as_flat_mut();
         if let Some(front) = flat.get_mut(..dense1.start) {
@@ -954,7 +948,8 @@ impl<
         for turn in self.turns {
             turn.store(0, Ordering::Relaxed);
         }
-        (driver.each)(k, driver.loss);
+        (driver.each)(k, loss);
+        self.small_steps.store(k + 1, Ordering::Release);
     }
 }
 
@@ -1018,7 +1013,7 @@ impl<
             })?;
         Ok(Self {
             dropout,
-            lanes: (0..threads).map(|_| Mutex::new(Lane::new())).collect(),
+            lanes: (0..threads).map(|_| RwLock::new(Lane::new())).collect(),
             row_lanes: (0..threads).map(|_| RwLock::new(RowLane::new())).collect(),
             samples: Vec::new(),
             turns: Vec::new(),
@@ -1108,6 +1103,7 @@ impl<
         let threads = self.lanes.len();
         let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
         let (schedule, state) = optimizer.schedule(params.as_flat().len())?;
+        let update = schedule.peek_update();
         {
             let mut small = write(&self.small);
             for range in [0..dense1.start, dense1.end..params.as_flat().len()] {
@@ -1155,13 +1151,15 @@ impl<
             owned,
             driver: Mutex::new(Driver {
                 schedule,
-                loss: 0.0,
                 front: (front, front_state),
                 back: (back, back_state),
                 each,
                 result: Ok(()),
             }),
-            step: Mutex::new(None),
+            update: Mutex::new(update),
+            small_steps: AtomicUsize::new(0),
+            checked: AtomicUsize::new(0),
+            diverged: AtomicBool::new(false),
             lanes: &self.lanes,
             row_lanes: &self.row_lanes,
             states: &self.samples,
@@ -1276,6 +1274,41 @@ mod tests {
                     .fold(0.0f32, f32::max);
                 assert!(most < 1e-6, "{threads} threads: {most}");
             }
+        }
+    }
+
+    /// Inputs so large that the rows' sums could overflow: the rows are
+    /// formed and checked before the step, which then is the same.
+    #[test]
+    fn rows_that_might_overflow_are_formed_first_with_the_same_result() {
+        let data = data();
+        let mut params: std::boxed::Box<Small> = bytemuck::zeroed_box();
+        params.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(3));
+        params.conv_bias = [1e33; 3];
+        let batch: Vec<u32> = (0..12).collect();
+        for threads in [1, 2, 3] {
+            let mut parallel = ParallelTrainer::<8, 8, 3, 48, 20, 3>::new(threads, 0.0).unwrap();
+            let mut stepped = params.clone();
+            let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
+            let mut sgd = Sgd::new(0.1).unwrap();
+            parallel
+                .train_batch(&mut *stepped, &mut sgd, &data[..], &batch, &mut rng)
+                .unwrap();
+            let lanes: Vec<_> = parallel.row_lanes.iter().map(read).collect();
+            assert!(!lanes.iter().all(|lane| lane.sums_certainly_finite()));
+            assert!(lanes.iter().any(|lane| !lane.formed.is_empty()));
+            let mut alone: std::boxed::Box<Trainer<8, 8, 3, 48, 20, 3>> = bytemuck::zeroed_box();
+            for &index in &batch {
+                let (image, label) = &data[index as usize];
+                let scale = 1.0 / batch.len() as f32;
+                alone.accumulate(&params, image, *label, scale, &mut rng).unwrap();
+            }
+            let mut expected = params.clone();
+            sgd.step(expected.as_flat_mut(), alone.gradients().as_flat())
+                .unwrap();
+            let kernel = |p: &Small| bits(p.dense1_kernel.as_flattened());
+            assert_eq!(kernel(&stepped), kernel(&expected), "{threads} threads");
+            assert!(all_finite(stepped.as_flat()));
         }
     }
 

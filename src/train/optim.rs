@@ -153,7 +153,28 @@ impl Schedule<'_> {
     /// # Errors
     /// [`Error::InvalidConfig`] when the step size is not finite.
     pub fn next_update(&mut self) -> Result<Update, Error> {
-        match &mut self.0 {
+        let update = self.peek_update()?;
+        if let Steps::Adam { steps, .. } = &mut self.0 {
+            **steps = steps.saturating_add(1);
+        }
+        Ok(update)
+    }
+
+    /// The update of the next step, without counting it.
+    ///
+    /// ```
+    /// use tinycnn::train::{Adam, AdamConfig, Optimizer};
+    /// let mut adam = Adam::<[f32; 1]>::new(AdamConfig::KERAS).unwrap();
+    /// let (mut schedule, _) = adam.schedule(1).unwrap();
+    /// let next = schedule.peek_update();
+    /// assert_eq!(next, schedule.next_update());
+    /// assert_ne!(next, schedule.peek_update());
+    /// ```
+    ///
+    /// # Errors
+    /// As [`next_update`](Self::next_update).
+    pub fn peek_update(&self) -> Result<Update, Error> {
+        match &self.0 {
             Steps::Fixed(update) => Ok(*update),
             Steps::Adam { config: c, steps } => {
                 let t = steps.saturating_add(1);
@@ -164,7 +185,6 @@ impl Schedule<'_> {
                         what: "Adam step size is not finite",
                     });
                 }
-                **steps = t;
                 Ok(Update::Adam(AdamStep {
                     alpha,
                     beta1: c.beta1,
