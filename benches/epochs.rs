@@ -7,7 +7,7 @@
 //! `cargo bench --bench epochs` (data from `TINYCNN_DATA`, else
 //! `/usr/share/datasets/fashion-mnist`). Each configuration trains from the
 //! same initial weights for one epoch of 48,000 images (validation
-//! excluded), three rounds; the medians are reported.
+//! excluded), five rounds; the medians are reported.
 
 use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
@@ -18,7 +18,7 @@ use tinycnn::host::{FashionMnist, ParallelTrainer};
 use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd};
 use tinycnn::{FashionParams, FashionTrainer};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 #[derive(Clone, Copy)]
 enum Recipe {
@@ -140,7 +140,7 @@ fn main() {
         "epoch of {} images, median of {ROUNDS} interleaved rounds",
         train.len()
     );
-    let medians: Vec<f64> = seconds.into_iter().map(median).collect();
+    let medians: Vec<f64> = seconds.iter().cloned().map(median).collect();
     for (&(recipe, threads), &s) in configs.iter().zip(&medians) {
         let trainer = match threads {
             0 => "Trainer".to_string(),
@@ -152,12 +152,21 @@ fn main() {
             train.len() as f64 / s
         );
     }
-    for (three, recipe) in medians.chunks(3).zip([Recipe::Sgd, Recipe::Adam]) {
+    // Each round's own ratios as well: its three runs of a recipe follow each
+    // other, so a change in the machine's load between rounds moves them less.
+    for (three, recipe) in seconds.chunks(3).zip([Recipe::Sgd, Recipe::Adam]) {
+        let ratios = |one: &[f64]| -> Vec<f64> { one.iter().zip(&three[2]).map(|(a, b)| a / b).collect() };
+        let describe = |ratios: Vec<f64>| {
+            let (low, high) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+            format!("{:.2}x (rounds {low:.2}-{high:.2})", median(ratios))
+        };
         println!(
-            "{:>4} 2 threads: {:.2}x one thread of the same trainer, {:.2}x the core's Trainer",
+            "{:>4} 2 threads: {} one thread of the same trainer, {} the core's Trainer",
             recipe.name(),
-            three[1] / three[2],
-            three[0] / three[2]
+            describe(ratios(&three[1])),
+            describe(ratios(&three[0]))
         );
     }
 }
