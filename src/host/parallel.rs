@@ -627,12 +627,13 @@ impl<
         g.dense2_bias = [0.0; CLASSES];
         let p = read(self.small);
         let first = k * self.batch_size;
-        for position in own {
-            let (Some(&index), Some(&seed), Some(sample)) = (
-                self.indices.get(first + position),
-                self.seeds.get(first + position),
-                self.states.get(position),
-            ) else {
+        // The images first, all of them: their reads miss the caches, and
+        // one after another they overlap, where between convolutions they
+        // would wait in turn.
+        for position in own.clone() {
+            let (Some(&index), Some(sample)) =
+                (self.indices.get(first + position), self.states.get(position))
+            else {
                 continue;
             };
             let mut sample = write(sample);
@@ -640,11 +641,23 @@ impl<
             sample.label = 0;
             sample.sums = p.dense1_bias;
             if lane.error.is_none() {
-                if let Err(e) = self.convolve_one(&p, index as usize, seed, &mut sample) {
+                match self.samples.read(index as usize, &mut sample.image) {
+                    Ok(label) => sample.label = label,
+                    Err(e) => lane.error = Some(e),
+                }
+            }
+        }
+        for position in own {
+            let (Some(&seed), Some(sample)) = (self.seeds.get(first + position), self.states.get(position))
+            else {
+                continue;
+            };
+            if lane.error.is_none() {
+                let mut sample = write(sample);
+                if let Err(e) = self.convolve_one(&p, seed, &mut sample) {
                     lane.error = Some(e);
                 }
             }
-            drop(sample);
             self.reached(position, 1);
         }
     }
@@ -652,11 +665,9 @@ impl<
     fn convolve_one(
         &self,
         p: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        index: usize,
         seed: u64,
         sample: &mut Sample<H, W, FLAT, HIDDEN>,
     ) -> Result<(), Error> {
-        sample.label = self.samples.read(index, &mut sample.image)?;
         if !all_finite(sample.image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
