@@ -43,6 +43,10 @@ use rand_core::RngCore;
 /// assert!(last < first / 4.0);
 /// ```
 #[derive(Clone, Debug)]
+// In the order written, so that where its arrays fall does not move with
+// unrelated changes: the compiler's own order, after a field was dropped,
+// cost the Cortex-M4 11,000 instructions a training image.
+#[repr(C)]
 pub struct Trainer<
     const H: usize = 28,
     const W: usize = 28,
