@@ -43,16 +43,17 @@ const fn dense1_kernel_range<const K: usize, const FLAT: usize, const HIDDEN: us
     10 * K..10 * K + FLAT * HIDDEN
 }
 
-/// The rows of dense1's kernel thread `thread` of `threads` owns before the
-/// first batch: whole pieces, as even a share as they allow.
+/// The rows of dense1's kernel thread `thread` of `threads` owns in its
+/// first run: whole pieces, as even a share as they allow.
 fn owned_rows(thread: usize, threads: usize, rows: usize) -> Range<usize> {
     let per_thread = rows.div_ceil(ROWS_PER_PIECE).div_ceil(threads.max(1)) * ROWS_PER_PIECE;
     (thread * per_thread).min(rows)..((thread + 1) * per_thread).min(rows)
 }
 
-/// The threads' rows after a batch whose pieces of [`ROWS_PER_PIECE`] rows
-/// cost `costs` (in order): whole pieces, the cost shared out as evenly as
-/// they allow. Which thread owns a row changes no result, only the time.
+/// The threads' rows for the next run, when the pieces of [`ROWS_PER_PIECE`]
+/// rows cost `costs` (in order) in the last batch: whole pieces, the cost
+/// shared out as evenly as they allow. Which thread owns a row changes no
+/// result, only the time.
 fn balanced_rows(costs: &[usize], threads: usize, rows: usize) -> Vec<Range<usize>> {
     let total: usize = costs.iter().sum();
     let mut ranges = Vec::with_capacity(threads);
@@ -447,8 +448,7 @@ pub struct ParallelTrainer<
     /// The parameters but for dense1's kernel, as the threads read them.
     small: RwLock<Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>>,
     seeds: Vec<u64>,
-    /// Shared so that an epoch can run on the pool while it borrows the rest.
-    pool: std::sync::Arc<rayon::ThreadPool>,
+    pool: rayon::ThreadPool,
 }
 
 /// A run of batches as every thread sees it: the passes of each batch, and
@@ -1031,7 +1031,7 @@ impl<
             rows: (0..threads).map(|t| owned_rows(t, threads, FLAT)).collect(),
             small: RwLock::new(bytemuck::zeroed_box()),
             seeds: Vec::new(),
-            pool: std::sync::Arc::new(pool),
+            pool,
         })
     }
 
