@@ -226,7 +226,9 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
 
     /// Sets each piece's cost: its terms (which dense1's forward pass, its
     /// backward pass and the gradient's rows each take one at a time) and
-    /// two for each row (about what stepping a row costs against a term).
+    /// six for each row (reading it in the backward pass and stepping it;
+    /// with two, the first of two threads took 10-25 us longer a batch in
+    /// the backward pass and the second waited for it).
     fn measure_pieces(&mut self) {
         self.piece_costs.clear();
         let rows = self.starts.len().saturating_sub(1);
@@ -236,7 +238,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
                 (Some(a), Some(b)) => b - a,
                 _ => 0,
             };
-            self.piece_costs.push(terms + 2 * (last - first));
+            self.piece_costs.push(terms + 6 * (last - first));
         }
     }
 
