@@ -236,6 +236,10 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// The convolution's backward pass, SIMD or scalar.
+type ConvBackward =
+    fn(&[[f32; 28]; 28], &[f32; 1960], &[u8; 1960], &[f32; 1960], &mut ConvKernel<10>, &mut [f32; 10]);
+
 fn kernels(c: &mut Criterion) {
     let params = trained_params();
     let data = subset();
@@ -266,6 +270,50 @@ fn kernels(c: &mut Criterion) {
             )
         })
     });
+    // Backward through pooling and the convolution, every cell given a
+    // gradient (no dropout: the sgd recipe's case), over 64 images in turn:
+    // one image again and again would let the branch predictor learn it.
+    let cases: Vec<_> = (0..64)
+        .map(|i| {
+            let mut case = (
+                Box::new([[0.0f32; 28]; 28]),
+                Box::new([0.0f32; 1960]),
+                Box::new([0u8; 1960]),
+            );
+            data.test().read(i, &mut case.0).unwrap();
+            conv_relu_pool(
+                &case.0,
+                &params.conv_kernel,
+                &params.conv_bias,
+                &mut case.1,
+                Some(&mut case.2),
+            );
+            case
+        })
+        .collect();
+    let pooled_grad: [f32; 1960] = random(1960, 2).try_into().unwrap();
+    let mut conv_grads = FashionParams::boxed();
+    group.throughput(Throughput::Elements(cases.len() as u64));
+    for (name, backward) in [
+        ("conv backward simd", conv_relu_pool_backward as ConvBackward),
+        ("conv backward scalar", conv_relu_pool_backward_scalar),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for (image, pooled, argmax) in &cases {
+                    backward(
+                        black_box(image),
+                        pooled,
+                        argmax,
+                        &pooled_grad,
+                        &mut conv_grads.conv_kernel,
+                        &mut conv_grads.conv_bias,
+                    );
+                }
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(1));
     conv_relu_pool(&image, &params.conv_kernel, &params.conv_bias, &mut pooled, None);
     let mut hidden = [0.0f32; 100];
     group.bench_function("dense1 simd", |b| {
