@@ -271,47 +271,53 @@ fn kernels(c: &mut Criterion) {
         })
     });
     // Backward through pooling and the convolution, every cell given a
-    // gradient (no dropout: the sgd recipe's case), over 64 images in turn:
-    // one image again and again would let the branch predictor learn it.
-    let cases: Vec<_> = (0..64)
-        .map(|i| {
-            let mut case = (
-                Box::new([[0.0f32; 28]; 28]),
-                Box::new([0.0f32; 1960]),
-                Box::new([0u8; 1960]),
-            );
-            data.test().read(i, &mut case.0).unwrap();
-            conv_relu_pool(
-                &case.0,
-                &params.conv_kernel,
-                &params.conv_bias,
-                &mut case.1,
-                Some(&mut case.2),
-            );
-            case
-        })
-        .collect();
+    // gradient (no dropout: the sgd recipe's case), over 64 images in turn
+    // (one image again and again would let the branch predictor learn it):
+    // with the trained weights, and with the weights a first epoch starts
+    // from, whose convolution lets more cells through.
+    let mut fresh = FashionParams::boxed();
+    fresh.init_glorot(&mut Pcg32::seed_from_u64(1));
     let pooled_grad: [f32; 1960] = random(1960, 2).try_into().unwrap();
     let mut conv_grads = FashionParams::boxed();
-    group.throughput(Throughput::Elements(cases.len() as u64));
-    for (name, backward) in [
-        ("conv backward simd", conv_relu_pool_backward as ConvBackward),
-        ("conv backward scalar", conv_relu_pool_backward_scalar),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                for (image, pooled, argmax) in &cases {
-                    backward(
-                        black_box(image),
-                        pooled,
-                        argmax,
-                        &pooled_grad,
-                        &mut conv_grads.conv_kernel,
-                        &mut conv_grads.conv_bias,
-                    );
-                }
+    for (weights, conv) in [("", &params), (", first-epoch weights", &fresh)] {
+        let cases: Vec<_> = (0..64)
+            .map(|i| {
+                let mut case = (
+                    Box::new([[0.0f32; 28]; 28]),
+                    Box::new([0.0f32; 1960]),
+                    Box::new([0u8; 1960]),
+                );
+                data.test().read(i, &mut case.0).unwrap();
+                conv_relu_pool(
+                    &case.0,
+                    &conv.conv_kernel,
+                    &conv.conv_bias,
+                    &mut case.1,
+                    Some(&mut case.2),
+                );
+                case
             })
-        });
+            .collect();
+        group.throughput(Throughput::Elements(cases.len() as u64));
+        for (name, backward) in [
+            ("conv backward simd", conv_relu_pool_backward as ConvBackward),
+            ("conv backward scalar", conv_relu_pool_backward_scalar),
+        ] {
+            group.bench_function(format!("{name}{weights}"), |b| {
+                b.iter(|| {
+                    for (image, pooled, argmax) in &cases {
+                        backward(
+                            black_box(image),
+                            pooled,
+                            argmax,
+                            &pooled_grad,
+                            &mut conv_grads.conv_kernel,
+                            &mut conv_grads.conv_bias,
+                        );
+                    }
+                })
+            });
+        }
     }
     group.throughput(Throughput::Elements(1));
     conv_relu_pool(&image, &params.conv_kernel, &params.conv_bias, &mut pooled, None);
