@@ -9,7 +9,7 @@
 //! row-major order among equal values; backward sends the gradient there.
 
 use super::dense::nonzero_positions;
-use super::vector::{self, larger, runs, Vector, HAS_SIMD, LANES, ROW_LANES};
+use super::vector::{self, larger, runs, Lanes, Vector, HAS_SIMD, LANES, ROW_LANES};
 use wide::{f32x4, f32x8};
 
 /// A 3x3 kernel for one input channel and `K` output channels, indexed
@@ -280,26 +280,13 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
 /// [`Vector`]'s lanes of `values` from `at`, zeros past the end.
 #[inline]
 fn wide_lanes(values: &[f32], at: usize) -> Vector {
-    let values = values.get(at..).unwrap_or_default();
-    if let Some(whole) = values.first_chunk::<LANES>() {
-        return Vector::new(*whole);
-    }
-    let mut lanes = [0.0; LANES];
-    lanes
-        .iter_mut()
-        .zip(values)
-        .for_each(|(lane, &value)| *lane = value);
-    Vector::new(lanes)
+    Vector::load(values.get(at..).unwrap_or_default())
 }
 
-/// `ROW_LANES` values of `values` from `at` (zeros past the end, which the
-/// callers' bounds never reach).
+/// `ROW_LANES` values of `values` from `at`, zeros past the end.
 #[inline]
 fn lanes(values: &[f32], at: usize) -> f32x8 {
-    values
-        .get(at..at + ROW_LANES)
-        .and_then(|chunk| <[f32; ROW_LANES]>::try_from(chunk).ok())
-        .map_or(f32x8::splat(0.0), f32x8::new)
+    f32x8::load(values.get(at..).unwrap_or_default())
 }
 
 /// One convolution output, straight from the definition.
@@ -508,9 +495,10 @@ fn winner_lanes(argmax: &[u8]) -> Vector {
 }
 
 /// [`conv_relu_pool_backward`] given the positions of `pooled`'s non-zero
-/// cells in increasing order (the dense layer after it lists them anyway): a
-/// list walked to its known end, where a scan of bit masks would mispredict a
-/// branch or two per eight cells.
+/// cells in increasing order (the dense layer after it lists them anyway):
+/// with few of them, a list walked to its known end, where a scan of bit
+/// masks would mispredict a branch or two per eight cells; with many, every
+/// window in lanes ([`conv_relu_pool_backward_lanes`]).
 pub(crate) fn conv_relu_pool_backward_listed<
     const H: usize,
     const W: usize,

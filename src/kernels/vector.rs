@@ -52,8 +52,7 @@ pub(crate) trait Lanes:
     const N: usize;
     /// Every lane `x`.
     fn splat(x: f32) -> Self;
-    /// The first `N` values (zeros past the end of `values`, which callers
-    /// never reach).
+    /// The first `N` values, zeros past the end of `values`.
     fn load(values: &[f32]) -> Self;
     /// `self * a + b`, rounded once.
     fn mul_add(self, a: Self, b: Self) -> Self;
@@ -95,9 +94,15 @@ macro_rules! impl_lanes {
             }
             #[inline]
             fn load(values: &[f32]) -> Self {
-                values
-                    .first_chunk::<$n>()
-                    .map_or(<$vector>::splat(0.0), |chunk| <$vector>::new(*chunk))
+                if let Some(whole) = values.first_chunk::<$n>() {
+                    return <$vector>::new(*whole);
+                }
+                let mut lanes = [0.0; $n];
+                lanes
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(lane, &value)| *lane = value);
+                <$vector>::new(lanes)
             }
             #[inline]
             fn mul_add(self, a: Self, b: Self) -> Self {
