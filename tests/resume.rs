@@ -73,6 +73,12 @@ fn a_run_killed_mid_epoch_resumes_to_bit_identical_weights() {
         !killed.join("model.safetensors").exists(),
         "the killed run finished after all"
     );
+
+    // A kill that lands while a file is being written leaves its temporary
+    // copy beside it (never a half-written file under the real name); the
+    // resumed run writes the same files through the same temporary names, so
+    // none is left once it is done.
+    assert!(train(&killed, "3", &["--resume"]).status().unwrap().success());
     assert!(
         std::fs::read_dir(&killed).unwrap().all(|e| !e
             .unwrap()
@@ -81,8 +87,6 @@ fn a_run_killed_mid_epoch_resumes_to_bit_identical_weights() {
             .ends_with(".tmp")),
         "a temporary file was left behind"
     );
-
-    assert!(train(&killed, "3", &["--resume"]).status().unwrap().success());
     let a = std::fs::read(whole.join("model.safetensors")).unwrap();
     let b = std::fs::read(killed.join("model.safetensors")).unwrap();
     assert!(
