@@ -300,10 +300,12 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
         for r in 1..self.starts.len() {
             self.starts[r] += self.starts[r - 1];
         }
+        // Every place is written below: only places the last batch did not
+        // have are cleared first (clearing all of them took 2% of an epoch).
         let len = self.starts.last().copied().unwrap_or(0);
-        self.terms.clear();
+        self.terms.truncate(len);
         self.terms.resize(len, (0, 0.0));
-        self.slots.clear();
+        self.slots.truncate(len);
         self.slots.resize(len, 0);
         self.next_in_row.clear();
         self.next_in_row
@@ -814,7 +816,8 @@ impl<
             hidden_grads,
             ..
         } = own;
-        input_grads.clear();
+        // Every slot is written below (the terms' slots cover them).
+        input_grads.truncate(terms.len());
         input_grads.resize(terms.len(), 0.0);
         for (row, bounds) in kernel.iter().zip(starts.windows(2)) {
             let (Some(terms), Some(slots)) =
