@@ -12,7 +12,7 @@
 
 use crate::data::Samples;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
-use crate::kernels::dense::{accumulate_rows, nonzero_positions, row_input_grads, Outer, Terms};
+use crate::kernels::dense::{accumulate_rows, nonzero_positions, row_input_grads, LineRow, Outer, Terms};
 use crate::kernels::{all_finite, axpy, conv_relu_pool, dense, dense_backward, relu, softmax_cross_entropy};
 use crate::model::{ParamBuffer, Params};
 use crate::train::dropout::{check_rate, dropout, SampleStream};
@@ -207,7 +207,7 @@ struct RowLane<const HIDDEN: usize> {
     /// `(sample, input)`, samples numbered through the whole batch.
     terms: Vec<(u32, f32)>,
     /// Every sample's gradient at dense1's outputs, in batch order.
-    hidden_grads: Vec<[f32; HIDDEN]>,
+    hidden_grads: Vec<LineRow<HIDDEN>>,
     /// What [`bounds`](Self::bounds) found in the last batch.
     bounds: Option<(f32, f32)>,
     /// The rows' gradient, when it had to be formed and checked before the
@@ -344,7 +344,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
     fn bounds(&self) -> Option<(f32, f32)> {
         let inputs = self.terms.iter().map(|&(_, x)| x.abs()).fold(0.0f32, f32::max);
         let mut outputs = 0.0f32;
-        for hidden_grad in &self.hidden_grads {
+        for LineRow(hidden_grad) in &self.hidden_grads {
             if !all_finite(hidden_grad) {
                 return None;
             }
@@ -801,7 +801,7 @@ impl<
         own.formed.clear();
         own.hidden_grads.clear();
         own.hidden_grads
-            .extend(samples().map(|sample| sample.hidden_grad));
+            .extend(samples().map(|sample| LineRow(sample.hidden_grad)));
         own.regroup(
             &rows,
             samples().map(|sample| (sample.active_in(&rows), &sample.pooled)),
@@ -1426,7 +1426,7 @@ mod tests {
 
     fn lane(rows: &Range<usize>, samples: &[Terms]) -> RowLane<4> {
         let mut lane = RowLane::new();
-        lane.hidden_grads = samples.iter().map(|s| s.2).collect();
+        lane.hidden_grads = samples.iter().map(|s| LineRow(s.2)).collect();
         lane.regroup(
             rows,
             samples.iter().map(|(positions, inputs, _)| (*positions, inputs)),
@@ -1494,7 +1494,7 @@ mod tests {
             .map(|x| rows.clone().filter(|&i| x[i] != 0.0).map(|i| i as u16).collect())
             .collect();
         let mut lane = RowLane::<4>::new();
-        lane.hidden_grads = vec![[1.0; 4]; inputs.len()];
+        lane.hidden_grads = vec![LineRow([1.0; 4]); inputs.len()];
         lane.regroup(&rows, positions.iter().map(|p| &p[..]).zip(&inputs));
         // Sample after sample, each sample's positions in order.
         let first_slots: Vec<usize> = positions
