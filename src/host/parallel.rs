@@ -270,11 +270,10 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
     ///
     /// A counting sort, its terms placed [`REGROUP_ROWS`] rows at a time: every
     /// sample's terms in the first rows, then in the next, so that the places
-    /// written at a time stay in the first-level cache (placing all of a
-    /// sample's terms before the next sample's wrote all over a megabyte:
-    /// 14 cycles a term), and so do the samples' pages in the translation
-    /// cache (reading all the samples' inputs at one row after another
-    /// missed it at each: 7 cycles an input).
+    /// written at a time stay in the first-level cache. (Placing all of a
+    /// sample's terms before the next sample's wrote all over a megabyte: 14
+    /// cycles a term. A scan by row, every sample's input at one row after
+    /// another, touched a page per sample at each row: 7 cycles an input.)
     fn regroup<'a, const FLAT: usize>(
         &mut self,
         rows: &Range<usize>,
