@@ -198,10 +198,6 @@ struct RowLane<const HIDDEN: usize> {
     ends: Vec<usize>,
     /// Where each term's input gradient goes in `input_grads`.
     slots: Vec<u32>,
-    /// While regrouping: where each row's next term goes.
-    next_in_row: Vec<usize>,
-    /// While regrouping: how many of each sample's positions are placed.
-    placed: Vec<usize>,
     /// Row `first + i`'s terms are `terms[starts[i]..starts[i + 1]]`.
     starts: Vec<usize>,
     /// `(sample, input)`, samples numbered through the whole batch.
@@ -225,8 +221,6 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
             ends: Vec::new(),
             starts: Vec::new(),
             slots: Vec::new(),
-            next_in_row: Vec::new(),
-            placed: Vec::new(),
             terms: Vec::new(),
             hidden_grads: Vec::new(),
             bounds: None,
@@ -306,16 +300,14 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
         self.terms.resize(len, (0, 0.0));
         self.slots.truncate(len);
         self.slots.resize(len, 0);
-        self.next_in_row.clear();
-        self.next_in_row
-            .extend_from_slice(self.starts.get(..rows.len()).unwrap_or_default());
-        // How far each sample's positions have been placed.
-        self.placed.clear();
-        self.placed.resize(samples.len(), 0);
+        // Where each row's next term goes, and how many of each sample's
+        // positions are placed.
+        let mut next_in_row = self.starts.get(..rows.len()).unwrap_or_default().to_vec();
+        let mut placed = std::vec![0; samples.len()];
         let (terms, slots) = (&mut self.terms[..], &mut self.slots[..]);
         for block in (rows.start..rows.end).step_by(REGROUP_ROWS) {
             let end = (block + REGROUP_ROWS).min(rows.end);
-            let places = samples.iter().zip(&mut self.placed).zip(&self.ends);
+            let places = samples.iter().zip(&mut placed).zip(&self.ends);
             for (sample, (((positions, inputs), placed), &sample_end)) in places.enumerate() {
                 let first_slot = sample_end - positions.len();
                 for &i in positions.get(*placed..).unwrap_or_default() {
@@ -323,7 +315,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
                         break;
                     }
                     let x = inputs.get(usize::from(i)).copied().unwrap_or(0.0);
-                    if let Some(next) = row(i).and_then(|r| self.next_in_row.get_mut(r)) {
+                    if let Some(next) = row(i).and_then(|r| next_in_row.get_mut(r)) {
                         if let (Some(term), Some(slot)) = (terms.get_mut(*next), slots.get_mut(*next)) {
                             (*term, *slot) = ((sample as u32, x), (first_slot + *placed) as u32);
                         }
