@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, Samples, Subset};
 use tinycnn::host::{FashionMnist, ParallelTrainer};
-use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd};
+use tinycnn::train::{Adam, AdamConfig, Epoch, Optimizer, Sgd};
 use tinycnn::{FashionParams, FashionTrainer};
 
 const ROUNDS: usize = 5;
@@ -73,11 +73,7 @@ fn epoch_seconds<S: Samples<28, 28> + Sync + ?Sized>(recipe: Recipe, threads: us
                     &mut params,
                     &mut *optimizer,
                     train,
-                    &mut order,
-                    batch,
-                    &mut rng,
-                    0,
-                    &mut (),
+                    Epoch::new(&mut order, batch, &mut rng),
                 )
                 .expect("an epoch")
         };

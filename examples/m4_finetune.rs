@@ -14,7 +14,7 @@ mod board;
 
 use board::{build_setting, out, zeroed_static, Meter};
 use rand_core::SeedableRng;
-use tinycnn::train::{Head, HeadTrainer, Sgd};
+use tinycnn::train::{Epoch, Head, HeadTrainer, Sgd};
 use tinycnn::FashionParams;
 
 /// Inverted training images to adapt on.
@@ -62,11 +62,7 @@ fn run() -> bool {
             head,
             &mut sgd,
             &train,
-            order,
-            BATCH,
-            &mut rng,
-            epoch,
-            &mut (),
+            Epoch::new(order, BATCH, &mut rng).number(epoch),
         ) {
             Ok(loss) => out!("epoch {} train_loss {:.4}", epoch + 1, loss),
             Err(e) => {

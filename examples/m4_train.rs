@@ -15,7 +15,7 @@ mod board;
 
 use board::{build_setting, out, zeroed_static, Meter};
 use rand_core::SeedableRng;
-use tinycnn::train::{Adam, AdamConfig, Progress};
+use tinycnn::train::{Adam, AdamConfig, Epoch, Progress};
 use tinycnn::{FashionParams, FashionTrainer, Workspace};
 
 /// Training images (the first ones of the training set; at most 2,000 are embedded).
@@ -74,7 +74,14 @@ fn run() -> bool {
     let (mut loss, mut instructions) = (f32::NAN, 0u64);
     for epoch in 0..EPOCHS {
         let meter = Meter::start();
-        match trainer.train_epoch(params, adam, &train, order, BATCH, &mut rng, epoch, &mut Log) {
+        match trainer.train_epoch(
+            params,
+            adam,
+            &train,
+            Epoch::new(order, BATCH, &mut rng)
+                .number(epoch)
+                .progress(&mut Log),
+        ) {
             Ok(epoch_loss) => loss = epoch_loss,
             Err(e) => {
                 out!("error: epoch {}: {}", epoch + 1, e);

@@ -14,7 +14,7 @@ mod board;
 
 use board::{build_setting, out, zeroed_static, Meter};
 use rand_core::SeedableRng;
-use tinycnn::train::StreamingSgdTrainer;
+use tinycnn::train::{Epoch, StreamingSgdTrainer};
 use tinycnn::FashionParams;
 
 const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 2000);
@@ -48,7 +48,7 @@ fn run() -> bool {
     let (mut loss, mut instructions) = (f32::NAN, 0u64);
     for epoch in 0..EPOCHS {
         let meter = Meter::start();
-        match trainer.train_epoch(params, &train, order, BATCH, &mut rng, epoch, &mut ()) {
+        match trainer.train_epoch(params, &train, Epoch::new(order, BATCH, &mut rng).number(epoch)) {
             Ok(epoch_loss) => loss = epoch_loss,
             Err(e) => {
                 out!("error: epoch {}: {}", epoch + 1, e);

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, Samples, Subset};
 use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint, ParallelTrainer};
-use tinycnn::train::{Adam, AdamConfig, Optimizer, Progress, Schedule, Sgd, State};
+use tinycnn::train::{Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
 
 /// The seed of the train/validation split: fixed, as in the book, whatever `--seed`.
@@ -228,21 +228,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 &mut params,
                 &mut optimizer,
                 &train,
-                &mut order,
-                batch_size,
-                &mut rng,
-                epoch,
-                &mut progress,
+                Epoch::new(&mut order, batch_size, &mut rng)
+                    .number(epoch)
+                    .progress(&mut progress),
             )?,
             None => trainer.train_epoch(
                 &mut params,
                 &mut optimizer,
                 &train,
-                &mut order,
-                batch_size,
-                &mut rng,
-                epoch,
-                &mut progress,
+                Epoch::new(&mut order, batch_size, &mut rng)
+                    .number(epoch)
+                    .progress(&mut progress),
             )?,
         };
         let train_seconds = start.elapsed().as_secs_f64();

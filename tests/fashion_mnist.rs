@@ -6,7 +6,7 @@ use rand_pcg::Pcg32;
 use std::path::Path;
 use tinycnn::data::{split_stratified, Samples, Subset};
 use tinycnn::host::FashionMnist;
-use tinycnn::train::{Adam, AdamConfig, FitConfig, History};
+use tinycnn::train::{Adam, AdamConfig, Epoch, History};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
 
 #[test]
@@ -34,20 +34,15 @@ fn three_epochs_of_adam_on_the_subset_reach_80_percent() {
     let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
     adam.configure(AdamConfig::KERAS).unwrap();
     let mut order = vec![0u32; train.len()];
-    let config = FitConfig {
-        epochs: 3,
-        batch_size: 32,
-    };
+    let (epochs, batch_size) = (3, 32);
     let history: History<3> = trainer
         .fit(
             &mut params,
             &mut *adam,
             &train,
             &validation,
-            &mut order,
-            config,
-            &mut rng,
-            &mut (),
+            epochs,
+            Epoch::new(&mut order, batch_size, &mut rng),
         )
         .unwrap();
     assert!(history[2].train_loss < history[0].train_loss, "{history:?}");

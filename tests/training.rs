@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use tinycnn::train::{Adam, AdamConfig, FitConfig, History, Sgd, SgdMomentum};
+use tinycnn::train::{Adam, AdamConfig, Epoch, History, Sgd, SgdMomentum};
 use tinycnn::{Error, FashionParams, FashionTrainer, FashionWorkspace, ParamBuffer};
 
 type Data = Vec<([[f32; 28]; 28], usize)>;
@@ -28,20 +28,15 @@ fn train_adam(seed: u64, epochs: usize) -> (Box<FashionParams>, History<8>) {
     let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
     adam.configure(AdamConfig::KERAS).unwrap();
     let mut order = vec![0u32; train.len()];
-    let config = FitConfig {
-        epochs,
-        batch_size: 32,
-    };
+    let (epochs, batch_size) = (epochs, 32);
     let history = trainer
         .fit(
             &mut params,
             &mut *adam,
             &train[..],
             &validation[..],
-            &mut order,
-            config,
-            &mut r,
-            &mut (),
+            epochs,
+            Epoch::new(&mut order, batch_size, &mut r),
         )
         .unwrap();
     (params, history)
@@ -91,10 +86,7 @@ fn sgd_and_momentum_lower_the_loss() {
         params.init_glorot(&mut r);
         let mut trainer = FashionTrainer::boxed();
         let mut order = vec![0u32; train.len()];
-        let config = FitConfig {
-            epochs: 3,
-            batch_size: 16,
-        };
+        let (epochs, batch_size) = (3, 16);
         let history: History<3> = if momentum == 0.0 {
             let mut sgd = Sgd::new(0.05).unwrap();
             trainer.fit(
@@ -102,10 +94,8 @@ fn sgd_and_momentum_lower_the_loss() {
                 &mut sgd,
                 &train[..],
                 &validation[..],
-                &mut order,
-                config,
-                &mut r,
-                &mut (),
+                epochs,
+                Epoch::new(&mut order, batch_size, &mut r),
             )
         } else {
             let mut opt: Box<SgdMomentum<FashionParams>> = bytemuck::zeroed_box();
@@ -115,10 +105,8 @@ fn sgd_and_momentum_lower_the_loss() {
                 &mut *opt,
                 &train[..],
                 &validation[..],
-                &mut order,
-                config,
-                &mut r,
-                &mut (),
+                epochs,
+                Epoch::new(&mut order, batch_size, &mut r),
             )
         }
         .unwrap();
@@ -157,20 +145,15 @@ fn progress_hooks_see_every_batch_and_epoch() {
         epochs: 0,
     };
     let mut order = vec![0u32; 600];
-    let config = FitConfig {
-        epochs: 2,
-        batch_size: 128,
-    };
+    let (epochs, batch_size) = (2, 128);
     let _: History<2> = FashionTrainer::boxed()
         .fit(
             &mut params,
             &mut Sgd::new(0.01).unwrap(),
             &train[..],
             &validation[..],
-            &mut order,
-            config,
-            &mut rng(1),
-            &mut seen,
+            epochs,
+            Epoch::new(&mut order, batch_size, &mut rng(1)).progress(&mut seen),
         )
         .unwrap();
     // 600 / 128: four full batches per epoch, the partial one dropped.
@@ -235,11 +218,7 @@ fn bad_samples_and_settings_are_refused() {
         &mut params,
         &mut sgd,
         &train[..],
-        &mut short,
-        32,
-        &mut rng(0),
-        0,
-        &mut (),
+        Epoch::new(&mut short, 32, &mut rng(0)),
     );
     assert!(matches!(bad_order, Err(Error::Length { .. })));
     let mut order = vec![0u32; 600];
@@ -247,11 +226,7 @@ fn bad_samples_and_settings_are_refused() {
         &mut params,
         &mut sgd,
         &train[..],
-        &mut order,
-        0,
-        &mut rng(0),
-        0,
-        &mut (),
+        Epoch::new(&mut order, 0, &mut rng(0)),
     );
     assert!(matches!(zero_batch, Err(Error::InvalidConfig { .. })));
     let too_many: Result<History<2>, _> = trainer.fit(
@@ -259,13 +234,8 @@ fn bad_samples_and_settings_are_refused() {
         &mut sgd,
         &train[..],
         &validation[..],
-        &mut order,
-        FitConfig {
-            epochs: 3,
-            batch_size: 32,
-        },
-        &mut rng(0),
-        &mut (),
+        3,
+        Epoch::new(&mut order, 32, &mut rng(0)),
     );
     assert!(matches!(too_many, Err(Error::InvalidConfig { .. })));
     let empty: &[([[f32; 28]; 28], usize)] = &[];
@@ -344,7 +314,7 @@ fn streaming_sgd_with_dropout_learns_and_refuses_what_it_must() {
     let mut order = vec![0u32; train.len()];
     // Not configured yet: refused.
     assert!(matches!(
-        trainer.train_epoch(&mut params, &train[..], &mut order, 32, &mut rng(1), 0, &mut ()),
+        trainer.train_epoch(&mut params, &train[..], Epoch::new(&mut order, 32, &mut rng(1))),
         Err(Error::InvalidConfig { .. })
     ));
     trainer.configure(0.05, 0.5).unwrap();
@@ -354,7 +324,11 @@ fn streaming_sgd_with_dropout_learns_and_refuses_what_it_must() {
     let mut r = rng(2);
     for epoch in 0..3 {
         trainer
-            .train_epoch(&mut params, &train[..], &mut order, 32, &mut r, epoch, &mut ())
+            .train_epoch(
+                &mut params,
+                &train[..],
+                Epoch::new(&mut order, 32, &mut r).number(epoch),
+            )
             .unwrap();
     }
     let after = trainer.evaluate(&params, &validation[..]).unwrap().accuracy;
@@ -391,11 +365,7 @@ fn train_parallel(threads: usize, rate: f32) -> Box<FashionParams> {
                 &mut params,
                 &mut *adam,
                 &train[..],
-                &mut order,
-                32,
-                &mut r,
-                epoch,
-                &mut (),
+                Epoch::new(&mut order, 32, &mut r).number(epoch),
             )
             .unwrap();
     }

@@ -66,7 +66,7 @@ pub(crate) fn dense_listed<const IN: usize, const OUT: usize>(
 }
 
 /// Terms `x * row` a dense layer's sums take, in order.
-pub(crate) trait Terms<const OUT: usize> {
+pub trait Terms<const OUT: usize> {
     /// Each term's factor and row.
     fn each(&self) -> impl Iterator<Item = (f32, &[f32; OUT])>;
 }
@@ -98,23 +98,20 @@ impl<const IN: usize, const OUT: usize> Terms<OUT> for Listed<'_, IN, OUT> {
 /// outputs; packed at 400 bytes, three rows in four started mid-line and
 /// every such load read two lines (the terms of a kernel-gradient row took
 /// 2.0-2.2 ns each, 1.3-1.7 ns aligned).
-#[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(64))]
-pub(crate) struct LineRow<const N: usize>(pub [f32; N]);
+pub struct LineRow<const N: usize>(pub [f32; N]);
 
 /// A batch's terms of one row of a dense layer's kernel gradient: each
 /// sample's input at that row times the sample's gradient at the layer's
 /// outputs, in batch order.
-#[cfg(feature = "std")]
-pub(crate) struct Outer<'a, const OUT: usize> {
+pub struct Outer<'a, const OUT: usize> {
     /// `(sample, x)` for the samples whose input `x` at the row is not zero.
     pub terms: &'a [(u32, f32)],
     /// Each sample's gradient at the layer's outputs.
     pub grads: &'a [LineRow<OUT>],
 }
 
-#[cfg(feature = "std")]
 impl<const OUT: usize> Terms<OUT> for Outer<'_, OUT> {
     #[inline(always)]
     fn each(&self) -> impl Iterator<Item = (f32, &[f32; OUT])> {
@@ -137,7 +134,7 @@ impl<const OUT: usize> Terms<OUT> for Outer<'_, OUT> {
 /// image's forward pass), each row is asked for a few terms ahead of its
 /// use; the rows a list skips defeat the core's own prefetchers.
 #[inline]
-pub(crate) fn accumulate_rows<const PREFETCH: bool, const OUT: usize>(
+pub fn accumulate_rows<const PREFETCH: bool, const OUT: usize>(
     terms: &impl Terms<OUT>,
     sums: &mut [f32; OUT],
 ) {
@@ -218,7 +215,7 @@ fn tail_step(x: f32, row: &[f32], sums: &mut [f32]) {
 /// advancing by the number of bits); elsewhere every position is written and
 /// the count advances by the comparison.
 #[inline]
-pub(crate) fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &mut [u16; IN]) -> usize {
+pub fn nonzero_positions<const IN: usize>(input: &[f32; IN], positions: &mut [u16; IN]) -> usize {
     const { assert!(IN <= 1 << 16, "dense inputs are indexed with u16") };
     let mut n = 0;
     let mut start = 0;
@@ -322,9 +319,8 @@ fn quad_lanes(values: &[f32], at: usize) -> f32x4 {
 /// dense layer's kernel, handed to `each` in the terms' order: the gradient
 /// at that row's input for each sample that lists it, taken row by row so
 /// that the row is read once for the whole batch.
-#[cfg(feature = "std")]
 #[inline]
-pub(crate) fn row_input_grads<const OUT: usize>(
+pub fn row_input_grads<const OUT: usize>(
     row: &[f32; OUT],
     terms: &[(u32, f32)],
     grads: &[LineRow<OUT>],
@@ -350,7 +346,6 @@ pub(crate) fn row_input_grads<const OUT: usize>(
 }
 
 /// [`dot`] of one row with four vectors, to the bit.
-#[cfg(feature = "std")]
 #[inline]
 fn dot_four<const OUT: usize>(row: &[f32; OUT], ys: [&[f32; OUT]; 4]) -> [f32; 4] {
     let (x_chunks, x_rest) = row.as_chunks::<ROW_LANES>();
@@ -594,7 +589,6 @@ mod tests {
 
     /// A row's dot products with its terms' samples, four at a time, are
     /// `dot`'s, bit for bit, whatever the row length and the number of terms.
-    #[cfg(feature = "std")]
     #[test]
     fn input_grads_of_a_row_are_dot_products_to_the_bit() {
         fn check<const OUT: usize>() {

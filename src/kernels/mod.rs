@@ -24,16 +24,27 @@ mod softmax;
 mod update;
 pub(crate) mod vector;
 
-pub use conv::{
-    conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_backward_scalar, conv_relu_pool_input_grad,
-    conv_relu_pool_scalar, ConvKernel,
-};
-pub use dense::{dense, dense_backward, dense_backward_scalar, dense_scalar, relu};
-pub use int8::{
-    conv_relu_pool_i8, conv_relu_pool_i8_dsp, conv_relu_pool_i8_scalar, dense_i8, dense_i8_scalar,
-    ConvKernelI8, Requant,
-};
-pub use paired::{dense_i8_paired, dense_i8_paired_scalar, pair_kernel, paired_byte, paired_index};
+pub use conv::{conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_grad, ConvKernel};
+pub use dense::{dense, dense_backward, relu};
+pub use int8::{conv_relu_pool_i8, dense_i8, ConvKernelI8, Requant};
 pub use softmax::{softmax, softmax_cross_entropy};
+pub use vector::{all_finite, argmax, axpy, dot, LANES};
+
+// The scalar twins, the per-architecture variants, the optimizers' update
+// kernels and the layout helpers: reachable for the crate's tests, benches
+// and host schedule, not part of the documented API.
+#[doc(hidden)]
+pub use conv::{conv_relu_pool_backward_scalar, conv_relu_pool_scalar};
+#[doc(hidden)]
+pub use dense::{
+    accumulate_rows, dense_backward_scalar, dense_scalar, nonzero_positions, row_input_grads, LineRow, Outer,
+    Terms,
+};
+#[doc(hidden)]
+pub use int8::{conv_relu_pool_i8_dsp, conv_relu_pool_i8_scalar, dense_i8_scalar};
+#[doc(hidden)]
+pub use paired::{dense_i8_paired, dense_i8_paired_scalar, pair_kernel, paired_byte, paired_index};
+#[doc(hidden)]
 pub use update::{adam_update, adam_update_scalar, momentum_update, momentum_update_scalar, AdamStep};
-pub use vector::{all_finite, argmax, axpy, axpy_scalar, dot, dot_scalar, larger, LANES};
+#[doc(hidden)]
+pub use vector::{axpy_scalar, dot_scalar, larger};

@@ -2,10 +2,11 @@
 //! (in flash, on a microcontroller), so training needs RAM for one small
 //! layer, not for the whole model.
 
+use super::fit::{Epoch, Progress};
 use super::optim::Optimizer;
-use super::trainer::{run_epoch, Progress};
+use super::pass::{batch_scale, checked_loss, last_layer_backward, Layer, LayerGrads, Target};
 use crate::data::Samples;
-use crate::kernels::{all_finite, argmax, dense, dense_backward, softmax_cross_entropy};
+use crate::kernels::{argmax, dense};
 use crate::model::{evaluate_logits, Evaluation, ParamBuffer, Params, Workspace};
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
@@ -122,7 +123,7 @@ impl<const HIDDEN: usize, const CLASSES: usize> Head<HIDDEN, CLASSES> {
 ///
 /// ```
 /// use rand_core::SeedableRng;
-/// use tinycnn::train::{Head, HeadTrainer, Sgd};
+/// use tinycnn::train::{Epoch, Head, HeadTrainer, Sgd};
 /// use tinycnn::{Params, Workspace};
 ///
 /// // A fixed model whose features do not know the classes yet.
@@ -134,7 +135,8 @@ impl<const HIDDEN: usize, const CLASSES: usize> Head<HIDDEN, CLASSES> {
 /// let mut trainer = HeadTrainer::new();
 /// let mut order = [0u32; 64];
 /// for epoch in 0..30 {
-///     trainer.train_epoch(&params, &mut head, &mut Sgd::new(0.5).unwrap(), &data[..], &mut order, 8, &mut rng, epoch, &mut ()).unwrap();
+///     let epoch = Epoch::new(&mut order, 8, &mut rng).number(epoch);
+///     trainer.train_epoch(&params, &mut head, &mut Sgd::new(0.5).unwrap(), &data[..], epoch).unwrap();
 /// }
 /// assert_eq!(head.evaluate(&params, &data[..], &mut Workspace::new()).unwrap().accuracy, 1.0);
 /// ```
@@ -206,31 +208,29 @@ impl<
         samples: &S,
         batch: &[u32],
     ) -> Result<f32, Error> {
-        if batch.is_empty() {
-            return Err(Error::Empty { what: "batch" });
-        }
+        let scale = batch_scale(batch, usize::MAX)?;
         self.grads.as_flat_mut().fill(0.0);
-        let scale = 1.0 / batch.len() as f32;
         let mut loss_sum = 0.0f32;
         for &index in batch {
             let label = samples.read(index as usize, &mut self.image)?;
             let hidden = params.features(&self.image, &mut self.ws)?;
-            dense(hidden, &head.kernel, &head.bias, &mut self.logits);
-            loss_sum += softmax_cross_entropy(&self.logits, label, scale, &mut self.logits_grad)?;
-            let g = &mut self.grads;
-            dense_backward(
-                &self.ws.hidden,
-                &head.kernel,
-                &self.logits_grad,
-                &mut g.kernel,
-                &mut g.bias,
+            loss_sum += last_layer_backward(
+                hidden,
+                Layer {
+                    kernel: &head.kernel,
+                    bias: &head.bias,
+                },
+                Target { label, scale },
+                &mut self.logits,
+                &mut self.logits_grad,
+                LayerGrads {
+                    kernel: &mut self.grads.kernel,
+                    bias: &mut self.grads.bias,
+                },
                 None,
-            );
+            )?;
         }
-        let loss = loss_sum * scale;
-        if !loss.is_finite() || !all_finite(self.grads.as_flat()) {
-            return Err(Error::Diverged);
-        }
+        let loss = checked_loss(loss_sum, scale, [self.grads.as_flat()])?;
         optimizer.step(head.as_flat_mut(), self.grads.as_flat())?;
         Ok(loss)
     }
@@ -255,28 +255,23 @@ impl<
     ///
     /// # Errors
     /// As [`Trainer::train_epoch`](super::Trainer::train_epoch).
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_epoch<S: Samples<H, W> + ?Sized, O: Optimizer + ?Sized>(
+    pub fn train_epoch<S, O, R, P>(
         &mut self,
         params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         head: &mut Head<HIDDEN, CLASSES>,
         optimizer: &mut O,
         samples: &S,
-        order: &mut [u32],
-        batch_size: usize,
-        rng: &mut impl RngCore,
-        epoch: usize,
-        progress: &mut impl Progress,
-    ) -> Result<f32, Error> {
-        run_epoch(
-            samples.len(),
-            order,
-            batch_size,
-            rng,
-            epoch,
-            progress,
-            |batch, _| self.train_batch(params, head, optimizer, samples, batch),
-        )
+        mut epoch: Epoch<'_, R, P>,
+    ) -> Result<f32, Error>
+    where
+        S: Samples<H, W> + ?Sized,
+        O: Optimizer + ?Sized,
+        R: RngCore,
+        P: Progress,
+    {
+        epoch.run(samples.len(), |batch, _| {
+            self.train_batch(params, head, optimizer, samples, batch)
+        })
     }
 }
 

@@ -1,13 +1,18 @@
-//! Training: backward into static buffers, optimizers, dropout and the fit loop.
+//! Training: one per-sample pass (forward, loss, backward), the schedules
+//! that run it (the whole network, the last layer alone, streaming SGD),
+//! optimizers, dropout, and the loop that drives epochs.
 
 pub(crate) mod dropout;
+pub(crate) mod fit;
 mod head;
 mod optim;
+pub(crate) mod pass;
 mod streaming;
-pub(crate) mod trainer;
+mod trainer;
 
 pub use dropout::dropout;
+pub use fit::{Epoch, EpochStats, History, Progress};
 pub use head::{Head, HeadTrainer};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
 pub use streaming::StreamingSgdTrainer;
-pub use trainer::{EpochStats, FitConfig, History, Progress, Trainer};
+pub use trainer::Trainer;

@@ -2,14 +2,12 @@
 //! (99% of the parameters) is applied sample by sample from what the batch
 //! kept, so training fits beside the parameters in a small RAM.
 
-use super::dropout::{dropout, SampleStream};
-use super::trainer::{run_epoch, Progress};
+use super::dropout::{check_rate, dropout, SampleStream};
+use super::fit::{Epoch, Progress};
+use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Target};
 use crate::data::Samples;
-use crate::kernels::{
-    all_finite, axpy, conv_relu_pool, conv_relu_pool_backward, dense, dense_backward, dot,
-    softmax_cross_entropy,
-};
-use crate::model::{Params, Workspace};
+use crate::kernels::{axpy, conv_relu_pool};
+use crate::model::Params;
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
@@ -30,7 +28,7 @@ use rand_core::RngCore;
 ///
 /// ```
 /// use rand_core::SeedableRng;
-/// use tinycnn::train::StreamingSgdTrainer;
+/// use tinycnn::train::{Epoch, StreamingSgdTrainer};
 /// use tinycnn::Params;
 /// let data: Vec<_> = (0..64).map(|i| ([[(i % 2) as f32; 4]; 4], i % 2)).collect();
 /// let mut params = Params::<4, 4, 2, 8, 4, 2>::zeroed();
@@ -38,12 +36,12 @@ use rand_core::RngCore;
 /// params.init_glorot(&mut rng);
 /// let mut trainer = StreamingSgdTrainer::<8, 4, 4, 2, 8, 4, 2>::new(0.5).unwrap();
 /// let mut order = [0u32; 64];
-/// let first = trainer.train_epoch(&mut params, &data[..], &mut order, 8, &mut rng, 0, &mut ()).unwrap();
-/// let mut last = first;
-/// for epoch in 1..20 {
-///     last = trainer.train_epoch(&mut params, &data[..], &mut order, 8, &mut rng, epoch, &mut ()).unwrap();
+/// let mut losses = Vec::new();
+/// for epoch in 0..20 {
+///     let epoch = Epoch::new(&mut order, 8, &mut rng).number(epoch);
+///     losses.push(trainer.train_epoch(&mut params, &data[..], epoch).unwrap());
 /// }
-/// assert!(last < first / 4.0);
+/// assert!(losses[19] < losses[0] / 4.0);
 /// ```
 #[derive(Clone, Debug)]
 pub struct StreamingSgdTrainer<
@@ -62,17 +60,13 @@ pub struct StreamingSgdTrainer<
     dense2_bias_grad: [f32; CLASSES],
     hidden_grads: [[f32; HIDDEN]; MAX_BATCH],
     mask_seeds: [u64; MAX_BATCH],
-    ws: Workspace<FLAT, HIDDEN, CLASSES>,
-    image: [[f32; W]; H],
-    argmax: [u8; FLAT],
-    logits_grad: [f32; CLASSES],
-    pooled_grad: [f32; FLAT],
+    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES>,
     lr: f32,
     dropout: f32,
 }
 
-// SAFETY: only `f32`, `u8` and `u64` arrays and a `Workspace` (all-float):
-// all zero bytes form a valid value.
+// SAFETY: only `f32` and `u64` arrays, a `Pass` (`f32`, `u8` and `u16`
+// arrays and a `usize`) and two `f32`: all zero bytes form a valid value.
 unsafe impl<
         const MAX_BATCH: usize,
         const H: usize,
@@ -120,11 +114,7 @@ impl<
             dense2_bias_grad: [0.0; CLASSES],
             hidden_grads: [[0.0; HIDDEN]; MAX_BATCH],
             mask_seeds: [0; MAX_BATCH],
-            ws: Workspace::new(),
-            image: [[0.0; W]; H],
-            argmax: [0; FLAT],
-            logits_grad: [0.0; CLASSES],
-            pooled_grad: [0.0; FLAT],
+            pass: Pass::new(),
             lr: 0.0,
             dropout: 0.0,
         }
@@ -141,37 +131,9 @@ impl<
                 what: "learning rate must be finite and positive",
             });
         }
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(Error::InvalidConfig {
-                what: "dropout rate must be in [0, 1)",
-            });
-        }
+        self.dropout = check_rate(dropout)?;
         self.lr = lr;
-        self.dropout = dropout;
         Ok(())
-    }
-
-    /// Forward (up to the logits) of the image in `self.image`, with the
-    /// dropout mask of `seed`.
-    fn forward(&mut self, params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>, seed: u64) {
-        let rate = self.dropout;
-        params.hidden_parts(
-            &self.image,
-            &mut self.ws,
-            Some(&mut self.argmax),
-            |pooled| {
-                if rate > 0.0 {
-                    dropout(pooled, rate, &mut SampleStream(seed));
-                }
-            },
-            None,
-        );
-        dense(
-            &self.ws.hidden,
-            &params.dense2_kernel,
-            &params.dense2_bias,
-            &mut self.ws.logits,
-        );
     }
 
     /// One SGD step on the samples at `batch` (at most `MAX_BATCH`); returns
@@ -189,95 +151,71 @@ impl<
         batch: &[u32],
         rng: &mut impl RngCore,
     ) -> Result<f32, Error> {
-        if batch.is_empty() {
-            return Err(Error::Empty { what: "batch" });
-        }
-        if batch.len() > MAX_BATCH {
-            return Err(Error::Length {
-                what: "batch",
-                expected: MAX_BATCH,
-                found: batch.len(),
-            });
-        }
+        let scale = batch_scale(batch, MAX_BATCH)?;
         self.configure(self.lr, self.dropout)?;
         self.conv_kernel_grad = [[[0.0; K]; 3]; 3];
         self.conv_bias_grad = [0.0; K];
         self.dense1_bias_grad = [0.0; HIDDEN];
         self.dense2_kernel_grad = [[0.0; CLASSES]; HIDDEN];
         self.dense2_bias_grad = [0.0; CLASSES];
-        let scale = 1.0 / batch.len() as f32;
-        let keep_scale = 1.0 / (1.0 - self.dropout);
+        let rate = self.dropout;
         let mut loss_sum = 0.0f32;
 
-        // Pass one: every gradient but dense1's kernel, with the starting parameters.
-        for (b, &index) in batch.iter().enumerate() {
-            let label = samples.read(index as usize, &mut self.image)?;
-            if !all_finite(self.image.as_flattened()) {
-                return Err(Error::NonFinite { what: "image" });
-            }
-            self.mask_seeds[b] = rng.next_u64();
-            self.forward(params, self.mask_seeds[b]);
-            loss_sum += softmax_cross_entropy(&self.ws.logits, label, scale, &mut self.logits_grad)?;
-            let hidden_grad = &mut self.hidden_grads[b];
-            dense_backward(
-                &self.ws.hidden,
-                &params.dense2_kernel,
-                &self.logits_grad,
-                &mut self.dense2_kernel_grad,
-                &mut self.dense2_bias_grad,
-                Some(hidden_grad),
-            );
-            axpy(1.0, hidden_grad, &mut self.dense1_bias_grad);
-            for ((dx, &x), row) in self
-                .pooled_grad
-                .iter_mut()
-                .zip(&self.ws.pooled)
-                .zip(&params.dense1_kernel)
-            {
-                // Zero inputs came out of ReLU or dropout and pass nothing back.
-                *dx = if x != 0.0 {
-                    dot(row, hidden_grad) * keep_scale
-                } else {
-                    0.0
-                };
-            }
-            conv_relu_pool_backward(
-                &self.image,
-                &self.ws.pooled,
-                &self.argmax,
-                &self.pooled_grad,
-                &mut self.conv_kernel_grad,
-                &mut self.conv_bias_grad,
-            );
+        // Pass one: every gradient but dense1's kernel, with the starting
+        // parameters; each sample's gradient at dense1's outputs is kept.
+        let kept = self.hidden_grads.iter_mut().zip(&mut self.mask_seeds);
+        for (&index, (hidden_grad, seed)) in batch.iter().zip(kept) {
+            let label = samples.read(index as usize, &mut self.pass.image)?;
+            *seed = rng.next_u64();
+            self.pass.forward(params, rate, &mut SampleStream(*seed))?;
+            let grads = Grads {
+                conv_kernel: &mut self.conv_kernel_grad,
+                conv_bias: &mut self.conv_bias_grad,
+                dense1_kernel: None,
+                dense1_bias: &mut self.dense1_bias_grad,
+                dense2: LayerGrads {
+                    kernel: &mut self.dense2_kernel_grad,
+                    bias: &mut self.dense2_bias_grad,
+                },
+            };
+            loss_sum += self
+                .pass
+                .backward(params, Target { label, scale }, rate, grads, None)?;
+            *hidden_grad = self.pass.hidden_grad;
         }
-        let loss = loss_sum * scale;
-        let small_finite = all_finite(self.conv_kernel_grad.as_flattened().as_flattened())
-            && all_finite(&self.conv_bias_grad)
-            && all_finite(&self.dense1_bias_grad)
-            && all_finite(self.dense2_kernel_grad.as_flattened())
-            && all_finite(&self.dense2_bias_grad);
-        if !loss.is_finite() || !small_finite || !all_finite(self.hidden_grads[..batch.len()].as_flattened())
-        {
-            return Err(Error::Diverged);
-        }
+        let loss = checked_loss(
+            loss_sum,
+            scale,
+            [
+                self.conv_kernel_grad.as_flattened().as_flattened(),
+                &self.conv_bias_grad,
+                &self.dense1_bias_grad,
+                self.dense2_kernel_grad.as_flattened(),
+                &self.dense2_bias_grad,
+                self.hidden_grads
+                    .get(..batch.len())
+                    .unwrap_or_default()
+                    .as_flattened(),
+            ],
+        )?;
 
         // Pass two: dense1's kernel, one sample at a time, with the starting
         // convolution (the conv update waits until every sample is through).
-        let rate = self.dropout;
-        for (b, &index) in batch.iter().enumerate() {
-            samples.read(index as usize, &mut self.image)?;
+        let kept = self.hidden_grads.iter().zip(&self.mask_seeds);
+        for (&index, (hidden_grad, &seed)) in batch.iter().zip(kept) {
+            let pooled = &mut self.pass.ws.pooled;
+            samples.read(index as usize, &mut self.pass.image)?;
             conv_relu_pool(
-                &self.image,
+                &self.pass.image,
                 &params.conv_kernel,
                 &params.conv_bias,
-                &mut self.ws.pooled,
+                pooled,
                 None,
             );
             if rate > 0.0 {
-                dropout(&mut self.ws.pooled, rate, &mut SampleStream(self.mask_seeds[b]));
+                dropout(pooled, rate, &mut SampleStream(seed));
             }
-            let hidden_grad = &self.hidden_grads[b];
-            for (&x, row) in self.ws.pooled.iter().zip(params.dense1_kernel.iter_mut()) {
+            for (&x, row) in pooled.iter().zip(params.dense1_kernel.iter_mut()) {
                 if x != 0.0 {
                     axpy(-self.lr * x, hidden_grad, row);
                 }
@@ -300,31 +238,25 @@ impl<
     }
 
     /// One pass over `samples` in a fresh random order (see
-    /// [`Trainer::train_epoch`](super::Trainer::train_epoch)); `batch_size`
+    /// [`Trainer::train_epoch`](super::Trainer::train_epoch)); batch size
     /// at most `MAX_BATCH`.
     ///
     /// # Errors
     /// As [`Trainer::train_epoch`](super::Trainer::train_epoch).
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_epoch<S: Samples<H, W> + ?Sized>(
+    pub fn train_epoch<S, R, P>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         samples: &S,
-        order: &mut [u32],
-        batch_size: usize,
-        rng: &mut impl RngCore,
-        epoch: usize,
-        progress: &mut impl Progress,
-    ) -> Result<f32, Error> {
-        run_epoch(
-            samples.len(),
-            order,
-            batch_size,
-            rng,
-            epoch,
-            progress,
-            |batch, rng| self.train_batch(params, samples, batch, rng),
-        )
+        mut epoch: Epoch<'_, R, P>,
+    ) -> Result<f32, Error>
+    where
+        S: Samples<H, W> + ?Sized,
+        R: RngCore,
+        P: Progress,
+    {
+        epoch.run(samples.len(), |batch, rng| {
+            self.train_batch(params, samples, batch, rng)
+        })
     }
 
     /// Loss and accuracy of `params` on `samples`, in this trainer's memory.
@@ -336,6 +268,6 @@ impl<
         params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         samples: &S,
     ) -> Result<crate::Evaluation, Error> {
-        params.evaluate(samples, &mut self.ws)
+        params.evaluate(samples, &mut self.pass.ws)
     }
 }

@@ -1,12 +1,12 @@
-//! Backward pass into static buffers, the training step, and the fit loop.
+//! Training the whole network: each sample's pass adds its gradient into
+//! one buffer of the model's size, then the optimizer steps.
 
-use super::dropout::{check_rate, dropout};
+use super::dropout::check_rate;
+use super::fit::{Epoch, History, Progress};
 use super::optim::Optimizer;
-use crate::data::{shuffle, Samples};
-use crate::kernels::conv::conv_relu_pool_backward_listed;
-use crate::kernels::dense::dense_backward_listed;
-use crate::kernels::{all_finite, conv_relu_pool_input_grad, dense, dense_backward, softmax_cross_entropy};
-use crate::model::{Evaluation, ParamBuffer, Params, Workspace};
+use super::pass::{batch_scale, checked_loss, Grads, Pass, Target};
+use crate::data::Samples;
+use crate::model::{ParamBuffer, Params};
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
@@ -17,14 +17,11 @@ use rand_core::RngCore;
 ///
 /// Backward runs right after each sample's forward pass and adds its
 /// gradient into [`gradients`](Self::gradients); so only one sample's
-/// activations exist at a time, whatever the batch size. What it keeps: the
-/// image, the pooled map after dropout (its zeros are the ReLU and dropout
-/// masks, so no separate masks are stored), the winner of each pooling window
-/// (one byte per cell), the hidden layer, and the gradients flowing back.
+/// activations exist at a time, whatever the batch size.
 ///
 /// ```
 /// use rand_core::SeedableRng;
-/// use tinycnn::train::{Sgd, Trainer};
+/// use tinycnn::train::{Epoch, Sgd, Trainer};
 /// use tinycnn::Params;
 ///
 /// // A 4x4 problem: class 1 when the image is bright.
@@ -35,17 +32,16 @@ use rand_core::RngCore;
 /// let mut trainer = Trainer::new();
 /// let mut sgd = Sgd::new(0.5).unwrap();
 /// let mut order = [0u32; 40];
-/// let first = trainer.train_epoch(&mut params, &mut sgd, &data[..], &mut order, 8, &mut rng, 0, &mut ()).unwrap();
-/// for epoch in 1..20 {
-///     trainer.train_epoch(&mut params, &mut sgd, &data[..], &mut order, 8, &mut rng, epoch, &mut ()).unwrap();
+/// let mut losses = Vec::new();
+/// for epoch in 0..20 {
+///     let epoch = Epoch::new(&mut order, 8, &mut rng).number(epoch);
+///     losses.push(trainer.train_epoch(&mut params, &mut sgd, &data[..], epoch).unwrap());
 /// }
-/// let last = trainer.train_epoch(&mut params, &mut sgd, &data[..], &mut order, 8, &mut rng, 20, &mut ()).unwrap();
-/// assert!(last < first / 4.0);
+/// assert!(losses[19] < losses[0] / 4.0);
 /// ```
 #[derive(Clone, Debug)]
-// In the order written, so that where its arrays fall does not move with
-// unrelated changes: the compiler's own order, after a field was dropped,
-// cost the Cortex-M4 11,000 instructions a training image.
+// In the order written, so that where its arrays fall (and so the firmware's
+// instruction counts) does not move with unrelated changes.
 #[repr(C)]
 pub struct Trainer<
     const H: usize = 28,
@@ -56,22 +52,13 @@ pub struct Trainer<
     const CLASSES: usize = 10,
 > {
     grads: Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-    ws: Workspace<FLAT, HIDDEN, CLASSES>,
-    image: [[f32; W]; H],
-    argmax: [u8; FLAT],
-    /// Positions of the pooled map's non-zero cells (after dropout), the
-    /// first `active_len`: dense1's rows both ways, and the cells backward visits.
-    active: [u16; FLAT],
-    active_len: usize,
-    logits_grad: [f32; CLASSES],
-    hidden_grad: [f32; HIDDEN],
-    pooled_grad: [f32; FLAT],
+    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES>,
     dropout: f32,
 }
 
-// SAFETY: only `f32`, `u8` and `u16` arrays, a `Params` and a `Workspace`
-// (both all-float), an `f32` and a `usize`: all zero bytes form a valid
-// value (dropout 0, no active cells).
+// SAFETY: a `Params` and a `Pass` (`f32`, `u8` and `u16` arrays and a
+// `usize`) and an `f32`: all zero bytes form a valid value (dropout 0, no
+// active cells).
 unsafe impl<
         const H: usize,
         const W: usize,
@@ -82,57 +69,6 @@ unsafe impl<
     > Zeroable for Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
 {
 }
-
-/// Called as training goes, so a host program can draw progress and firmware
-/// can log. Both methods do nothing unless overridden; `()` is the silent one.
-///
-/// ```
-/// struct Count(usize);
-/// impl tinycnn::train::Progress for Count {
-///     fn batch_done(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: f32) {
-///         self.0 += 1;
-///     }
-/// }
-/// ```
-pub trait Progress {
-    /// Batch `batch` of `batches` in epoch `epoch` (both from 0) is done; `loss`
-    /// is its mean loss.
-    fn batch_done(&mut self, epoch: usize, batch: usize, batches: usize, loss: f32) {
-        let _ = (epoch, batch, batches, loss);
-    }
-
-    /// An epoch of [`Trainer::fit`] is done.
-    fn epoch_done(&mut self, stats: &EpochStats) {
-        let _ = stats;
-    }
-}
-
-impl Progress for () {}
-
-/// Epochs and mini-batch size of [`Trainer::fit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct FitConfig {
-    /// Passes over the training set.
-    pub epochs: usize,
-    /// Samples per gradient step; the last partial batch of an epoch is dropped.
-    pub batch_size: usize,
-}
-
-/// What one epoch of [`Trainer::fit`] measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct EpochStats {
-    /// The epoch, from 0.
-    pub epoch: usize,
-    /// Mean of the epoch's batch losses (with dropout active).
-    pub train_loss: f32,
-    /// Loss and accuracy on the validation set after the epoch.
-    pub validation: Evaluation,
-}
-
-/// Per-epoch statistics of a fit, at most `E` epochs.
-pub type History<const E: usize = 64> = heapless::Vec<EpochStats, E>;
 
 impl<
         const H: usize,
@@ -146,19 +82,15 @@ impl<
     /// A trainer with zero gradients and no dropout, usable in a `static`.
     ///
     /// ```
-    /// static mut TRAINER: tinycnn::Trainer = tinycnn::Trainer::new();
+    /// use static_cell::ConstStaticCell;
+    /// static TRAINER: ConstStaticCell<tinycnn::FashionTrainer> = ConstStaticCell::new(tinycnn::Trainer::new());
+    /// let trainer: &'static mut tinycnn::FashionTrainer = TRAINER.take();
+    /// assert_eq!(trainer.dropout(), 0.0);
     /// ```
     pub const fn new() -> Self {
         Self {
             grads: Params::zeroed(),
-            ws: Workspace::new(),
-            image: [[0.0; W]; H],
-            argmax: [0; FLAT],
-            active: [0; FLAT],
-            active_len: 0,
-            logits_grad: [0.0; CLASSES],
-            hidden_grad: [0.0; HIDDEN],
-            pooled_grad: [0.0; FLAT],
+            pass: Pass::new(),
             dropout: 0.0,
         }
     }
@@ -223,8 +155,8 @@ impl<
         scale: f32,
         rng: &mut impl RngCore,
     ) -> Result<f32, Error> {
-        self.image = *image;
-        self.accumulate_cached(params, label, scale, rng, None)
+        self.pass.image = *image;
+        self.accumulate_cached(params, Target { label, scale }, rng, None)
     }
 
     /// As [`accumulate`](Self::accumulate), and also writes the gradient of
@@ -240,90 +172,27 @@ impl<
         rng: &mut impl RngCore,
         image_grad: &mut [[f32; W]; H],
     ) -> Result<f32, Error> {
-        self.image = *image;
+        self.pass.image = *image;
         *image_grad = [[0.0; W]; H];
-        self.accumulate_cached(params, label, 1.0, rng, Some(image_grad))
+        self.accumulate_cached(params, Target { label, scale: 1.0 }, rng, Some(image_grad))
     }
 
+    /// The pass over the image already in place.
     fn accumulate_cached(
         &mut self,
         params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        label: usize,
-        scale: f32,
+        target: Target,
         rng: &mut impl RngCore,
         image_grad: Option<&mut [[f32; W]; H]>,
     ) -> Result<f32, Error> {
-        if !all_finite(self.image.as_flattened()) {
-            return Err(Error::NonFinite { what: "image" });
-        }
-        let rate = self.dropout;
-        let active_len = params.hidden_parts(
-            &self.image,
-            &mut self.ws,
-            Some(&mut self.argmax),
-            |pooled| {
-                if rate > 0.0 {
-                    dropout(pooled, rate, rng);
-                }
-            },
-            Some(&mut self.active),
-        );
-        let active = self.active.get(..active_len).unwrap_or_default();
-        dense(
-            &self.ws.hidden,
-            &params.dense2_kernel,
-            &params.dense2_bias,
-            &mut self.ws.logits,
-        );
-        let loss = softmax_cross_entropy(&self.ws.logits, label, scale, &mut self.logits_grad)?;
-        let g = &mut self.grads;
-        dense_backward(
-            &self.ws.hidden,
-            &params.dense2_kernel,
-            &self.logits_grad,
-            &mut g.dense2_kernel,
-            &mut g.dense2_bias,
-            Some(&mut self.hidden_grad),
-        );
-        dense_backward_listed(
-            &self.ws.pooled,
-            active,
-            &params.dense1_kernel,
-            &self.hidden_grad,
-            Some(&mut g.dense1_kernel),
-            &mut g.dense1_bias,
-            Some(&mut self.pooled_grad),
-        );
-        if rate > 0.0 {
-            // Kept values were scaled by 1 / (1 - rate) on the way forward;
-            // the gradient elsewhere is zero.
-            let keep_scale = 1.0 / (1.0 - rate);
-            for &cell in active {
-                if let Some(d) = self.pooled_grad.get_mut(usize::from(cell)) {
-                    *d *= keep_scale;
-                }
-            }
-        }
-        self.active_len = active.len();
-        conv_relu_pool_backward_listed(
-            &self.image,
-            &self.ws.pooled,
-            active,
-            &self.argmax,
-            &self.pooled_grad,
-            &mut g.conv_kernel,
-            &mut g.conv_bias,
-        );
-        if let Some(image_grad) = image_grad {
-            conv_relu_pool_input_grad(
-                &params.conv_kernel,
-                &self.ws.pooled,
-                &self.argmax,
-                &self.pooled_grad,
-                image_grad,
-            );
-        }
-        Ok(loss)
+        self.pass.forward(params, self.dropout, rng)?;
+        self.pass.backward(
+            params,
+            target,
+            self.dropout,
+            Grads::of(&mut self.grads),
+            image_grad,
+        )
     }
 
     /// One gradient step on the samples at `batch`: the mean gradient of
@@ -343,64 +212,51 @@ impl<
         batch: &[u32],
         rng: &mut impl RngCore,
     ) -> Result<f32, Error> {
-        if batch.is_empty() {
-            return Err(Error::Empty { what: "batch" });
-        }
+        let scale = batch_scale(batch, usize::MAX)?;
         self.zero_gradients();
-        let scale = 1.0 / batch.len() as f32;
         let mut loss_sum = 0.0f32;
         for &index in batch {
-            let label = samples.read(index as usize, &mut self.image)?;
-            loss_sum += self.accumulate_cached(params, label, scale, rng, None)?;
+            let label = samples.read(index as usize, &mut self.pass.image)?;
+            loss_sum += self.accumulate_cached(params, Target { label, scale }, rng, None)?;
         }
-        let loss = loss_sum * scale;
-        if !loss.is_finite() || !all_finite(self.grads.as_flat()) {
-            return Err(Error::Diverged);
-        }
+        let loss = checked_loss(loss_sum, scale, [self.grads.as_flat()])?;
         optimizer.step(params.as_flat_mut(), self.grads.as_flat())?;
         Ok(loss)
     }
 
     /// One pass over `samples` in a fresh random order, in mini-batches of
-    /// `batch_size` (the last partial batch is dropped, as the book does).
-    /// `order` is scratch space for the permutation, at least `samples.len()`
-    /// long. Returns the mean of the batch losses.
+    /// `epoch.batch_size`. Returns the mean of the batch losses.
     ///
     /// # Errors
-    /// [`Error::Empty`], [`Error::Length`] for a short `order`,
+    /// [`Error::Empty`], [`Error::Length`] for a short `epoch.order`,
     /// [`Error::InvalidConfig`] for a batch size of 0 or above the set's
     /// size, and whatever [`train_batch`](Self::train_batch) returns; on an
     /// error the parameters keep the last good step.
-    #[allow(clippy::too_many_arguments)]
-    pub fn train_epoch<S: Samples<H, W> + ?Sized, O: Optimizer + ?Sized>(
+    pub fn train_epoch<S, O, R, P>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         optimizer: &mut O,
         samples: &S,
-        order: &mut [u32],
-        batch_size: usize,
-        rng: &mut impl RngCore,
-        epoch: usize,
-        progress: &mut impl Progress,
-    ) -> Result<f32, Error> {
-        run_epoch(
-            samples.len(),
-            order,
-            batch_size,
-            rng,
-            epoch,
-            progress,
-            |batch, rng| self.train_batch(params, optimizer, samples, batch, rng),
-        )
+        mut epoch: Epoch<'_, R, P>,
+    ) -> Result<f32, Error>
+    where
+        S: Samples<H, W> + ?Sized,
+        O: Optimizer + ?Sized,
+        R: RngCore,
+        P: Progress,
+    {
+        epoch.run(samples.len(), |batch, rng| {
+            self.train_batch(params, optimizer, samples, batch, rng)
+        })
     }
 
-    /// The book's loop: `config.epochs` epochs of
-    /// [`train_epoch`](Self::train_epoch), each followed by an evaluation on
-    /// `validation`; returns the per-epoch statistics.
+    /// The book's loop: `epochs` epochs of [`train_epoch`](Self::train_epoch)
+    /// from `epoch` on, each followed by an evaluation on `validation`;
+    /// returns the per-epoch statistics.
     ///
     /// ```
     /// use rand_core::SeedableRng;
-    /// use tinycnn::train::{FitConfig, History, Sgd, Trainer};
+    /// use tinycnn::train::{Epoch, History, Sgd, Trainer};
     /// use tinycnn::Params;
     /// let data: Vec<_> = (0..64).map(|i| ([[(i % 2) as f32; 4]; 4], i % 2)).collect();
     /// let mut params = Params::<4, 4, 2, 8, 4, 2>::zeroed();
@@ -408,118 +264,44 @@ impl<
     /// params.init_glorot(&mut rng);
     /// let mut order = vec![0u32; 48];
     /// let history: History<8> = Trainer::new()
-    ///     .fit(&mut params, &mut Sgd::new(0.5).unwrap(), &data[..48], &data[48..], &mut order,
-    ///          FitConfig { epochs: 8, batch_size: 8 }, &mut rng, &mut ())
+    ///     .fit(&mut params, &mut Sgd::new(0.5).unwrap(), &data[..48], &data[48..], 8,
+    ///          Epoch::new(&mut order, 8, &mut rng))
     ///     .unwrap();
     /// assert_eq!(history.len(), 8);
     /// assert_eq!(history[7].validation.accuracy, 1.0);
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `config.epochs > E`, and whatever
-    /// training or evaluation returns.
-    #[allow(clippy::too_many_arguments)]
-    pub fn fit<S, V, O, const E: usize>(
+    /// [`Error::InvalidConfig`] when `epochs > E`, and whatever training or
+    /// evaluation returns.
+    pub fn fit<S, V, O, R, P, const E: usize>(
         &mut self,
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         optimizer: &mut O,
         train: &S,
         validation: &V,
-        order: &mut [u32],
-        config: FitConfig,
-        rng: &mut impl RngCore,
-        progress: &mut impl Progress,
+        epochs: usize,
+        epoch: Epoch<'_, R, P>,
     ) -> Result<History<E>, Error>
     where
         S: Samples<H, W> + ?Sized,
         V: Samples<H, W> + ?Sized,
         O: Optimizer + ?Sized,
+        R: RngCore,
+        P: Progress,
     {
-        if config.epochs > E {
-            return Err(Error::InvalidConfig {
-                what: "more epochs than the history can hold",
-            });
-        }
-        let mut history = History::new();
-        for epoch in 0..config.epochs {
-            let train_loss = self.train_epoch(
-                params,
-                optimizer,
-                train,
-                order,
-                config.batch_size,
-                rng,
-                epoch,
-                progress,
-            )?;
-            let stats = EpochStats {
-                epoch,
-                train_loss,
-                validation: params.evaluate(validation, &mut self.ws)?,
-            };
-            progress.epoch_done(&stats);
-            history.push(stats).map_err(|_| Error::InvalidConfig {
-                what: "more epochs than the history can hold",
-            })?;
-        }
-        Ok(history)
+        let mut state = (self, params, optimizer);
+        epoch.fit(
+            epochs,
+            &mut state,
+            |(trainer, params, optimizer), epoch| {
+                epoch.run(train.len(), |batch, rng| {
+                    trainer.train_batch(params, &mut **optimizer, train, batch, rng)
+                })
+            },
+            |(trainer, params, _)| params.evaluate(validation, &mut trainer.pass.ws),
+        )
     }
-}
-
-/// One epoch over `n` samples: a fresh permutation in `order`, then `step` on
-/// each full batch of indices; returns the mean of the batch losses.
-pub(crate) fn run_epoch<R: RngCore>(
-    n: usize,
-    order: &mut [u32],
-    batch_size: usize,
-    rng: &mut R,
-    epoch: usize,
-    progress: &mut impl Progress,
-    mut step: impl FnMut(&[u32], &mut R) -> Result<f32, Error>,
-) -> Result<f32, Error> {
-    let order = shuffled_batches(n, order, batch_size, rng)?;
-    let batches = order.len() / batch_size;
-    let mut loss_sum = 0.0f64;
-    for (b, batch) in order.chunks_exact(batch_size).enumerate() {
-        let loss = step(batch, rng)?;
-        loss_sum += f64::from(loss);
-        progress.batch_done(epoch, b, batches, loss);
-    }
-    Ok((loss_sum / batches as f64) as f32)
-}
-
-/// Checks an epoch's settings, writes a fresh permutation of `0..n` to
-/// `order` and returns the part of it that makes full batches.
-pub(crate) fn shuffled_batches<'a>(
-    n: usize,
-    order: &'a mut [u32],
-    batch_size: usize,
-    rng: &mut impl RngCore,
-) -> Result<&'a [u32], Error> {
-    if n == 0 {
-        return Err(Error::Empty { what: "training set" });
-    }
-    if u32::try_from(n).is_err() {
-        return Err(Error::InvalidConfig {
-            what: "training set has more than 2^32 samples",
-        });
-    }
-    if batch_size == 0 || batch_size > n {
-        return Err(Error::InvalidConfig {
-            what: "batch size must be between 1 and the training set size",
-        });
-    }
-    let found = order.len();
-    let order = order.get_mut(..n).ok_or(Error::Length {
-        what: "order buffer",
-        expected: n,
-        found,
-    })?;
-    for (i, slot) in order.iter_mut().enumerate() {
-        *slot = i as u32;
-    }
-    shuffle(order, rng);
-    Ok(order.get(..n / batch_size * batch_size).unwrap_or_default())
 }
 
 impl<

@@ -1,0 +1,279 @@
+//! One sample's training pass: forward, the loss, and backward into
+//! caller-owned gradients. Every trainer runs this chain; what trains decides
+//! how far back it goes (the last layer alone stops at
+//! [`last_layer_backward`]), and where dense1's kernel gradient goes (added
+//! up here, or formed later by the schedule from the hidden-layer gradient).
+//!
+//! Also the one place that checks a batch before a step and its gradient
+//! after: [`batch_scale`] and [`checked_loss`].
+
+use super::dropout::dropout;
+use crate::kernels::conv::conv_relu_pool_backward_listed;
+use crate::kernels::dense::dense_backward_listed;
+use crate::kernels::{all_finite, conv_relu_pool_input_grad, dense, dense_backward, softmax_cross_entropy};
+use crate::model::{Params, Workspace};
+use crate::Error;
+use rand_core::RngCore;
+
+/// A dense layer's parameters, read-only.
+pub(crate) struct Layer<'a, const IN: usize, const OUT: usize> {
+    pub kernel: &'a [[f32; OUT]; IN],
+    pub bias: &'a [f32; OUT],
+}
+
+/// Where a dense layer's gradient is added.
+pub(crate) struct LayerGrads<'a, const IN: usize, const OUT: usize> {
+    pub kernel: &'a mut [[f32; OUT]; IN],
+    pub bias: &'a mut [f32; OUT],
+}
+
+/// The sample's label and the factor its loss and gradient are scaled by
+/// (one over the batch size).
+#[derive(Clone, Copy)]
+pub(crate) struct Target {
+    pub label: usize,
+    pub scale: f32,
+}
+
+/// The loss of one sample at the last layer and backward through it: the
+/// logits of `hidden` (the hidden layer after ReLU), the softmax
+/// cross-entropy against `target`, the layer's gradient added to `grads`,
+/// and with `hidden_grad` the gradient at the hidden layer's outputs written
+/// there (zero where ReLU closed). Returns the sample's loss (unscaled).
+pub(crate) fn last_layer_backward<const HIDDEN: usize, const CLASSES: usize>(
+    hidden: &[f32; HIDDEN],
+    layer: Layer<'_, HIDDEN, CLASSES>,
+    target: Target,
+    logits: &mut [f32; CLASSES],
+    logits_grad: &mut [f32; CLASSES],
+    grads: LayerGrads<'_, HIDDEN, CLASSES>,
+    hidden_grad: Option<&mut [f32; HIDDEN]>,
+) -> Result<f32, Error> {
+    dense(hidden, layer.kernel, layer.bias, logits);
+    let loss = softmax_cross_entropy(logits, target.label, target.scale, logits_grad)?;
+    dense_backward(
+        hidden,
+        layer.kernel,
+        logits_grad,
+        grads.kernel,
+        grads.bias,
+        hidden_grad,
+    );
+    Ok(loss)
+}
+
+/// Where the whole network's gradient goes. Without `dense1_kernel` the pass
+/// leaves dense1's kernel gradient to the schedule, which forms it from
+/// [`Pass::hidden_grad`] and the pooled map.
+pub(crate) struct Grads<'a, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> {
+    pub conv_kernel: &'a mut [[[f32; K]; 3]; 3],
+    pub conv_bias: &'a mut [f32; K],
+    pub dense1_kernel: Option<&'a mut [[f32; HIDDEN]; FLAT]>,
+    pub dense1_bias: &'a mut [f32; HIDDEN],
+    pub dense2: LayerGrads<'a, HIDDEN, CLASSES>,
+}
+
+impl<'a, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
+    Grads<'a, K, FLAT, HIDDEN, CLASSES>
+{
+    /// Every gradient into a buffer of the model's shape.
+    pub fn of<const H: usize, const W: usize>(grads: &'a mut Params<H, W, K, FLAT, HIDDEN, CLASSES>) -> Self {
+        Self {
+            conv_kernel: &mut grads.conv_kernel,
+            conv_bias: &mut grads.conv_bias,
+            dense1_kernel: Some(&mut grads.dense1_kernel),
+            dense1_bias: &mut grads.dense1_bias,
+            dense2: LayerGrads {
+                kernel: &mut grads.dense2_kernel,
+                bias: &mut grads.dense2_bias,
+            },
+        }
+    }
+}
+
+/// What the pass keeps of the one sample in flight: the image, the pooled
+/// map after dropout (its zeros are the ReLU and dropout masks, so no
+/// separate masks are stored), the winner of each pooling window (one byte
+/// per cell), the positions of the map's non-zero cells, the hidden layer,
+/// and the gradients flowing back.
+#[derive(Clone, Debug)]
+#[repr(C)]
+pub(crate) struct Pass<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+> {
+    pub ws: Workspace<FLAT, HIDDEN, CLASSES>,
+    pub image: [[f32; W]; H],
+    argmax: [u8; FLAT],
+    /// Positions of the pooled map's non-zero cells, the first `active_len`:
+    /// dense1's rows both ways, and the cells backward visits.
+    active: [u16; FLAT],
+    active_len: usize,
+    logits_grad: [f32; CLASSES],
+    pub hidden_grad: [f32; HIDDEN],
+    pooled_grad: [f32; FLAT],
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Pass<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    pub const fn new() -> Self {
+        Self {
+            ws: Workspace::new(),
+            image: [[0.0; W]; H],
+            argmax: [0; FLAT],
+            active: [0; FLAT],
+            active_len: 0,
+            logits_grad: [0.0; CLASSES],
+            hidden_grad: [0.0; HIDDEN],
+            pooled_grad: [0.0; FLAT],
+        }
+    }
+
+    /// The non-zero cells of the pooled map, in increasing order.
+    fn active(&self) -> &[u16] {
+        self.active.get(..self.active_len).unwrap_or_default()
+    }
+
+    /// Forward through the hidden layer of the image in [`image`](Self::image),
+    /// with a dropout mask at `rate` drawn from `rng`.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN or infinite pixel.
+    pub fn forward(
+        &mut self,
+        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        rate: f32,
+        rng: &mut impl RngCore,
+    ) -> Result<(), Error> {
+        if !all_finite(self.image.as_flattened()) {
+            return Err(Error::NonFinite { what: "image" });
+        }
+        self.active_len = params.hidden_parts(
+            &self.image,
+            &mut self.ws,
+            Some(&mut self.argmax),
+            |pooled| {
+                if rate > 0.0 {
+                    dropout(pooled, rate, rng);
+                }
+            },
+            Some(&mut self.active),
+        );
+        Ok(())
+    }
+
+    /// The loss of the sample [`forward`](Self::forward) ran and backward
+    /// through the whole network into `grads`, with dropout at `rate` (the
+    /// rate forward used); with `image_grad`, also the gradient at each
+    /// pixel. Returns the sample's loss (unscaled).
+    ///
+    /// # Errors
+    /// [`Error::LabelOutOfRange`].
+    pub fn backward(
+        &mut self,
+        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        target: Target,
+        rate: f32,
+        grads: Grads<'_, K, FLAT, HIDDEN, CLASSES>,
+        image_grad: Option<&mut [[f32; W]; H]>,
+    ) -> Result<f32, Error> {
+        let loss = last_layer_backward(
+            &self.ws.hidden,
+            Layer {
+                kernel: &params.dense2_kernel,
+                bias: &params.dense2_bias,
+            },
+            target,
+            &mut self.ws.logits,
+            &mut self.logits_grad,
+            grads.dense2,
+            Some(&mut self.hidden_grad),
+        )?;
+        let active = self.active.get(..self.active_len).unwrap_or_default();
+        dense_backward_listed(
+            &self.ws.pooled,
+            active,
+            &params.dense1_kernel,
+            &self.hidden_grad,
+            grads.dense1_kernel,
+            grads.dense1_bias,
+            Some(&mut self.pooled_grad),
+        );
+        if rate > 0.0 {
+            // Kept values were scaled by 1 / (1 - rate) on the way forward;
+            // the gradient elsewhere is zero.
+            let keep_scale = 1.0 / (1.0 - rate);
+            for &cell in active {
+                if let Some(d) = self.pooled_grad.get_mut(usize::from(cell)) {
+                    *d *= keep_scale;
+                }
+            }
+        }
+        conv_relu_pool_backward_listed(
+            &self.image,
+            &self.ws.pooled,
+            self.active(),
+            &self.argmax,
+            &self.pooled_grad,
+            grads.conv_kernel,
+            grads.conv_bias,
+        );
+        if let Some(image_grad) = image_grad {
+            conv_relu_pool_input_grad(
+                &params.conv_kernel,
+                &self.ws.pooled,
+                &self.argmax,
+                &self.pooled_grad,
+                image_grad,
+            );
+        }
+        Ok(loss)
+    }
+}
+
+/// Checks a batch of indices before a step (not empty, at most `max`) and
+/// returns the factor each sample's loss is scaled by.
+///
+/// # Errors
+/// [`Error::Empty`], [`Error::Length`].
+pub(crate) fn batch_scale(batch: &[u32], max: usize) -> Result<f32, Error> {
+    if batch.is_empty() {
+        return Err(Error::Empty { what: "batch" });
+    }
+    if batch.len() > max {
+        return Err(Error::Length {
+            what: "batch",
+            expected: max,
+            found: batch.len(),
+        });
+    }
+    Ok(1.0 / batch.len() as f32)
+}
+
+/// The batch's mean loss from the sum of its samples' losses, once it and every
+/// gradient in `grads` are finite.
+///
+/// # Errors
+/// [`Error::Diverged`] otherwise.
+pub(crate) fn checked_loss<'a>(
+    loss_sum: f32,
+    scale: f32,
+    grads: impl IntoIterator<Item = &'a [f32]>,
+) -> Result<f32, Error> {
+    let loss = loss_sum * scale;
+    if !loss.is_finite() || !grads.into_iter().all(all_finite) {
+        return Err(Error::Diverged);
+    }
+    Ok(loss)
+}
