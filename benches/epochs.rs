@@ -43,11 +43,7 @@ impl Recipe {
     fn optimizer(self) -> Box<dyn OptimizerSend> {
         match self {
             Recipe::Sgd => Box::new(Sgd::new(0.01).expect("the recipe's rate")),
-            Recipe::Adam => {
-                let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-                adam.configure(AdamConfig::KERAS).expect("Keras's settings");
-                adam
-            }
+            Recipe::Adam => Adam::<FashionParams>::boxed(AdamConfig::KERAS).expect("Keras's settings"),
         }
     }
 }

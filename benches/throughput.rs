@@ -110,8 +110,7 @@ fn training(c: &mut Criterion) {
         let mut params = trained_params();
         let mut trainer = FashionTrainer::boxed();
         trainer.set_dropout(dropout).unwrap();
-        let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-        adam.configure(AdamConfig {
+        let mut adam = Adam::<FashionParams>::boxed(AdamConfig {
             lr: 1e-6,
             ..AdamConfig::KERAS
         })

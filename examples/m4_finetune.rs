@@ -12,8 +12,9 @@
 
 mod board;
 
-use board::{build_setting, out, zeroed_static, Meter};
+use board::{build_setting, out, Meter};
 use rand_core::SeedableRng;
+use static_cell::ConstStaticCell;
 use tinycnn::train::{Epoch, Head, HeadTrainer, Sgd};
 use tinycnn::FashionParams;
 
@@ -36,9 +37,12 @@ fn run() -> bool {
             return false;
         }
     };
-    let trainer = zeroed_static!(HeadTrainer, HeadTrainer::new());
-    let head = zeroed_static!(Head, <Head as tinycnn::ParamBuffer>::ZERO);
-    let order = zeroed_static!([u32; IMAGES], [0; IMAGES]);
+    static TRAINER: ConstStaticCell<HeadTrainer> = ConstStaticCell::new(HeadTrainer::new());
+    let trainer = TRAINER.take();
+    static HEAD: ConstStaticCell<Head> = ConstStaticCell::new(<Head as tinycnn::ParamBuffer>::ZERO);
+    let head = HEAD.take();
+    static ORDER: ConstStaticCell<[u32; IMAGES]> = ConstStaticCell::new([0; IMAGES]);
+    let order = ORDER.take();
     head.copy_from(params);
     let train = board::TRAIN.first(IMAGES).inverted();
     let test = board::TEST.inverted();

@@ -13,8 +13,9 @@
 
 mod board;
 
-use board::{build_setting, out, zeroed_static, Meter};
+use board::{build_setting, out, Meter};
 use rand_core::SeedableRng;
+use static_cell::ConstStaticCell;
 use tinycnn::train::{Adam, AdamConfig, Epoch, Progress};
 use tinycnn::{FashionParams, FashionTrainer, Workspace};
 
@@ -48,11 +49,16 @@ fn main() -> ! {
 }
 
 fn run() -> bool {
-    let params = zeroed_static!(FashionParams, FashionParams::zeroed());
-    let trainer = zeroed_static!(FashionTrainer, FashionTrainer::new());
-    let adam = zeroed_static!(Adam<FashionParams>, Adam::zeroed_state());
-    let workspace = zeroed_static!(Workspace, Workspace::new());
-    let order = zeroed_static!([u32; IMAGES], [0; IMAGES]);
+    static PARAMS: ConstStaticCell<FashionParams> = ConstStaticCell::new(FashionParams::zeroed());
+    let params = PARAMS.take();
+    static TRAINER: ConstStaticCell<FashionTrainer> = ConstStaticCell::new(FashionTrainer::new());
+    let trainer = TRAINER.take();
+    static ADAM: ConstStaticCell<Adam<FashionParams>> = ConstStaticCell::new(Adam::zeroed_state());
+    let adam = ADAM.take();
+    static WORKSPACE: ConstStaticCell<Workspace> = ConstStaticCell::new(Workspace::new());
+    let workspace = WORKSPACE.take();
+    static ORDER: ConstStaticCell<[u32; IMAGES]> = ConstStaticCell::new([0; IMAGES]);
+    let order = ORDER.take();
     let train = board::TRAIN.first(IMAGES);
     let test = board::TEST;
 

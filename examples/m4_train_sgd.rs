@@ -12,8 +12,9 @@
 
 mod board;
 
-use board::{build_setting, out, zeroed_static, Meter};
+use board::{build_setting, out, Meter};
 use rand_core::SeedableRng;
+use static_cell::ConstStaticCell;
 use tinycnn::train::{Epoch, StreamingSgdTrainer};
 use tinycnn::FashionParams;
 
@@ -28,9 +29,13 @@ fn main() -> ! {
 }
 
 fn run() -> bool {
-    let params = zeroed_static!(FashionParams, FashionParams::zeroed());
-    let trainer = zeroed_static!(StreamingSgdTrainer<BATCH>, StreamingSgdTrainer::zeroed_state());
-    let order = zeroed_static!([u32; IMAGES], [0; IMAGES]);
+    static PARAMS: ConstStaticCell<FashionParams> = ConstStaticCell::new(FashionParams::zeroed());
+    let params = PARAMS.take();
+    static TRAINER: ConstStaticCell<StreamingSgdTrainer<BATCH>> =
+        ConstStaticCell::new(StreamingSgdTrainer::zeroed_state());
+    let trainer = TRAINER.take();
+    static ORDER: ConstStaticCell<[u32; IMAGES]> = ConstStaticCell::new([0; IMAGES]);
+    let order = ORDER.take();
     let train = board::TRAIN.first(IMAGES);
     let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
     params.init_glorot(&mut rng);

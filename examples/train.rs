@@ -168,8 +168,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut optimizer = match args.recipe {
         Recipe::Sgd => Opt::Sgd(Sgd::new(lr)?),
         Recipe::Adam => {
-            let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-            adam.configure(AdamConfig {
+            let adam = Adam::<FashionParams>::boxed(AdamConfig {
                 lr,
                 ..AdamConfig::KERAS
             })?;

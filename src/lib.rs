@@ -59,3 +59,17 @@ pub type FashionParams = Params;
 pub type FashionWorkspace = Workspace;
 /// [`Trainer`] at the default sizes.
 pub type FashionTrainer = Trainer;
+/// [`train::Adam`] for the parameters at the default sizes:
+/// `FashionAdam::boxed(AdamConfig::KERAS)`.
+pub type FashionAdam = train::Adam<Params>;
+/// [`train::Head`] at the default sizes.
+pub type FashionHead = train::Head;
+/// [`train::HeadTrainer`] at the default sizes.
+pub type FashionHeadTrainer = train::HeadTrainer;
+/// [`train::StreamingSgdTrainer`] at the default sizes, batches of up to 32.
+pub type FashionStreamingSgdTrainer = train::StreamingSgdTrainer;
+/// [`quant::QuantModel`] at the default sizes, nameable in expressions:
+/// `FashionQuantModel::from_blob(&blob)`.
+pub type FashionQuantModel<'a> = quant::QuantModel<'a>;
+/// [`quant::QuantWorkspace`] at the default sizes.
+pub type FashionQuantWorkspace = quant::QuantWorkspace;

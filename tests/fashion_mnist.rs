@@ -31,8 +31,7 @@ fn three_epochs_of_adam_on_the_subset_reach_80_percent() {
     params.init_glorot(&mut rng);
     let mut trainer = FashionTrainer::boxed();
     trainer.set_dropout(0.5).unwrap();
-    let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-    adam.configure(AdamConfig::KERAS).unwrap();
+    let mut adam = Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap();
     let mut order = vec![0u32; train.len()];
     let (epochs, batch_size) = (3, 32);
     let history: History<3> = trainer

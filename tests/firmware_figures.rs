@@ -5,8 +5,8 @@
 use std::path::Path;
 use tinycnn::data::Samples;
 use tinycnn::host::FashionMnist;
-use tinycnn::quant::{QuantModel, QuantWorkspace};
-use tinycnn::{FashionParams, FashionWorkspace};
+use tinycnn::quant::QuantWorkspace;
+use tinycnn::{FashionParams, FashionQuantModel, FashionWorkspace};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -18,7 +18,7 @@ fn m4_infer_and_m4_infer_int8_figures() {
         tinycnn::host::load_blob(&Path::new(ROOT).join("examples/board/fashion-adam.tcnn")).unwrap();
     let blob = std::fs::read(Path::new(ROOT).join("examples/board/fashion-adam.q8")).unwrap();
     let aligned = tinycnn::host::AlignedBytes::new(&blob);
-    let model = QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(aligned.as_bytes()).unwrap();
+    let model = FashionQuantModel::from_blob(aligned.as_bytes()).unwrap();
     let (mut ws, mut qws) = (FashionWorkspace::new(), QuantWorkspace::new());
     let mut image = [[0.0f32; 28]; 28];
     let (mut f32_correct, mut int8_correct) = (0, 0);

@@ -27,8 +27,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut blob = vec![0u8; Small::BLOB_BYTES];
     params.write_blob(&mut blob).unwrap();
     let safetensors = tinycnn::host::safetensors_bytes(&*params).unwrap();
-    let mut adam: Box<Adam<Small>> = bytemuck::zeroed_box();
-    adam.configure(AdamConfig::KERAS).unwrap();
+    let mut adam = Adam::<Small>::boxed(AdamConfig::KERAS).unwrap();
     adam.step(params.clone().as_flat_mut(), &vec![0.5; Small::COUNT])
         .unwrap();
     let path = std::env::temp_dir().join(format!("tinycnn-seed-{}.safetensors", std::process::id()));

@@ -25,8 +25,7 @@ fn train_adam(seed: u64, epochs: usize) -> (Box<FashionParams>, History<8>) {
     params.init_glorot(&mut r);
     let mut trainer = FashionTrainer::boxed();
     trainer.set_dropout(0.5).unwrap();
-    let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-    adam.configure(AdamConfig::KERAS).unwrap();
+    let mut adam = Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap();
     let mut order = vec![0u32; train.len()];
     let (epochs, batch_size) = (epochs, 32);
     let history = trainer
@@ -98,8 +97,7 @@ fn sgd_and_momentum_lower_the_loss() {
                 Epoch::new(&mut order, batch_size, &mut r),
             )
         } else {
-            let mut opt: Box<SgdMomentum<FashionParams>> = bytemuck::zeroed_box();
-            opt.configure(0.01, momentum).unwrap();
+            let mut opt = SgdMomentum::<FashionParams>::boxed(0.01, momentum).unwrap();
             trainer.fit(
                 &mut params,
                 &mut *opt,
@@ -286,7 +284,7 @@ fn streaming_sgd_equals_sgd_with_a_full_gradient() {
         )
         .unwrap();
     let mut streamed = start.clone();
-    let mut trainer: Box<tinycnn::train::StreamingSgdTrainer> = bytemuck::zeroed_box();
+    let mut trainer: Box<tinycnn::FashionStreamingSgdTrainer> = bytemuck::zeroed_box();
     trainer.configure(0.1, 0.0).unwrap();
     let loss_b = trainer
         .train_batch(&mut streamed, &train[..], &batch, &mut rng(0))
@@ -310,7 +308,7 @@ fn streaming_sgd_with_dropout_learns_and_refuses_what_it_must() {
     let (train, validation) = data();
     let mut params = FashionParams::boxed();
     params.init_glorot(&mut rng(9));
-    let mut trainer: Box<tinycnn::train::StreamingSgdTrainer> = bytemuck::zeroed_box();
+    let mut trainer: Box<tinycnn::FashionStreamingSgdTrainer> = bytemuck::zeroed_box();
     let mut order = vec![0u32; train.len()];
     // Not configured yet: refused.
     assert!(matches!(
@@ -356,8 +354,7 @@ fn train_parallel(threads: usize, rate: f32) -> Box<FashionParams> {
     let mut params = FashionParams::boxed();
     params.init_glorot(&mut r);
     let mut trainer = tinycnn::host::ParallelTrainer::new(threads, rate).unwrap();
-    let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-    adam.configure(AdamConfig::KERAS).unwrap();
+    let mut adam = Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap();
     let mut order = vec![0u32; train.len()];
     for epoch in 0..2 {
         trainer
@@ -410,8 +407,7 @@ fn parallel_training_refuses_bad_batches_without_touching_the_parameters() {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     };
     let mut trainer = tinycnn::host::ParallelTrainer::new(2, 0.5).unwrap();
-    let mut adam: Box<Adam<FashionParams>> = bytemuck::zeroed_box();
-    adam.configure(AdamConfig::KERAS).unwrap();
+    let mut adam = Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap();
     // A NaN pixel in the second thread's share of the batch.
     train[6].0[10][10] = f32::NAN;
     let result = trainer.train_batch(

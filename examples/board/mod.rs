@@ -4,6 +4,7 @@
 //! natively, so CI can compare the two.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+use static_cell::ConstStaticCell;
 use tinycnn::data::Samples;
 use tinycnn::weights::Aligned;
 use tinycnn::Error;
@@ -128,34 +129,6 @@ macro_rules! out {
     }};
 }
 pub(crate) use out;
-
-/// A `&'static mut` to a zero-initialized value: a `static` in `.bss` on the
-/// board (no stack copy, no heap), leaked zeroed heap memory on the host.
-/// Each use site must run at most once; a second run panics.
-macro_rules! zeroed_static {
-    ($t:ty, $init:expr) => {{
-        #[cfg(target_os = "none")]
-        {
-            static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-            static mut VALUE: $t = $init;
-            assert!(
-                !TAKEN.load(core::sync::atomic::Ordering::Relaxed),
-                "zeroed_static! ran twice"
-            );
-            TAKEN.store(true, core::sync::atomic::Ordering::Relaxed);
-            // SAFETY: the single-threaded firmware reaches this line once (checked
-            // just above), no interrupt handler touches VALUE, so this is the only
-            // reference to it ever made.
-            unsafe { &mut *core::ptr::addr_of_mut!(VALUE) }
-        }
-        #[cfg(not(target_os = "none"))]
-        {
-            let value: Box<$t> = bytemuck::zeroed_box();
-            Box::leak(value)
-        }
-    }};
-}
-pub(crate) use zeroed_static;
 
 /// Counts instructions between two points, when the board can.
 pub struct Meter {
@@ -328,7 +301,8 @@ pub fn infer_test_images() -> bool {
             return false;
         }
     };
-    let workspace = zeroed_static!(tinycnn::Workspace, tinycnn::Workspace::new());
+    static WORKSPACE: ConstStaticCell<tinycnn::Workspace> = ConstStaticCell::new(tinycnn::Workspace::new());
+    let workspace = WORKSPACE.take();
     let test = TEST;
     let mut image = [[0.0f32; 28]; 28];
     let (mut correct, mut instructions) = (0usize, 0u64);
@@ -364,15 +338,17 @@ pub fn infer_test_images() -> bool {
 /// Classifies the embedded test images with the int8 model (integer
 /// arithmetic only) and prints the `RESULT` line; `false` on any error.
 pub fn infer_int8_test_images() -> bool {
-    use tinycnn::quant::{QuantModel, QuantWorkspace};
-    let model = match QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(&MODEL_INT8.0) {
+    use tinycnn::quant::QuantWorkspace;
+    use tinycnn::FashionQuantModel;
+    let model = match FashionQuantModel::from_blob(&MODEL_INT8.0) {
         Ok(model) => model,
         Err(e) => {
             out!("error: int8 blob: {}", e);
             return false;
         }
     };
-    let workspace = zeroed_static!(QuantWorkspace, QuantWorkspace::new());
+    static WORKSPACE: ConstStaticCell<QuantWorkspace> = ConstStaticCell::new(QuantWorkspace::new());
+    let workspace = WORKSPACE.take();
     let test = TEST;
     let (mut correct, mut instructions) = (0usize, 0u64);
     // Every integer logit, hashed: the board's kernels (assembly on a

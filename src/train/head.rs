@@ -193,6 +193,12 @@ impl<
         }
     }
 
+    /// A new trainer on the heap.
+    #[cfg(feature = "std")]
+    pub fn boxed() -> std::boxed::Box<Self> {
+        bytemuck::zeroed_box()
+    }
+
     /// One gradient step of the head on the samples at `batch`; the model is
     /// only read. Returns the batch's mean loss; on a non-finite loss or
     /// gradient returns [`Error::Diverged`] and leaves the head as it was.

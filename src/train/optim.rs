@@ -341,17 +341,46 @@ impl<P: ParamBuffer> SgdMomentum<P> {
     /// [`Error::InvalidConfig`] unless `lr` is finite and positive and
     /// `momentum` is in `[0, 1)`.
     pub fn new(lr: f32, momentum: f32) -> Result<Self, Error> {
-        let mut opt = Self {
-            lr: 0.0,
-            momentum: 0.0,
-            velocity: P::ZERO,
-        };
+        let mut opt = Self::zeroed_state();
         opt.configure(lr, momentum)?;
         Ok(opt)
     }
 
+    /// SGD with momentum on the heap (never built on the stack), velocity zero.
+    ///
+    /// ```
+    /// use tinycnn::ParamBuffer;
+    /// let opt = tinycnn::train::SgdMomentum::<tinycnn::FashionParams>::boxed(0.01, 0.9).unwrap();
+    /// assert!(opt.velocity().as_flat().iter().all(|&v| v == 0.0));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    #[cfg(feature = "std")]
+    pub fn boxed(lr: f32, momentum: f32) -> Result<std::boxed::Box<Self>, Error> {
+        let mut opt: std::boxed::Box<Self> = bytemuck::zeroed_box();
+        opt.configure(lr, momentum)?;
+        Ok(opt)
+    }
+
+    /// Every byte zero, usable in a `static` in `.bss`; call
+    /// [`configure`](Self::configure) before the first step, which otherwise
+    /// returns [`Error::InvalidConfig`].
+    pub const fn zeroed_state() -> Self {
+        Self {
+            lr: 0.0,
+            momentum: 0.0,
+            velocity: P::ZERO,
+        }
+    }
+
+    /// The velocity, one value per parameter.
+    pub const fn velocity(&self) -> &P {
+        &self.velocity
+    }
+
     /// Sets the learning rate and momentum, keeping the velocity; use it on a
-    /// value made with `bytemuck::zeroed_box` or held in a `static`.
+    /// value from [`zeroed_state`](Self::zeroed_state) held in a `static`.
     ///
     /// # Errors
     /// As [`new`](Self::new).
@@ -460,8 +489,8 @@ unsafe impl<P: Zeroable> Zeroable for Adam<P> {}
 
 impl<P: ParamBuffer> Adam<P> {
     /// Adam with both moments zero. For the default model this is 1.6 MB:
-    /// on the host use `bytemuck::zeroed_box` and
-    /// [`configure`](Self::configure) instead of building it on the stack.
+    /// on the host use [`boxed`](Self::boxed) instead of building it on the
+    /// stack, on firmware a `static` of [`zeroed_state`](Self::zeroed_state).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a non-positive learning rate, betas
@@ -498,6 +527,23 @@ impl<P: ParamBuffer> Adam<P> {
             m: P::ZERO,
             v: P::ZERO,
         }
+    }
+
+    /// Adam with both moments zero, on the heap (never built on the stack).
+    ///
+    /// ```
+    /// use tinycnn::train::{Adam, AdamConfig};
+    /// let adam = Adam::<tinycnn::FashionParams>::boxed(AdamConfig::KERAS).unwrap();
+    /// assert_eq!(adam.steps(), 0);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    #[cfg(feature = "std")]
+    pub fn boxed(config: AdamConfig) -> Result<std::boxed::Box<Self>, Error> {
+        let mut adam: std::boxed::Box<Self> = bytemuck::zeroed_box();
+        adam.configure(config)?;
+        Ok(adam)
     }
 
     /// Sets the configuration and restarts from zero moments and step 0.

@@ -103,6 +103,22 @@ impl<
         Ok(trainer)
     }
 
+    /// A trainer with learning rate `lr` and no dropout, on the heap.
+    ///
+    /// ```
+    /// let trainer = tinycnn::train::StreamingSgdTrainer::<32>::boxed(0.05).unwrap();
+    /// assert_eq!(tinycnn::train::StreamingSgdTrainer::<32>::BYTES, core::mem::size_of_val(&*trainer) + 2 * 10 * 28 * 4);
+    /// ```
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    #[cfg(feature = "std")]
+    pub fn boxed(lr: f32) -> Result<std::boxed::Box<Self>, Error> {
+        let mut trainer: std::boxed::Box<Self> = bytemuck::zeroed_box();
+        trainer.configure(lr, 0.0)?;
+        Ok(trainer)
+    }
+
     /// Every byte zero, usable in a `static` in `.bss`; call
     /// [`configure`](Self::configure) before training.
     pub const fn zeroed_state() -> Self {
