@@ -266,9 +266,7 @@ impl<
                 &mut ws.hidden,
             );
         } else {
-            // A list of its own, on the stack only after the convolution's
-            // frame is gone (firmware counts the peak).
-            dense(&ws.pooled, &self.dense1_kernel, &self.dense1_bias, &mut ws.hidden);
+            dense_in_own_frame(&ws.pooled, &self.dense1_kernel, &self.dense1_bias, &mut ws.hidden);
         }
         relu(&mut ws.hidden);
         n
@@ -562,6 +560,20 @@ impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// [`dense`] in a frame of its own: its list of non-zero inputs (two bytes
+/// an input) is on the stack only while it runs, never beside the
+/// convolution's rows in a caller's frame that the compiler inlined it into
+/// (firmware counts the stack's peak).
+#[inline(never)]
+fn dense_in_own_frame<const IN: usize, const OUT: usize>(
+    input: &[f32; IN],
+    kernel: &[[f32; OUT]; IN],
+    bias: &[f32; OUT],
+    out: &mut [f32; OUT],
+) {
+    dense(input, kernel, bias, out);
 }
 
 fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {

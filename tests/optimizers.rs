@@ -86,7 +86,7 @@ fn optimizers_refuse_bad_settings_and_sizes() {
 #[test]
 fn a_step_in_pieces_equals_the_whole_step() {
     const N: usize = 203; // not a multiple of the SIMD width
-    fn check(mut whole: impl Optimizer, mut pieces: impl Optimizer) {
+    fn check<O: Optimizer + PartialEq + core::fmt::Debug>(mut whole: O, mut pieces: O) {
         let mut expected: Vec<f32> = (0..N).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut params = expected.clone();
         for step in 0..3 {
@@ -103,6 +103,8 @@ fn a_step_in_pieces_equals_the_whole_step() {
             }
             assert!(rest.is_empty());
             assert_eq!(params, expected, "step {step}");
+            // All of the state: moments, velocity, the step count.
+            assert_eq!(pieces, whole, "state after step {step}");
         }
     }
     check(Sgd::new(0.1).unwrap(), Sgd::new(0.1).unwrap());

@@ -79,53 +79,57 @@ proptest! {
         }
     }
 
+    /// 19 columns take the split vector path on 8- and 16-lane builds alike.
     #[test]
-    fn conv_relu_pool_equals_its_twin(
+    fn conv_relu_pool_equals_its_twin_on_the_split_path(
         image in prop::collection::vec(array::<19>(value()), 11),
         taps in prop::collection::vec(array::<3>(value()), 9),
         bias in array::<3>(value()),
     ) {
+        assert!(19 > LANES && 19 / 2 >= 8, "19 columns take the split path");
         let image: [[f32; 19]; 11] = image.try_into().unwrap();
-        let kernel: ConvKernel<3> = core::array::from_fn(|ky| core::array::from_fn(|kx| taps[ky * 3 + kx]));
-        let (mut a, mut b) = ([0.0f32; 135], [0.0f32; 135]);
-        let (mut wa, mut wb) = ([0u8; 135], [0u8; 135]);
-        conv_relu_pool::<11, 19, 3, 135>(&image, &kernel, &bias, &mut a, Some(&mut wa));
-        conv_relu_pool_scalar::<11, 19, 3, 135>(&image, &kernel, &bias, &mut b, Some(&mut wb));
-        // The largest term of any output bounds the rounding.
-        let big = image.iter().flatten().map(|v| v.abs()).fold(0.0f32, f32::max)
-            * taps.iter().flatten().map(|v| v.abs()).sum::<f32>()
-            + bias.iter().map(|v| v.abs()).sum::<f32>();
-        for c in 0..135 {
-            prop_assert!(agree(a[c], b[c], big), "cell {}: {} vs {}", c, a[c], b[c]);
-        }
-        // Without FMA the two sum in the same order and agree exactly.
-        if !cfg!(target_feature = "fma") {
-            prop_assert_eq!(a, b);
-            prop_assert_eq!(wa, wb);
-        }
+        conv_twins_agree::<11, 19, 135>(&image, &taps, &bias)?;
     }
 
+    /// 13 columns take the row-at-a-time vector path (too short to split).
+    #[test]
+    fn conv_relu_pool_equals_its_twin_on_the_row_path(
+        image in prop::collection::vec(array::<13>(value()), 9),
+        taps in prop::collection::vec(array::<3>(value()), 9),
+        bias in array::<3>(value()),
+    ) {
+        let image: [[f32; 13]; 9] = image.try_into().unwrap();
+        conv_twins_agree::<9, 13, 72>(&image, &taps, &bias)?;
+    }
+
+    /// Three steps, each with its own gradient, comparing all of the state
+    /// after each: parameters, both moments, the velocity.
     #[test]
     fn adam_and_momentum_equal_their_twins(
-        (g, p) in (0usize..40).prop_flat_map(|n| (prop::collection::vec(value(), n), prop::collection::vec(value(), n))),
+        (g, p) in (0usize..70).prop_flat_map(|n| (prop::collection::vec(value(), n), prop::collection::vec(value(), n))),
         lr in 1e-5f32..1.0,
     ) {
         let n = g.len();
+        let grads = |step: usize| -> Vec<f32> { g.iter().enumerate().map(|(i, &x)| if (i + step) % 3 == 0 { -x } else { x * 0.5f32.powi(step as i32) }).collect() };
         let step = AdamStep { alpha: lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
         let (mut pa, mut ma, mut va) = (p.clone(), vec![0.0; n], vec![0.0; n]);
         let (mut pb, mut mb, mut vb) = (p.clone(), vec![0.0; n], vec![0.0; n]);
-        adam_update(&mut pa, &mut ma, &mut va, &g, step);
-        adam_update_scalar(&mut pb, &mut mb, &mut vb, &g, step);
-        for i in 0..n {
-            prop_assert!(agree(pa[i], pb[i], p[i].abs() + lr * 10.0), "adam p[{}]: {} vs {}", i, pa[i], pb[i]);
-            prop_assert!(agree(ma[i], mb[i], g[i].abs()));
-        }
-        let (mut pa, mut va) = (p.clone(), vec![0.0; n]);
-        let (mut pb, mut vb) = (p.clone(), vec![0.0; n]);
-        momentum_update(&mut pa, &mut va, &g, lr, 0.9);
-        momentum_update_scalar(&mut pb, &mut vb, &g, lr, 0.9);
-        for i in 0..n {
-            prop_assert!(agree(pa[i], pb[i], p[i].abs() + (lr * g[i]).abs()));
+        let (mut qa, mut ua) = (p.clone(), vec![0.0; n]);
+        let (mut qb, mut ub) = (p.clone(), vec![0.0; n]);
+        let big = g.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
+        for k in 0..3 {
+            let gk = grads(k);
+            adam_update(&mut pa, &mut ma, &mut va, &gk, step);
+            adam_update_scalar(&mut pb, &mut mb, &mut vb, &gk, step);
+            momentum_update(&mut qa, &mut ua, &gk, lr, 0.9);
+            momentum_update_scalar(&mut qb, &mut ub, &gk, lr, 0.9);
+            for i in 0..n {
+                prop_assert!(agree(pa[i], pb[i], p[i].abs() + lr * 10.0 * (k + 1) as f32), "step {}: adam p[{}]: {} vs {}", k, i, pa[i], pb[i]);
+                prop_assert!(agree(ma[i], mb[i], big), "step {}: adam m[{}]: {} vs {}", k, i, ma[i], mb[i]);
+                prop_assert!(agree(va[i], vb[i], big * big), "step {}: adam v[{}]: {} vs {}", k, i, va[i], vb[i]);
+                prop_assert!(agree(ua[i], ub[i], 3.0 * big), "step {}: velocity[{}]: {} vs {}", k, i, ua[i], ub[i]);
+                prop_assert!(agree(qa[i], qb[i], p[i].abs() + 3.0 * lr * big * (k + 1) as f32), "step {}: momentum p[{}]: {} vs {}", k, i, qa[i], qb[i]);
+            }
         }
     }
 
@@ -163,4 +167,21 @@ fn forward_and_training_refuse_non_finite_pixels() {
             .unwrap_err();
         assert_eq!(err, tinycnn::Error::NonFinite { what: "image" });
     }
+}
+
+/// The SIMD convolution and its scalar twin sum in the same order with the
+/// same rounding: their pooled maps and winners are equal.
+fn conv_twins_agree<const H: usize, const W: usize, const FLAT: usize>(
+    image: &[[f32; W]; H],
+    taps: &[[f32; 3]],
+    bias: &[f32; 3],
+) -> Result<(), TestCaseError> {
+    let kernel: ConvKernel<3> = core::array::from_fn(|ky| core::array::from_fn(|kx| taps[ky * 3 + kx]));
+    let (mut a, mut b) = ([0.0f32; FLAT], [0.0f32; FLAT]);
+    let (mut wa, mut wb) = ([0u8; FLAT], [0u8; FLAT]);
+    conv_relu_pool::<H, W, 3, FLAT>(image, &kernel, bias, &mut a, Some(&mut wa));
+    conv_relu_pool_scalar::<H, W, 3, FLAT>(image, &kernel, bias, &mut b, Some(&mut wb));
+    prop_assert_eq!(a, b);
+    prop_assert_eq!(wa, wb);
+    Ok(())
 }

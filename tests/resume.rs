@@ -78,7 +78,27 @@ fn a_run_killed_mid_epoch_resumes_to_bit_identical_weights() {
     // copy beside it (never a half-written file under the real name); the
     // resumed run writes the same files through the same temporary names, so
     // none is left once it is done.
-    assert!(train(&killed, "3", &["--resume"]).status().unwrap().success());
+    let resumed = train(&killed, "3", &["--resume"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(resumed.status.success());
+    // It trains only the epochs after the checkpoint's: the rows it trains
+    // end with a speed, the rows it read back with "-".
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        stdout.contains(&format!("resuming after epoch {done}")),
+        "{stdout}"
+    );
+    let trained: Vec<usize> = stdout
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let epoch = fields.first()?.parse().ok()?;
+            (fields.len() == 6 && fields[5].parse::<f64>().is_ok()).then_some(epoch)
+        })
+        .collect();
+    assert_eq!(trained, (done + 1..=3).collect::<Vec<_>>(), "{stdout}");
     assert!(
         std::fs::read_dir(&killed).unwrap().all(|e| !e
             .unwrap()

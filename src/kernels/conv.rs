@@ -266,10 +266,10 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
         let (mut left, mut right) = (bias[k], bias[k]);
         for (source, taps) in sources.iter().zip(kernel) {
             if let Some(source) = source {
-                left += taps[1][k] * source[0];
-                left += taps[2][k] * source[1];
-                right += taps[0][k] * source[W - 2];
-                right += taps[1][k] * source[W - 1];
+                left = vector::mul_add(taps[1][k], source[0], left);
+                left = vector::mul_add(taps[2][k], source[1], left);
+                right = vector::mul_add(taps[0][k], source[W - 2], right);
+                right = vector::mul_add(taps[1][k], source[W - 1], right);
             }
         }
         row[0] = left;
@@ -303,7 +303,7 @@ fn conv_pixel<const H: usize, const W: usize, const K: usize>(
     for (ky, taps) in kernel.iter().enumerate() {
         for (kx, tap) in taps.iter().enumerate() {
             if let Some(pixel) = pixel_at(image, y + ky, x + kx) {
-                sum += tap[k] * pixel;
+                sum = vector::mul_add(tap[k], pixel, sum);
             }
         }
     }

@@ -47,4 +47,4 @@ pub use paired::{dense_i8_paired, dense_i8_paired_scalar, pair_kernel, paired_by
 #[doc(hidden)]
 pub use update::{adam_update, adam_update_scalar, momentum_update, momentum_update_scalar, AdamStep};
 #[doc(hidden)]
-pub use vector::{axpy_scalar, dot_scalar, larger};
+pub use vector::{axpy_scalar, dot_scalar, larger, mul_add};

@@ -307,6 +307,26 @@ pub fn argmax(values: &[f32]) -> usize {
     best
 }
 
+/// `a * b + c` as `wide`'s `mul_add` computes it in each lane: rounded once
+/// where the target has fused multiply-add (x86-64 with FMA), twice
+/// elsewhere. A scalar twin that sums with it rounds as its SIMD kernel does.
+///
+/// ```
+/// use tinycnn::kernels::mul_add;
+/// assert_eq!(mul_add(2.0, 3.0, 1.0), 7.0);
+/// ```
+#[inline]
+pub fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+    if cfg!(all(
+        any(target_arch = "x86_64", target_arch = "x86"),
+        target_feature = "fma"
+    )) {
+        libm::fmaf(a, b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// The larger of two values, as a compare and a select. For numbers it equals
 /// `f32::max`, which on targets without a hardware maximum (Cortex-M) becomes
 /// a call to a library routine that also sorts out NaNs; the kernels only
