@@ -86,7 +86,7 @@ proptest! {
         taps in prop::collection::vec(array::<3>(value()), 9),
         bias in array::<3>(value()),
     ) {
-        assert!(19 > LANES && 19 / 2 >= 8, "19 columns take the split path");
+        const { assert!(19 > LANES && 19 / 2 >= 8, "19 columns take the split path") };
         let image: [[f32; 19]; 11] = image.try_into().unwrap();
         conv_twins_agree::<11, 19, 135>(&image, &taps, &bias)?;
     }
@@ -110,7 +110,7 @@ proptest! {
         lr in 1e-5f32..1.0,
     ) {
         let n = g.len();
-        let grads = |step: usize| -> Vec<f32> { g.iter().enumerate().map(|(i, &x)| if (i + step) % 3 == 0 { -x } else { x * 0.5f32.powi(step as i32) }).collect() };
+        let grads = |step: usize| -> Vec<f32> { g.iter().enumerate().map(|(i, &x)| if (i + step).is_multiple_of(3) { -x } else { x * 0.5f32.powi(step as i32) }).collect() };
         let step = AdamStep { alpha: lr, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
         let (mut pa, mut ma, mut va) = (p.clone(), vec![0.0; n], vec![0.0; n]);
         let (mut pb, mut mb, mut vb) = (p.clone(), vec![0.0; n], vec![0.0; n]);
