@@ -562,10 +562,10 @@ impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default
     }
 }
 
-/// [`dense`] in a frame of its own: its list of non-zero inputs (two bytes
-/// an input) is on the stack only while it runs, never beside the
-/// convolution's rows in a caller's frame that the compiler inlined it into
-/// (firmware counts the stack's peak).
+/// [`dense`] in a frame of its own, as the convolution is: its list of
+/// non-zero inputs (two bytes an input) and the convolution's rows are then
+/// never on the stack together, whichever caller the compiler inlines the
+/// forward pass into (firmware counts the stack's peak).
 #[inline(never)]
 fn dense_in_own_frame<const IN: usize, const OUT: usize>(
     input: &[f32; IN],

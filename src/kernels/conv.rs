@@ -39,6 +39,9 @@ const fn check_sizes<const H: usize, const W: usize, const K: usize, const FLAT:
 /// assert_eq!(pooled, [3.5]);
 /// assert_eq!(argmax, [2]);
 /// ```
+// In a frame of its own: its rows and a caller's own buffers (dense1's list
+// of inputs) are then never on the stack together.
+#[inline(never)]
 pub fn conv_relu_pool<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
     image: &[[f32; W]; H],
     kernel: &ConvKernel<K>,
@@ -244,7 +247,8 @@ fn conv_rows<const H: usize, const W: usize, const K: usize>(
             core::array::from_fn(|ky| core::array::from_fn(|kx| f32x8::splat(kernel[ky][kx][k])));
         // Columns 1 ..= W - 2, whose taps never reach the padding, in runs of
         // ROW_LANES (the last overlapping the one before). A plain loop rather than
-        // `runs`: without SIMD registers (Cortex-M) the iterator costs 1%.
+        // `runs`: without SIMD registers (Cortex-M) the iterator costs
+        // instructions of its own.
         let last = W - 1 - ROW_LANES;
         let mut x = 1;
         loop {
@@ -517,10 +521,10 @@ pub(crate) fn conv_relu_pool_backward_listed<
     if !HAS_SIMD || W < 4 {
         return conv_relu_pool_backward_scalar(image, pooled, argmax, pooled_grad, kernel_grad, bias_grad);
     }
-    // The lanes take the same time however many cells pass (3.5 us for the
-    // default model here); cell by cell the time grows with them (0.8 us
-    // with 9% of the cells, 8.8 us with 95%), and breaks even at about four
-    // in ten. The sums are the same either way.
+    // The lanes take the same time however many cells pass; cell by cell
+    // the time grows with them, and the two break even at about four cells
+    // in ten (`cargo bench --bench throughput`, conv backward). The sums are
+    // the same either way.
     if active.len() * 5 > FLAT * 2 {
         return conv_relu_pool_backward_lanes(image, pooled, argmax, pooled_grad, kernel_grad, bias_grad);
     }

@@ -11,8 +11,8 @@ use wide::{f32x4, f32x8, u16x8};
 /// through the inputs: on x86-64 96 outputs, in twelve of the sixteen AVX
 /// registers or six of the 32 AVX-512 ones, so that dense1's 100 outputs
 /// take one pass over the weight rows and a short one for the last four, and
-/// the independent sums hide the multiply-add's latency (four AVX registers:
-/// 20% slower); on a Cortex-M, 16 outputs in 16 of the 32 single-precision
+/// the independent sums hide the multiply-add's latency (fewer of them leave
+/// the core waiting on it); on a Cortex-M, 16 outputs in 16 of the 32 single-precision
 /// FPU registers.
 const BLOCK_VECTORS: usize = if cfg!(target_arch = "x86_64") {
     96 / LANES
@@ -95,9 +95,8 @@ impl<const IN: usize, const OUT: usize> Terms<OUT> for Listed<'_, IN, OUT> {
 /// A row of values that starts on a cache line and fills whole lines (padded
 /// at the end): a vector load of it never straddles two lines. A batch's
 /// output gradients are read a row per term, six 16-lane loads each for 100
-/// outputs; packed at 400 bytes, three rows in four started mid-line and
-/// every such load read two lines (the terms of a kernel-gradient row took
-/// 2.0-2.2 ns each, 1.3-1.7 ns aligned).
+/// outputs; packed at 400 bytes, three rows in four would start mid-line
+/// and every such load would read two lines.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(64))]
 pub struct LineRow<const N: usize>(pub [f32; N]);
@@ -363,8 +362,7 @@ fn dot_four<const OUT: usize>(row: &[f32; OUT], ys: [&[f32; OUT]; 4]) -> [f32; 4
 }
 
 /// Terms between a row's prefetch and its use: fewer leave the core
-/// waiting, more gain nothing (measured on dense1 of the default model:
-/// 2 and 4 to 16 rows ahead take 9% and 13% off its time).
+/// waiting for the row, more gain nothing.
 const AHEAD: usize = 4;
 
 /// Whether [`prefetch_row`] does anything on this target.

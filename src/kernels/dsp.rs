@@ -579,8 +579,8 @@ impl<'a, const W: usize> PatchRows<'a, W> {
 /// sixteen `SMLAD`, the largest sum kept, then ReLU by one `BIC`, `UMULL`,
 /// a shift, `USAT` for the rounding, halving and clamp, and a strided
 /// `STRB`: 44 instructions for 36 multiply-adds, pooling and
-/// requantization, where computing the two rows apart and pooling them
-/// afterwards took 49.
+/// requantization; the two rows are summed together so that no row of sums
+/// is stored and read back for the pooling.
 #[inline(always)]
 pub(super) fn window_maxima<const W: usize, const K: usize>(
     rows: &PatchRows<'_, W>,

@@ -69,9 +69,8 @@ pub(crate) trait Lanes:
 /// moment or velocity that small moves no parameter (its share of a step is
 /// below 1e-23 of the learning rate), but left alone it decays through the
 /// subnormal numbers, on which Intel cores take a slow microcode assist per
-/// operation: an Adam epoch of the default model on a Xeon spent 40% of its
-/// time on those (a dense1 row that stays inactive decays by `beta1` per
-/// step and is subnormal after about 800 steps).
+/// operation (a dense1 row that stays inactive decays by `beta1` per step
+/// and is subnormal after about 800 steps).
 pub(crate) const FLUSH_BELOW: f32 = 1e-30;
 
 /// Scalar twin of [`Lanes::flush_tiny`].

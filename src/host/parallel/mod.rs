@@ -4,11 +4,15 @@
 //! thread keeps to its own rows of the one big layer, which hold all but
 //! 1,210 of the default model's parameters: they and their optimizer state
 //! stay in one core's caches, and what the threads hand each other is a few
-//! kilobytes of activations per sample instead. (Sharing every weight out by
-//! sample, each core's step had first to take back the lines the other core
-//! had read: on a two-core virtual machine that took the `adam` step from 180
-//! to 450 microseconds.) Every sum is taken in a fixed order, so a run is the
-//! same for the same seed and thread count.
+//! kilobytes of activations per sample instead. (Were every weight shared
+//! out by sample, each core's step would first take back the cache lines the
+//! other cores had read.) Every sum is taken in a fixed order, so a run is
+//! the same for the same seed and thread count.
+//!
+//! The pieces: `partition` shares the rows out, `regroup` sorts a
+//! batch's terms by row and forms the kernel gradient's rows, `meeting`
+//! is where the threads wait for each other, and `run` holds the passes
+//! each thread takes through a run of batches.
 
 mod meeting;
 mod partition;

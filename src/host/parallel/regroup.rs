@@ -58,9 +58,9 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
 
     /// Sets each piece's cost: its terms (which dense1's forward pass, its
     /// backward pass and the gradient's rows each take one at a time) and
-    /// six for each row (reading it in the backward pass and stepping it;
-    /// with two, the first of two threads took 10-25 us longer a batch in
-    /// the backward pass and the second waited for it).
+    /// six for each row (reading it in the backward pass and stepping it,
+    /// which cost more than a term: weighed lighter, the thread with the
+    /// first rows takes longer in the backward pass and the others wait).
     fn measure_pieces(&mut self) {
         self.piece_costs.clear();
         let rows = self.starts.len().saturating_sub(1);
@@ -91,10 +91,10 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
     ///
     /// A counting sort, its terms placed [`REGROUP_ROWS`] rows at a time: every
     /// sample's terms in the first rows, then in the next, so that the places
-    /// written at a time stay in the first-level cache. (Placing all of a
-    /// sample's terms before the next sample's wrote all over a megabyte: 14
-    /// cycles a term. A scan by row, every sample's input at one row after
-    /// another, touched a page per sample at each row: 7 cycles an input.)
+    /// written at a time stay in the first-level cache. (All of a sample's
+    /// terms before the next sample's would write all over a megabyte; a
+    /// scan by row, every sample's input at one row after another, would
+    /// touch a page per sample at each row.)
     pub(super) fn regroup<'a, const FLAT: usize>(
         &mut self,
         rows: &Range<usize>,
@@ -121,7 +121,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
             self.starts[r] += self.starts[r - 1];
         }
         // Every place is written below: only places the last batch did not
-        // have are cleared first (clearing all of them took 2% of an epoch).
+        // have are cleared first.
         let len = self.starts.last().copied().unwrap_or(0);
         self.terms.truncate(len);
         self.terms.resize(len, (0, 0.0));
