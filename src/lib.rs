@@ -48,6 +48,11 @@ pub mod train;
 pub mod weights;
 
 pub use error::Error;
+
+// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub use kernels::argmax;
 pub use model::{BatchWorkspace, Evaluation, ParamBuffer, Params, Workspace};
 pub use train::Trainer;

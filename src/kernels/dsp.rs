@@ -3,6 +3,31 @@
 //! for `thumbv7em` targets), each beside the plain arithmetic that gives the
 //! same result everywhere else; the host tests the int8 kernels through the
 //! plain forms.
+//!
+//! # The int8 convolution
+//! Each output's 3x3 patch is packed in five words (three columns of two
+//! pixels, a pair and a single pixel of the lower row), for the two
+//! convolution rows of a pooled row side by side in memory. Then per channel
+//! and pooling window the assembly sums the window's four patches (per patch
+//! one `LDM`, one `MLA` and four `SMLAD`), keeps the largest, and applies
+//! ReLU (`BIC`), the requantization from the product's high word (`UMULL`, a
+//! shift, and `USAT` for the rounding, halving and clamp) and a strided
+//! `STRB` into the pooled map. Only the windows whose patches reach a
+//! non-zero pixel are summed (a Fashion-MNIST item sits on a black
+//! background); the others take the channel's requantized bias.
+//!
+//! # The int8 dense1
+//! Over the paired layout of [`paired`](super::paired): a word of four
+//! weights holds two inputs' weights for two outputs, so one `SMLAD` of the
+//! word as it is, with the two inputs packed in one register, adds the even
+//! output's two products (plus terms removed at the end), and one `SXTB16`
+//! of the odd bytes and a second `SMLAD` give the odd output's. The pairs of
+//! inputs that are not both zero are listed once (`PKHBT`/`PKHTB` and
+//! `UXTB16` regroup two words of inputs into four pairs, `USADA8` sums their
+//! bytes), each entry holding its weights' address; then eight outputs at a
+//! time are summed in registers, one loop per block with the block's offset
+//! built into its two `LDRD` of the four weight words, which frees the
+//! register a block address would take for the eighth sum.
 
 /// `acc + low(a) * low(b) + high(a) * high(b)` on the signed 16-bit halves
 /// of `a` and `b`, wrapping: one `SMLAD` on a core with the DSP extension.
