@@ -3,7 +3,7 @@
 //! Each SIMD function has a scalar twin with the same signature, kept as the
 //! reference the SIMD one is tested against.
 
-use wide::f32x8;
+use wide::{f32x4, f32x8};
 
 /// The vector of `f32` the flat kernels (dense layers, updates) run on: the
 /// widest one this build's target features keep in one register. 16 lanes
@@ -307,8 +307,8 @@ pub fn argmax(values: &[f32]) -> usize {
 }
 
 /// `a * b + c` as `wide`'s `mul_add` computes it in each lane: rounded once
-/// where the target has fused multiply-add (x86-64 with FMA), twice
-/// elsewhere. A scalar twin that sums with it rounds as its SIMD kernel does.
+/// where the target's vectors fuse the multiply-add (FMA), twice elsewhere.
+/// A scalar twin that sums with it rounds as its SIMD kernel does.
 ///
 /// ```
 /// use tinycnn::kernels::mul_add;
@@ -316,11 +316,11 @@ pub fn argmax(values: &[f32]) -> usize {
 /// ```
 #[inline]
 pub fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-    if cfg!(all(
-        any(target_arch = "x86_64", target_arch = "x86"),
-        target_feature = "fma"
-    )) {
-        libm::fmaf(a, b, c)
+    if HAS_SIMD {
+        let [fused, ..] = f32x4::splat(a)
+            .mul_add(f32x4::splat(b), f32x4::splat(c))
+            .to_array();
+        fused
     } else {
         a * b + c
     }
