@@ -1,27 +1,33 @@
 //! Two jobs, both for the examples only:
 //! - the firmware examples embed real Fashion-MNIST images: unpack the first
 //!   images of the shipped subset into `OUT_DIR` as raw bytes;
-//! - on bare-metal targets, put the board's `memory.x` on the linker's path
-//!   and link the examples with cortex-m-rt's `link.x`.
+//! - on bare-metal targets, put the board's `memory.x` on the examples'
+//!   linker path (never a dependent's) and link them with cortex-m-rt's
+//!   `link.x`.
+//!
+//! `TINYCNN_BOARD` picks the board (see [`Board`]).
 
 use std::env;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Test images embedded in the firmware examples.
-const TEST_IMAGES: usize = 500;
-/// Training images embedded in the firmware training example.
-const TRAIN_IMAGES: usize = 2000;
-
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let subset = Path::new("data/fashion-mnist-subset");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={}", subset.display());
+    let board = Board::from_env();
+    println!("cargo::rustc-check-cfg=cfg(board_microbit, board_netduinoplus2)");
+    match board {
+        Board::Microbit => println!("cargo:rustc-cfg=board_microbit"),
+        Board::Netduinoplus2 => println!("cargo:rustc-cfg=board_netduinoplus2"),
+        Board::Mps2 => {}
+    }
     // A packaged crate has no data folder: there is nothing to embed then.
     if subset.exists() {
-        for (split, count) in [("t10k", TEST_IMAGES), ("train", TRAIN_IMAGES)] {
+        let (test_images, train_images) = board.images();
+        for (split, count) in [("t10k", test_images), ("train", train_images)] {
             let images = gunzip(&subset.join(format!("{split}-images-idx3-ubyte.gz")));
             let labels = gunzip(&subset.join(format!("{split}-labels-idx1-ubyte.gz")));
             fs::write(
@@ -42,25 +48,82 @@ fn main() {
     }
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         let target = env::var("TARGET").unwrap_or_default();
-        if target.starts_with("thumbv8m") {
+        if board == Board::Mps2 && target.starts_with("thumbv8m") {
             println!("cargo:rustc-cfg=mps2_an505");
         }
-        // QEMU's MPS2 boards: an385/an386 (Cortex-M3/M4) and an505 (Cortex-M33).
-        // The 4 MiB "flash" is RAM that QEMU loads the ELF into.
-        let (flash, ram) = if target.starts_with("thumbv8m") {
-            (0x1000_0000, 0x3800_0000)
-        } else {
-            (0, 0x2000_0000)
-        };
-        let memory = format!(
-            "MEMORY\n{{\n  FLASH : ORIGIN = {flash:#010x}, LENGTH = 4M\n  RAM : ORIGIN = {ram:#010x}, LENGTH = 4M\n}}\n"
-        );
-        fs::write(out.join("memory.x"), memory).unwrap();
-        println!("cargo:rustc-link-search={}", out.display());
+        fs::write(out.join("memory.x"), board.memory_x(&target)).unwrap();
+        // The examples' memory layout reaches the examples alone: a firmware
+        // crate that depends on tinycnn links with its own `memory.x`.
+        println!("cargo:rustc-link-arg-examples=-L{}", out.display());
         println!("cargo:rustc-link-arg-examples=-Tlink.x");
         if env::var_os("CARGO_FEATURE_DEFMT").is_some() {
             println!("cargo:rustc-link-arg-examples=-Tdefmt.x");
         }
+    }
+}
+
+/// The board the firmware examples are built for: `TINYCNN_BOARD` (`mps2`,
+/// the default, `microbit` or `netduinoplus2`). It sets the memory map they
+/// link against, so the linker refuses what does not fit the chip, and how
+/// many images they embed (also on the host, whose runs are compared with
+/// the board's).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Board {
+    /// QEMU's MPS2 boards: 4 MiB of "flash" (RAM that QEMU loads the ELF
+    /// into) and 4 MiB of RAM.
+    Mps2,
+    /// BBC micro:bit v1: nRF51822 (Cortex-M0), 256 KiB of flash, 16 KiB of RAM.
+    Microbit,
+    /// Netduino Plus 2: STM32F405RG (Cortex-M4F), 1 MiB of flash at
+    /// 0x08000000 (aliased at 0), 128 KiB of SRAM at 0x20000000 (its 64 KiB
+    /// of CCM are left out: QEMU 7.2 does not map them).
+    Netduinoplus2,
+}
+
+impl Board {
+    fn from_env() -> Self {
+        println!("cargo:rerun-if-env-changed=TINYCNN_BOARD");
+        match env::var("TINYCNN_BOARD").as_deref() {
+            Ok("microbit") => Board::Microbit,
+            Ok("netduinoplus2") => Board::Netduinoplus2,
+            Ok("mps2") | Ok("") | Err(_) => Board::Mps2,
+            Ok(other) => panic!("TINYCNN_BOARD={other}: the boards are mps2, microbit and netduinoplus2"),
+        }
+    }
+
+    /// Test and training images the examples embed: as many as fit beside
+    /// the models in the chip's flash.
+    fn images(self) -> (usize, usize) {
+        match self {
+            Board::Mps2 => (500, 2000),
+            Board::Microbit => (16, 0),
+            Board::Netduinoplus2 => (100, 140),
+        }
+    }
+
+    /// The linker's memory regions for `target`.
+    fn memory_x(self, target: &str) -> String {
+        let (flash, flash_len, ram, ram_len) = match self {
+            Board::Mps2 if target.starts_with("thumbv8m") => (0x1000_0000, "4M", 0x3800_0000u32, "4M"),
+            Board::Mps2 => (0, "4M", 0x2000_0000, "4M"),
+            Board::Microbit => {
+                assert!(
+                    target.starts_with("thumbv6m"),
+                    "the micro:bit's Cortex-M0 takes thumbv6m-none-eabi, not {target}"
+                );
+                (0, "256K", 0x2000_0000, "16K")
+            }
+            Board::Netduinoplus2 => {
+                assert!(
+                    target.starts_with("thumbv7em"),
+                    "the STM32F405's Cortex-M4F takes thumbv7em-none-eabihf, not {target}"
+                );
+                (0x0800_0000, "1024K", 0x2000_0000, "128K")
+            }
+        };
+        format!(
+            "MEMORY\n{{\n  FLASH : ORIGIN = {flash:#010x}, LENGTH = {flash_len}\n  RAM : ORIGIN = {ram:#010x}, LENGTH = {ram_len}\n}}\n"
+        )
     }
 }
 

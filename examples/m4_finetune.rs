@@ -15,12 +15,17 @@ mod board;
 use board::{build_setting, out, Meter};
 use rand_core::SeedableRng;
 use static_cell::ConstStaticCell;
+use tinycnn::data::Samples;
 use tinycnn::train::{Epoch, Head, HeadTrainer, Sgd};
 use tinycnn::FashionParams;
 
-/// Inverted training images to adapt on.
+/// Inverted training images to adapt on (at most as many as are embedded).
 const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 1000);
-const EPOCHS: usize = build_setting(option_env!("TINYCNN_EPOCHS"), 5);
+/// Passes over them: more where the chip's flash holds fewer images.
+const EPOCHS: usize = build_setting(
+    option_env!("TINYCNN_EPOCHS"),
+    if cfg!(board_netduinoplus2) { 10 } else { 5 },
+);
 const BATCH: usize = 16;
 const LEARNING_RATE: f32 = 0.05;
 
@@ -75,7 +80,8 @@ fn run() -> bool {
             }
         }
     }
-    let instructions = meter.read() / (IMAGES / BATCH * BATCH * EPOCHS) as u64;
+    let images = train.len();
+    let instructions = meter.read() / (images / BATCH * BATCH * EPOCHS).max(1) as u64;
     let Ok(after) = trainer.evaluate(params, head, &test) else {
         return false;
     };
@@ -83,7 +89,7 @@ fn run() -> bool {
     let (statics, stack) = board::ram_report();
     out!(
         "RESULT example=m4_finetune images={} epochs={} accuracy_before={:.4} accuracy_after={:.4} instructions_per_image={} ram_static_bytes={} stack_peak_bytes={}",
-        IMAGES,
+        images,
         EPOCHS,
         before,
         after,

@@ -2,8 +2,11 @@
 # Builds and runs every firmware example on its QEMU board, runs the same
 # example on the host, and checks that the two agree: the same accuracy (and
 # for int8 the same integer logits, hashed), and for training a final loss
-# within 1e-3. Prints each RESULT line and, with
-# --sizes, the sections of each ELF (needs `rustup component add llvm-tools`).
+# within 1e-3. Boards: QEMU's MPS2 (Cortex-M0/M4/M33, 4 MiB of flash and RAM),
+# the STM32F405 of a Netduino Plus 2 (1 MiB of flash, 128 KiB of SRAM) and
+# the micro:bit's nRF51822 (256 KiB of flash, 16 KiB of RAM), each linked
+# against its real memory map. Prints each RESULT line and, with --sizes, the
+# sections of each ELF (needs `rustup component add llvm-tools`).
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,35 +16,47 @@ sizes=false
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 status=0
-for example in m4_infer m33_infer m0_infer m4_infer_int8 m0_infer_int8 m4_train m4_train_sgd m4_finetune; do
-    case "$example" in
-        m4_*) alias=m4 target=thumbv7em-none-eabihf ;;
-        m33_*) alias=m33 target=thumbv8m.main-none-eabihf ;;
-        m0_*) alias=m0 target=thumbv6m-none-eabi ;;
+# board alias example: grouped by board, since changing TINYCNN_BOARD rebuilds.
+runs=(
+    "mps2 m4 m4_infer" "mps2 m33 m33_infer" "mps2 m0 m0_infer" "mps2 m4 m4_infer_int8"
+    "mps2 m0 m0_infer_int8" "mps2 m4 m4_train" "mps2 m4 m4_train_sgd" "mps2 m4 m4_finetune"
+    "netduinoplus2 netduino m4_infer" "netduinoplus2 netduino m4_infer_int8"
+    "netduinoplus2 netduino m4_finetune"
+    "microbit microbit microbit_infer_int8"
+)
+for run in "${runs[@]}"; do
+    read -r board alias example <<<"$run"
+    export TINYCNN_BOARD=$board
+    case "$alias" in
+        m4|netduino) target=thumbv7em-none-eabihf ;;
+        m33) target=thumbv8m.main-none-eabihf ;;
+        m0|microbit) target=thumbv6m-none-eabi ;;
     esac
-    echo "--- $example on $target (QEMU)"
+    profile=release
+    [ "$alias" = microbit ] && profile=tiny
+    echo "--- $example on $board ($target, QEMU)"
     board_log=$(cargo "$alias" "$example" 2>/dev/null) || {
         printf '%s\n' "$board_log"
-        echo "FAIL: $example exited non-zero on the board"
+        echo "FAIL: $example exited non-zero on $board"
         status=1
         continue
     }
     printf '%s\n' "$board_log"
     host_log=$(cargo run --quiet --release --example "$example") || { echo "FAIL: $example exited non-zero on the host"; status=1; continue; }
-    board=$(grep '^RESULT ' <<<"$board_log" | tail -n 1)
+    board_result=$(grep '^RESULT ' <<<"$board_log" | tail -n 1)
     host=$(grep '^RESULT ' <<<"$host_log" | tail -n 1)
-    [ -n "$board" ] || { echo "FAIL: $example printed no RESULT line"; status=1; continue; }
-    for key in accuracy accuracy_after correct logits_hash; do
-        b=$(field "$board" "$key"); h=$(field "$host" "$key")
-        if [ "$b" != "$h" ]; then echo "FAIL: $example $key: board $b, host $h"; status=1; fi
+    [ -n "$board_result" ] || { echo "FAIL: $example printed no RESULT line"; status=1; continue; }
+    for key in images accuracy accuracy_after correct logits_hash; do
+        b=$(field "$board_result" "$key"); h=$(field "$host" "$key")
+        if [ "$b" != "$h" ]; then echo "FAIL: $example on $board $key: board $b, host $h"; status=1; fi
     done
-    b=$(field "$board" final_loss); h=$(field "$host" final_loss)
+    b=$(field "$board_result" final_loss); h=$(field "$host" final_loss)
     if [ -n "$b$h" ] && ! awk -v b="$b" -v h="$h" 'BEGIN { d = b - h; exit !(d < 1e-3 && d > -1e-3) }'; then
-        echo "FAIL: $example final_loss: board $b, host $h"; status=1
+        echo "FAIL: $example on $board final_loss: board $b, host $h"; status=1
     fi
     if $sizes; then
         size=$(ls ~/.rustup/toolchains/*/lib/rustlib/*/bin/llvm-size | head -n 1)
-        "$size" -A "target/$target/release/examples/$example" | grep -E '^\.(text|rodata|data|bss) '
+        "$size" -A "target/$target/$profile/examples/$example" | grep -E '^\.(text|rodata|data|bss) '
     fi
 done
 exit $status

@@ -1,4 +1,5 @@
-//! What the firmware examples share. On a Cortex-M board (QEMU's MPS2) they
+//! What the firmware examples share. On a Cortex-M board (QEMU's MPS2, or a
+//! real chip's machine: `TINYCNN_BOARD`, see `build.rs`) they
 //! print through semihosting, exit with the program's status, count
 //! instructions and measure the stack; on the host the same examples run
 //! natively, so CI can compare the two.
@@ -51,8 +52,8 @@ pub const fn build_setting(value: Option<&str>, default: usize) -> usize {
 /// Raw `u8` images (28x28, row-major) and labels in flash.
 #[derive(Clone, Copy)]
 pub struct Embedded {
-    images: &'static [u8],
-    labels: &'static [u8],
+    pub images: &'static [u8],
+    pub labels: &'static [u8],
     inverted: bool,
 }
 
@@ -130,6 +131,82 @@ macro_rules! out {
 }
 pub(crate) use out;
 
+/// A line of text built without `core::fmt`, whose float formatting alone
+/// takes more flash than a micro:bit can spare: words, whole numbers, hex
+/// and fixed-point ratios.
+pub struct Line {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl Line {
+    pub const fn new() -> Self {
+        Self {
+            bytes: [0; 256],
+            len: 0,
+        }
+    }
+
+    pub fn text(mut self, text: &str) -> Self {
+        for &b in text.as_bytes() {
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        self
+    }
+
+    pub fn number(self, mut n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.text(core::str::from_utf8(&digits[i..]).unwrap_or(""))
+    }
+
+    pub fn hex(self, n: u32) -> Self {
+        let mut digits = [0u8; 8];
+        for (i, d) in digits.iter_mut().enumerate() {
+            let nibble = (n >> (28 - 4 * i)) & 0xF;
+            *d = b"0123456789abcdef"[nibble as usize];
+        }
+        self.text(core::str::from_utf8(&digits).unwrap_or(""))
+    }
+
+    /// `num / den` with four decimals, rounded half up (`den` > 0).
+    pub fn ratio(self, num: u64, den: u64) -> Self {
+        let scaled = (num * 10_000 + den / 2) / den.max(1);
+        let fraction = scaled % 10_000;
+        let mut line = self.number(scaled / 10_000).text(".");
+        for digit in [1000, 100, 10, 1] {
+            line = line.number(fraction / digit % 10);
+        }
+        line
+    }
+
+    /// Prints the line and a newline: semihosting on the board, stdout on the host.
+    pub fn print(self) {
+        let line = self.text("\n");
+        let bytes = line.bytes.get(..line.len).unwrap_or_default();
+        #[cfg(target_os = "none")]
+        if let Ok(mut out) = cortex_m_semihosting::hio::hstdout() {
+            let _ = out.write_all(bytes);
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(bytes);
+        }
+    }
+}
+
 /// Counts instructions between two points, when the board can.
 pub struct Meter {
     start: u64,
@@ -171,6 +248,11 @@ mod host {
     pub fn ram_report() -> (usize, usize) {
         (0, 0)
     }
+
+    /// Flash: not measured on the host.
+    pub fn flash_used() -> usize {
+        0
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -178,15 +260,33 @@ mod device {
     use core::sync::atomic::{AtomicU32, Ordering};
     use cortex_m::peripheral::{syst::SystClkSource, SYST};
     use cortex_m_rt::{exception, ExceptionFrame};
-    use cortex_m_semihosting::{debug, hprintln};
+    use cortex_m_semihosting::debug;
     #[cfg(feature = "defmt")]
     use defmt_semihosting as _;
+    #[cfg(not(board_microbit))]
     use panic_semihosting as _;
 
-    /// Instructions per SysTick tick: with `-icount shift=0` QEMU runs one
-    /// instruction per virtual nanosecond, and SysTick counts the 25 MHz core
-    /// clock of the MPS2 AN385/AN386 (20 MHz on the AN505).
-    const INSTRUCTIONS_PER_TICK: u64 = if cfg!(mps2_an505) { 50 } else { 40 };
+    /// On the micro:bit a panic exits QEMU with failure unformatted: the
+    /// formatting machinery does not fit its flash beside the model.
+    #[cfg(board_microbit)]
+    #[panic_handler]
+    fn panic(_: &core::panic::PanicInfo) -> ! {
+        super::Line::new().text("panic").print();
+        exit(false)
+    }
+
+    /// The core clock SysTick counts, as QEMU models each board: with
+    /// `-icount shift=0` QEMU runs one instruction per virtual nanosecond, so
+    /// a tick is `10^9 / CLOCK_HZ` instructions.
+    const CLOCK_HZ: u64 = if cfg!(board_netduinoplus2) {
+        168_000_000
+    } else if cfg!(board_microbit) {
+        16_000_000
+    } else if cfg!(mps2_an505) {
+        20_000_000
+    } else {
+        25_000_000
+    };
     const RELOAD: u32 = 0x00FF_FFFF;
     static WRAPS: AtomicU32 = AtomicU32::new(0);
     /// Words of the stack painted at start, to find the peak later.
@@ -233,7 +333,7 @@ mod device {
             let current = SYST::get_current();
             if WRAPS.load(Ordering::Relaxed) == wraps {
                 let ticks = u64::from(wraps) * u64::from(RELOAD + 1) + u64::from(RELOAD - current);
-                return ticks * INSTRUCTIONS_PER_TICK;
+                return ticks * 1_000_000_000 / CLOCK_HZ;
             }
         }
     }
@@ -286,8 +386,25 @@ mod device {
 
     #[exception]
     unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-        hprintln!("HardFault at pc {:#010x}", frame.pc());
+        super::Line::new()
+            .text("HardFault at pc 0x")
+            .hex(frame.pc())
+            .print();
         exit(false)
+    }
+
+    extern "C" {
+        static __vector_table: u32;
+        static __sidata: u32;
+    }
+
+    /// Bytes of flash the program takes: from the vector table to the end
+    /// of `.data`'s initial values.
+    pub fn flash_used() -> usize {
+        // Only the addresses of the linker's symbols are taken.
+        let start = core::ptr::addr_of!(__vector_table) as usize;
+        let data = core::ptr::addr_of!(__edata) as usize - core::ptr::addr_of!(__sdata) as usize;
+        core::ptr::addr_of!(__sidata) as usize + data - start
     }
 }
 
