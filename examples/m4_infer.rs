@@ -5,6 +5,7 @@
 //! ```text
 //! cargo m4 m4_infer          # on the board (QEMU)
 //! cargo run --release --example m4_infer   # the same on the host
+//! cargo netduino m4_infer    # the STM32F405: 240 images beside the model in its 1 MiB of flash
 //! ```
 //! Ends with `RESULT example=m4_infer accuracy=... instructions_per_image=...`.
 //! `m0_infer` and `m33_infer` run the same code on other cores.

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo m4 m4_infer_int8
+//! cargo netduino m4_infer_int8    # the STM32F405's memory map
 //! ```
 //! Ends with `RESULT example=m4_infer_int8 accuracy=... instructions_per_image=...`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
