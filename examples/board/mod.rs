@@ -333,7 +333,14 @@ mod device {
             let current = SYST::get_current();
             if WRAPS.load(Ordering::Relaxed) == wraps {
                 let ticks = u64::from(wraps) * u64::from(RELOAD + 1) + u64::from(RELOAD - current);
-                return ticks * 1_000_000_000 / CLOCK_HZ;
+                // A whole number of instructions per tick (the MPS2 boards)
+                // takes a multiply; other clocks a 64-bit division, whose
+                // call the count of a short span then includes.
+                return if 1_000_000_000 % CLOCK_HZ == 0 {
+                    ticks * (1_000_000_000 / CLOCK_HZ)
+                } else {
+                    ticks * 1_000_000_000 / CLOCK_HZ
+                };
             }
         }
     }
