@@ -254,7 +254,8 @@ impl<'a> State<'a> {
     }
 }
 
-fn check_rate(lr: f32) -> Result<(), Error> {
+/// Checks a learning rate: finite and positive.
+pub(crate) fn check_learning_rate(lr: f32) -> Result<(), Error> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
@@ -294,7 +295,7 @@ impl Sgd {
     /// # Errors
     /// [`Error::InvalidConfig`] unless `lr` is finite and positive.
     pub fn new(lr: f32) -> Result<Self, Error> {
-        check_rate(lr)?;
+        check_learning_rate(lr)?;
         Ok(Self { lr })
     }
 
@@ -306,7 +307,7 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn schedule(&mut self, _len: usize) -> Result<(Schedule<'_>, State<'_>), Error> {
-        check_rate(self.lr)?;
+        check_learning_rate(self.lr)?;
         Ok((Schedule(Steps::Fixed(Update::Sgd { lr: self.lr })), State::none()))
     }
 }
@@ -385,7 +386,7 @@ impl<P: ParamBuffer> SgdMomentum<P> {
     /// # Errors
     /// As [`new`](Self::new).
     pub fn configure(&mut self, lr: f32, momentum: f32) -> Result<(), Error> {
-        check_rate(lr)?;
+        check_learning_rate(lr)?;
         if !(0.0..1.0).contains(&momentum) {
             return Err(Error::InvalidConfig {
                 what: "momentum must be in [0, 1)",
@@ -400,7 +401,7 @@ impl<P: ParamBuffer> SgdMomentum<P> {
 impl<P: ParamBuffer> Optimizer for SgdMomentum<P> {
     fn schedule(&mut self, len: usize) -> Result<(Schedule<'_>, State<'_>), Error> {
         check_length(len, self.velocity.as_flat().len())?;
-        check_rate(self.lr)?;
+        check_learning_rate(self.lr)?;
         let update = Update::Momentum {
             lr: self.lr,
             momentum: self.momentum,
@@ -438,7 +439,7 @@ impl AdamConfig {
     };
 
     fn check(&self) -> Result<(), Error> {
-        check_rate(self.lr)?;
+        check_learning_rate(self.lr)?;
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
             return Err(Error::InvalidConfig {
                 what: "Adam betas must be in [0, 1)",

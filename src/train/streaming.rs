@@ -4,6 +4,7 @@
 
 use super::dropout::{check_rate, dropout, SampleStream};
 use super::fit::{Epoch, Progress};
+use super::optim::check_learning_rate;
 use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Target};
 use crate::data::Samples;
 use crate::kernels::{axpy, conv_relu_pool};
@@ -142,11 +143,7 @@ impl<
     /// [`Error::InvalidConfig`] unless `lr` is finite and positive and
     /// `dropout` is in `[0, 1)`.
     pub fn configure(&mut self, lr: f32, dropout: f32) -> Result<(), Error> {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(Error::InvalidConfig {
-                what: "learning rate must be finite and positive",
-            });
-        }
+        check_learning_rate(lr)?;
         self.dropout = check_rate(dropout)?;
         self.lr = lr;
         Ok(())
