@@ -97,7 +97,7 @@ impl Board {
     fn images(self) -> (usize, usize) {
         match self {
             Board::Mps2 => (500, 2000),
-            Board::Microbit => (16, 0),
+            Board::Microbit => (40, 0),
             Board::Netduinoplus2 => (240, 0),
         }
     }
