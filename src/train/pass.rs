@@ -9,7 +9,7 @@
 
 use super::dropout::dropout;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
-use crate::kernels::dense::dense_backward_listed;
+use crate::kernels::dense::{dense_backward_listed, nonzero_positions};
 use crate::kernels::{all_finite, conv_relu_pool_input_grad, dense, dense_backward, softmax_cross_entropy};
 use crate::model::{Params, Workspace};
 use crate::Error;
@@ -91,10 +91,73 @@ impl<'a, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: 
     }
 }
 
+/// The positions of the pooled map's non-zero cells (dense1's rows both
+/// ways, and the cells backward visits): kept from forward to backward by a
+/// pass with RAM to spare for them ([`Kept`]), or listed again on the stack
+/// when backward needs them ([`Relisted`], for the schedule whose point is a
+/// small RAM).
+pub(crate) trait CellList<const FLAT: usize> {
+    /// Where forward lists them, if they are kept.
+    fn keep(&mut self) -> Option<&mut [u16; FLAT]>;
+    /// How many forward listed.
+    fn set_len(&mut self, len: usize);
+    /// `f` of the positions of `pooled`'s non-zero cells.
+    fn with<R>(&self, pooled: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R;
+}
+
+/// The list kept: 2 bytes a cell.
+#[derive(Clone, Debug)]
+#[repr(C)]
+pub(crate) struct Kept<const FLAT: usize> {
+    positions: [u16; FLAT],
+    len: usize,
+}
+
+impl<const FLAT: usize> Kept<FLAT> {
+    pub const fn new() -> Self {
+        Self {
+            positions: [0; FLAT],
+            len: 0,
+        }
+    }
+}
+
+impl<const FLAT: usize> CellList<FLAT> for Kept<FLAT> {
+    fn keep(&mut self) -> Option<&mut [u16; FLAT]> {
+        Some(&mut self.positions)
+    }
+
+    fn set_len(&mut self, len: usize) {
+        self.len = len;
+    }
+
+    fn with<R>(&self, _: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R {
+        f(self.positions.get(..self.len).unwrap_or_default())
+    }
+}
+
+/// No list kept: backward lists the cells again, on the stack.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Relisted;
+
+impl<const FLAT: usize> CellList<FLAT> for Relisted {
+    fn keep(&mut self) -> Option<&mut [u16; FLAT]> {
+        None
+    }
+
+    fn set_len(&mut self, _: usize) {}
+
+    fn with<R>(&self, pooled: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R {
+        let mut positions = [0u16; FLAT];
+        let len = nonzero_positions(pooled, &mut positions);
+        f(positions.get(..len).unwrap_or_default())
+    }
+}
+
 /// What the pass keeps of the one sample in flight: the image, the pooled
 /// map after dropout (its zeros are the ReLU and dropout masks, so no
 /// separate masks are stored), the winner of each pooling window (one byte
-/// per cell), the positions of the map's non-zero cells, the hidden layer,
+/// per cell), the list of the map's non-zero cells (`L`), the hidden layer,
 /// and the gradients flowing back.
 #[derive(Clone, Debug)]
 #[repr(C)]
@@ -105,14 +168,12 @@ pub(crate) struct Pass<
     const FLAT: usize,
     const HIDDEN: usize,
     const CLASSES: usize,
+    L = Kept<FLAT>,
 > {
     pub ws: Workspace<FLAT, HIDDEN, CLASSES>,
     pub image: [[f32; W]; H],
     argmax: [u8; FLAT],
-    /// Positions of the pooled map's non-zero cells, the first `active_len`:
-    /// dense1's rows both ways, and the cells backward visits.
-    active: [u16; FLAT],
-    active_len: usize,
+    cells: L,
     logits_grad: [f32; CLASSES],
     pub hidden_grad: [f32; HIDDEN],
     pooled_grad: [f32; FLAT],
@@ -125,24 +186,19 @@ impl<
         const FLAT: usize,
         const HIDDEN: usize,
         const CLASSES: usize,
-    > Pass<H, W, K, FLAT, HIDDEN, CLASSES>
+        L: CellList<FLAT>,
+    > Pass<H, W, K, FLAT, HIDDEN, CLASSES, L>
 {
-    pub const fn new() -> Self {
+    pub const fn new(cells: L) -> Self {
         Self {
             ws: Workspace::new(),
             image: [[0.0; W]; H],
             argmax: [0; FLAT],
-            active: [0; FLAT],
-            active_len: 0,
+            cells,
             logits_grad: [0.0; CLASSES],
             hidden_grad: [0.0; HIDDEN],
             pooled_grad: [0.0; FLAT],
         }
-    }
-
-    /// The non-zero cells of the pooled map, in increasing order.
-    fn active(&self) -> &[u16] {
-        self.active.get(..self.active_len).unwrap_or_default()
     }
 
     /// Forward through the hidden layer of the image in [`image`](Self::image),
@@ -159,7 +215,7 @@ impl<
         if !all_finite(self.image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
-        self.active_len = params.hidden_parts(
+        let len = params.hidden_parts(
             &self.image,
             &mut self.ws,
             Some(&mut self.argmax),
@@ -168,8 +224,9 @@ impl<
                     dropout(pooled, rate, rng);
                 }
             },
-            Some(&mut self.active),
+            self.cells.keep(),
         );
+        self.cells.set_len(len);
         Ok(())
     }
 
@@ -200,43 +257,47 @@ impl<
             grads.dense2,
             Some(&mut self.hidden_grad),
         )?;
-        let active = self.active.get(..self.active_len).unwrap_or_default();
-        dense_backward_listed(
-            &self.ws.pooled,
-            active,
-            &params.dense1_kernel,
-            &self.hidden_grad,
-            grads.dense1_kernel,
-            grads.dense1_bias,
-            Some(&mut self.pooled_grad),
-        );
-        if rate > 0.0 {
-            // Kept values were scaled by 1 / (1 - rate) on the way forward;
-            // the gradient elsewhere is zero.
-            let keep_scale = 1.0 / (1.0 - rate);
-            for &cell in active {
-                if let Some(d) = self.pooled_grad.get_mut(usize::from(cell)) {
-                    *d *= keep_scale;
+        let Self {
+            ws,
+            image,
+            argmax,
+            cells,
+            hidden_grad,
+            pooled_grad,
+            ..
+        } = self;
+        cells.with(&ws.pooled, |active| {
+            dense_backward_listed(
+                &ws.pooled,
+                active,
+                &params.dense1_kernel,
+                hidden_grad,
+                grads.dense1_kernel,
+                grads.dense1_bias,
+                Some(&mut *pooled_grad),
+            );
+            if rate > 0.0 {
+                // Kept values were scaled by 1 / (1 - rate) on the way forward;
+                // the gradient elsewhere is zero.
+                let keep_scale = 1.0 / (1.0 - rate);
+                for &cell in active {
+                    if let Some(d) = pooled_grad.get_mut(usize::from(cell)) {
+                        *d *= keep_scale;
+                    }
                 }
             }
-        }
-        conv_relu_pool_backward_listed(
-            &self.image,
-            &self.ws.pooled,
-            self.active(),
-            &self.argmax,
-            &self.pooled_grad,
-            grads.conv_kernel,
-            grads.conv_bias,
-        );
-        if let Some(image_grad) = image_grad {
-            conv_relu_pool_input_grad(
-                &params.conv_kernel,
-                &self.ws.pooled,
-                &self.argmax,
-                &self.pooled_grad,
-                image_grad,
+            conv_relu_pool_backward_listed(
+                image,
+                &ws.pooled,
+                active,
+                argmax,
+                pooled_grad,
+                grads.conv_kernel,
+                grads.conv_bias,
             );
+        });
+        if let Some(image_grad) = image_grad {
+            conv_relu_pool_input_grad(&params.conv_kernel, &ws.pooled, argmax, pooled_grad, image_grad);
         }
         Ok(loss)
     }

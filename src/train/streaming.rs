@@ -5,7 +5,7 @@
 use super::dropout::{check_rate, dropout, SampleStream};
 use super::fit::{Epoch, Progress};
 use super::optim::check_learning_rate;
-use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Target};
+use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Relisted, Target};
 use crate::data::Samples;
 use crate::kernels::{axpy, conv_relu_pool};
 use crate::model::Params;
@@ -61,13 +61,15 @@ pub struct StreamingSgdTrainer<
     dense2_bias_grad: [f32; CLASSES],
     hidden_grads: [[f32; HIDDEN]; MAX_BATCH],
     mask_seeds: [u64; MAX_BATCH],
-    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES>,
+    /// The pass lists the non-zero cells again in backward rather than
+    /// keep the list: this schedule exists for a small RAM.
+    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES, Relisted>,
     lr: f32,
     dropout: f32,
 }
 
-// SAFETY: only `f32` and `u64` arrays, a `Pass` (`f32`, `u8` and `u16`
-// arrays and a `usize`) and two `f32`: all zero bytes form a valid value.
+// SAFETY: only `f32` and `u64` arrays, a `Pass` (`f32` and `u8` arrays and
+// an empty cell list) and two `f32`: all zero bytes form a valid value.
 unsafe impl<
         const MAX_BATCH: usize,
         const H: usize,
@@ -131,7 +133,7 @@ impl<
             dense2_bias_grad: [0.0; CLASSES],
             hidden_grads: [[0.0; HIDDEN]; MAX_BATCH],
             mask_seeds: [0; MAX_BATCH],
-            pass: Pass::new(),
+            pass: Pass::new(Relisted),
             lr: 0.0,
             dropout: 0.0,
         }

@@ -4,7 +4,7 @@
 use super::dropout::check_rate;
 use super::fit::{Epoch, History, Progress};
 use super::optim::Optimizer;
-use super::pass::{batch_scale, checked_loss, Grads, Pass, Target};
+use super::pass::{batch_scale, checked_loss, Grads, Kept, Pass, Target};
 use crate::data::Samples;
 use crate::model::{ParamBuffer, Params};
 use crate::Error;
@@ -90,7 +90,7 @@ impl<
     pub const fn new() -> Self {
         Self {
             grads: Params::zeroed(),
-            pass: Pass::new(),
+            pass: Pass::new(Kept::new()),
             dropout: 0.0,
         }
     }
