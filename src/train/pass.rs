@@ -147,6 +147,8 @@ impl<const FLAT: usize> CellList<FLAT> for Relisted {
 
     fn set_len(&mut self, _: usize) {}
 
+    // A frame of its own: the list lives only while backward needs it.
+    #[inline(never)]
     fn with<R>(&self, pooled: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R {
         let mut positions = [0u16; FLAT];
         let len = nonzero_positions(pooled, &mut positions);
