@@ -62,27 +62,34 @@ pub(crate) fn last_layer_backward<const HIDDEN: usize, const CLASSES: usize>(
     Ok(loss)
 }
 
-/// Where the whole network's gradient goes. Without `dense1_kernel` the pass
-/// leaves dense1's kernel gradient to the schedule, which forms it from
-/// [`Pass::hidden_grad`] and the pooled map.
+/// Where the whole network's gradient goes. `hidden` receives the sample's
+/// gradient at dense1's outputs; without `dense1_kernel` the pass leaves
+/// dense1's kernel gradient to the schedule, which forms it from `hidden`
+/// and the pooled map.
 pub(crate) struct Grads<'a, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> {
     pub conv_kernel: &'a mut [[[f32; K]; 3]; 3],
     pub conv_bias: &'a mut [f32; K],
     pub dense1_kernel: Option<&'a mut [[f32; HIDDEN]; FLAT]>,
     pub dense1_bias: &'a mut [f32; HIDDEN],
+    pub hidden: &'a mut [f32; HIDDEN],
     pub dense2: LayerGrads<'a, HIDDEN, CLASSES>,
 }
 
 impl<'a, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
     Grads<'a, K, FLAT, HIDDEN, CLASSES>
 {
-    /// Every gradient into a buffer of the model's shape.
-    pub fn of<const H: usize, const W: usize>(grads: &'a mut Params<H, W, K, FLAT, HIDDEN, CLASSES>) -> Self {
+    /// Every gradient into a buffer of the model's shape; the hidden
+    /// layer's into `hidden`.
+    pub fn of<const H: usize, const W: usize>(
+        grads: &'a mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        hidden: &'a mut [f32; HIDDEN],
+    ) -> Self {
         Self {
             conv_kernel: &mut grads.conv_kernel,
             conv_bias: &mut grads.conv_bias,
             dense1_kernel: Some(&mut grads.dense1_kernel),
             dense1_bias: &mut grads.dense1_bias,
+            hidden,
             dense2: LayerGrads {
                 kernel: &mut grads.dense2_kernel,
                 bias: &mut grads.dense2_bias,
@@ -160,7 +167,8 @@ impl<const FLAT: usize> CellList<FLAT> for Relisted {
 /// map after dropout (its zeros are the ReLU and dropout masks, so no
 /// separate masks are stored), the winner of each pooling window (one byte
 /// per cell), the list of the map's non-zero cells (`L`), the hidden layer,
-/// and the gradients flowing back.
+/// and the gradients flowing back but the hidden layer's (which the schedule
+/// keeps, see [`Grads`]).
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub(crate) struct Pass<
@@ -177,7 +185,6 @@ pub(crate) struct Pass<
     argmax: [u8; FLAT],
     cells: L,
     logits_grad: [f32; CLASSES],
-    pub hidden_grad: [f32; HIDDEN],
     pooled_grad: [f32; FLAT],
 }
 
@@ -198,7 +205,6 @@ impl<
             argmax: [0; FLAT],
             cells,
             logits_grad: [0.0; CLASSES],
-            hidden_grad: [0.0; HIDDEN],
             pooled_grad: [0.0; FLAT],
         }
     }
@@ -257,17 +263,17 @@ impl<
             &mut self.ws.logits,
             &mut self.logits_grad,
             grads.dense2,
-            Some(&mut self.hidden_grad),
+            Some(&mut *grads.hidden),
         )?;
         let Self {
             ws,
             image,
             argmax,
             cells,
-            hidden_grad,
             pooled_grad,
             ..
         } = self;
+        let hidden_grad = &*grads.hidden;
         cells.with(&ws.pooled, |active| {
             dense_backward_listed(
                 &ws.pooled,

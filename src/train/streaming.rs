@@ -188,6 +188,7 @@ impl<
                 conv_bias: &mut self.conv_bias_grad,
                 dense1_kernel: None,
                 dense1_bias: &mut self.dense1_bias_grad,
+                hidden: hidden_grad,
                 dense2: LayerGrads {
                     kernel: &mut self.dense2_kernel_grad,
                     bias: &mut self.dense2_bias_grad,
@@ -196,7 +197,6 @@ impl<
             loss_sum += self
                 .pass
                 .backward(params, Target { label, scale }, rate, grads, None)?;
-            *hidden_grad = self.pass.hidden_grad;
         }
         let loss = checked_loss(
             loss_sum,

@@ -53,12 +53,14 @@ pub struct Trainer<
 > {
     grads: Params<H, W, K, FLAT, HIDDEN, CLASSES>,
     pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES>,
+    /// The sample's gradient at dense1's outputs.
+    hidden_grad: [f32; HIDDEN],
     dropout: f32,
 }
 
-// SAFETY: a `Params` and a `Pass` (`f32`, `u8` and `u16` arrays and a
-// `usize`) and an `f32`: all zero bytes form a valid value (dropout 0, no
-// active cells).
+// SAFETY: a `Params`, a `Pass` (`f32`, `u8` and `u16` arrays and a
+// `usize`), an `f32` array and an `f32`: all zero bytes form a valid value
+// (dropout 0, no active cells).
 unsafe impl<
         const H: usize,
         const W: usize,
@@ -91,6 +93,7 @@ impl<
         Self {
             grads: Params::zeroed(),
             pass: Pass::new(Kept::new()),
+            hidden_grad: [0.0; HIDDEN],
             dropout: 0.0,
         }
     }
@@ -186,13 +189,9 @@ impl<
         image_grad: Option<&mut [[f32; W]; H]>,
     ) -> Result<f32, Error> {
         self.pass.forward(params, self.dropout, rng)?;
-        self.pass.backward(
-            params,
-            target,
-            self.dropout,
-            Grads::of(&mut self.grads),
-            image_grad,
-        )
+        let grads = Grads::of(&mut self.grads, &mut self.hidden_grad);
+        self.pass
+            .backward(params, target, self.dropout, grads, image_grad)
     }
 
     /// One gradient step on the samples at `batch`: the mean gradient of
