@@ -107,15 +107,36 @@ impl<'a, R: RngCore, P: Progress> Epoch<'a, R, P> {
         n: usize,
         mut step: impl FnMut(&[u32], &mut R) -> Result<f32, Error>,
     ) -> Result<f32, Error> {
-        let order = shuffled_batches(n, self.order, self.batch_size, self.rng)?;
-        let batches = order.len() / self.batch_size;
-        let mut loss_sum = 0.0f64;
-        for (b, batch) in order.chunks_exact(self.batch_size).enumerate() {
-            let loss = step(batch, self.rng)?;
-            loss_sum += f64::from(loss);
-            self.progress.batch_done(self.number, b, batches, loss);
+        let Batches {
+            order,
+            rng,
+            mut tally,
+        } = self.batches(n)?;
+        for (b, batch) in order.chunks_exact(tally.batch_size).enumerate() {
+            tally.done(b, step(batch, rng)?);
         }
-        Ok((loss_sum / batches as f64) as f32)
+        Ok(tally.mean())
+    }
+
+    /// The epoch's batches over `n` samples, in a fresh permutation, for a
+    /// schedule that steps through them itself, and the tally it tells of
+    /// each batch's loss.
+    ///
+    /// # Errors
+    /// As [`shuffled_batches`].
+    pub(crate) fn batches(&mut self, n: usize) -> Result<Batches<'_, R, P>, Error> {
+        let order = shuffled_batches(n, self.order, self.batch_size, self.rng)?;
+        Ok(Batches {
+            tally: Tally {
+                progress: &mut self.progress,
+                epoch: self.number,
+                batch_size: self.batch_size,
+                batches: order.len() / self.batch_size,
+                loss_sum: 0.0,
+            },
+            order,
+            rng: self.rng,
+        })
     }
 
     /// `epochs` epochs from this one on, each run by `train` (which returns
@@ -147,6 +168,36 @@ impl<'a, R: RngCore, P: Progress> Epoch<'a, R, P> {
             self.number += 1;
         }
         Ok(history)
+    }
+}
+
+/// An epoch's full batches, one after another in `order`, with the
+/// generator and the tally of their losses.
+pub(crate) struct Batches<'e, R, P> {
+    pub order: &'e [u32],
+    pub rng: &'e mut R,
+    pub tally: Tally<'e, P>,
+}
+
+/// The losses of an epoch's batches so far, each also told to the progress.
+pub(crate) struct Tally<'e, P> {
+    progress: &'e mut P,
+    epoch: usize,
+    pub batch_size: usize,
+    batches: usize,
+    loss_sum: f64,
+}
+
+impl<P: Progress> Tally<'_, P> {
+    /// Batch `batch` stepped with mean loss `loss`.
+    pub fn done(&mut self, batch: usize, loss: f32) {
+        self.loss_sum += f64::from(loss);
+        self.progress.batch_done(self.epoch, batch, self.batches, loss);
+    }
+
+    /// The mean of the batch losses.
+    pub fn mean(&self) -> f32 {
+        (self.loss_sum / self.batches as f64) as f32
     }
 }
 

@@ -26,7 +26,7 @@ use self::run::{Driver, Lane, Run, Sample};
 use crate::data::Samples;
 use crate::model::{ParamBuffer, Params};
 use crate::train::dropout::check_rate;
-use crate::train::fit::shuffled_batches;
+use crate::train::fit::Batches;
 use crate::train::pass::batch_scale;
 use crate::train::{Epoch, Optimizer, Progress};
 use crate::Error;
@@ -165,7 +165,7 @@ impl<
         params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
         optimizer: &mut O,
         samples: &S,
-        epoch: Epoch<'_, R, P>,
+        mut epoch: Epoch<'_, R, P>,
     ) -> Result<f32, Error>
     where
         S: Samples<H, W> + Sync + ?Sized,
@@ -173,25 +173,20 @@ impl<
         R: RngCore,
         P: Progress + Send,
     {
-        let Epoch {
-            number,
-            batch_size,
+        let Batches {
             order,
             rng,
-            mut progress,
-        } = epoch;
-        let order = shuffled_batches(samples.len(), order, batch_size, rng)?;
+            mut tally,
+        } = epoch.batches(samples.len())?;
         // Every seed the epoch's batches draw, drawn first: the generator
         // gives the same ones in the same order as batch after batch.
         self.seeds.clear();
         self.seeds.extend(order.iter().map(|_| rng.next_u64()));
-        let batches = order.len() / batch_size;
-        let mut loss_sum = 0.0f64;
+        let batch_size = tally.batch_size;
         self.run(params, optimizer, samples, order, batch_size, &mut |b, loss| {
-            loss_sum += f64::from(loss);
-            progress.batch_done(number, b, batches, loss);
+            tally.done(b, loss)
         })?;
-        Ok((loss_sum / batches as f64) as f32)
+        Ok(tally.mean())
     }
 
     /// Steps on each batch of `batch_size` of `indices` in turn (with the
