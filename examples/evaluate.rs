@@ -58,7 +58,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         let params = common::load_weights(&args.weights)?;
         println!("weights: {}", args.weights.display());
-        common::confusion(&params, &test)?
+        common::confusion(&*params, &test)?
     };
     println!("data: {} ({} test images)", data.dir().display(), test.len());
     let accuracy = common::report(&matrix);

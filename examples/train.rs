@@ -20,8 +20,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, Samples, Subset};
 use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint, ParallelTrainer};
-use tinycnn::train::{Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State};
-use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace};
+use tinycnn::train::{
+    Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State, StreamingSgdTrainer,
+};
+use tinycnn::{FashionParams, FashionParams8, FashionTrainer, FashionWorkspace};
+
+/// The largest batch `--recipe sgd8` takes (its trainer keeps each sample's
+/// hidden-layer gradient until the batch's second pass).
+const MAX_BATCH_SGD8: usize = 256;
 
 /// The seed of the train/validation split: fixed, as in the book, whatever `--seed`.
 const SPLIT_SEED: u64 = 42;
@@ -32,6 +38,10 @@ enum Recipe {
     Sgd,
     /// Adam (Keras defaults), batch 32, dropout 0.5 after flatten.
     Adam,
+    /// The `sgd` recipe with dense1's kernel in 8 bits (`Params8`), updated
+    /// in place with stochastic rounding: the arithmetic of the firmware that
+    /// trains in 256 KiB of RAM.
+    Sgd8,
 }
 
 /// Train the Fashion-MNIST CNN.
@@ -104,7 +114,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (default_batch, default_lr, dropout) = match args.recipe {
-        Recipe::Sgd => (128, 0.01, 0.0),
+        Recipe::Sgd | Recipe::Sgd8 => (128, 0.01, 0.0),
         Recipe::Adam => (32, AdamConfig::KERAS.lr, 0.5),
     };
     let batch_size = args.batch.unwrap_or(default_batch);
@@ -165,8 +175,21 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         1 => None,
         threads => Some(ParallelTrainer::new(threads, dropout)?),
     };
+    // The 8-bit recipe: its parameters, and the schedule that trains them
+    // without a gradient of dense1's kernel.
+    let mut int8 = match args.recipe {
+        Recipe::Sgd8 => {
+            if args.threads > 1 || args.resume {
+                return Err("--recipe sgd8 trains on one thread and does not resume".into());
+            }
+            let mut params8 = FashionParams8::boxed();
+            params8.init_glorot(&mut Pcg32::seed_from_u64(args.seed));
+            Some((params8, StreamingSgdTrainer::<MAX_BATCH_SGD8>::boxed(lr)?))
+        }
+        _ => None,
+    };
     let mut optimizer = match args.recipe {
-        Recipe::Sgd => Opt::Sgd(Sgd::new(lr)?),
+        Recipe::Sgd | Recipe::Sgd8 => Opt::Sgd(Sgd::new(lr)?),
         Recipe::Adam => {
             let adam = Adam::<FashionParams>::boxed(AdamConfig {
                 lr,
@@ -222,8 +245,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // Each epoch draws from its own stream, so a resumed run repeats an
         // uninterrupted one bit for bit.
         let mut rng = epoch_rng(args.seed, epoch);
-        let train_loss = match &mut parallel {
-            Some(parallel) => parallel.train_epoch(
+        let train_loss = match (&mut parallel, &mut int8) {
+            (_, Some((params8, streaming))) => streaming.train_epoch(
+                &mut **params8,
+                &train,
+                Epoch::new(&mut order, batch_size, &mut rng)
+                    .number(epoch)
+                    .progress(&mut progress),
+            )?,
+            (Some(parallel), None) => parallel.train_epoch(
                 &mut params,
                 &mut optimizer,
                 &train,
@@ -231,7 +261,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .number(epoch)
                     .progress(&mut progress),
             )?,
-            None => trainer.train_epoch(
+            (None, None) => trainer.train_epoch(
                 &mut params,
                 &mut optimizer,
                 &train,
@@ -242,7 +272,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         };
         let train_seconds = start.elapsed().as_secs_f64();
         progress.bar.finish_and_clear();
-        let val = params.evaluate(&validation, &mut ws)?;
+        let val = match &int8 {
+            Some((params8, _)) => params8.evaluate(&validation, &mut ws)?,
+            None => params.evaluate(&validation, &mut ws)?,
+        };
         let row = EpochRow {
             epoch: epoch + 1,
             train_loss,
@@ -261,10 +294,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Opt::Adam(adam) => Some(&**adam),
             Opt::Sgd(_) => None,
         };
-        save_checkpoint(&checkpoint_path, &params, adam, epoch + 1, &info)?;
+        if int8.is_none() {
+            save_checkpoint(&checkpoint_path, &params, adam, epoch + 1, &info)?;
+        }
     }
 
-    let matrix = common::confusion(&params, &test)?;
+    let matrix = match &int8 {
+        Some((params8, _)) => {
+            // The export: what weight files, `evaluate` and `quantize` read.
+            params8.to_params(&mut params);
+            common::confusion(&**params8, &test)?
+        }
+        None => common::confusion(&*params, &test)?,
+    };
     let accuracy = common::report(&matrix);
     tinycnn::host::save_safetensors(&params, &out.join("model.safetensors"))?;
     tinycnn::host::write_atomically(&out.join("history.csv"), history_csv(&rows).as_bytes())?;

@@ -54,12 +54,15 @@ pub use error::Error;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use kernels::argmax;
-pub use model::{BatchWorkspace, Evaluation, ParamBuffer, Params, Workspace};
+pub use model::{BatchWorkspace, Evaluation, Network, ParamBuffer, Params, Params8, Workspace};
 pub use train::Trainer;
 
 /// [`Params`] at the default (Fashion-MNIST) sizes, nameable in expressions:
 /// `FashionParams::boxed()`.
 pub type FashionParams = Params;
+/// [`Params8`] at the default sizes, nameable in expressions:
+/// `FashionParams8::boxed()`.
+pub type FashionParams8 = Params8;
 /// [`Workspace`] at the default sizes.
 pub type FashionWorkspace = Workspace;
 /// [`Trainer`] at the default sizes.

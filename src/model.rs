@@ -1,17 +1,55 @@
 //! The network's parameters, its inference working memory, and the forward pass.
 
 mod batch;
+mod int8_kernel;
+pub(crate) mod layers;
+mod params8;
 
 use crate::data::Samples;
-use crate::kernels::dense::{dense_listed, nonzero_positions};
-use crate::kernels::{
-    all_finite, argmax, conv_relu_pool, dense, relu, softmax, softmax_cross_entropy, ConvKernel,
-};
+use crate::kernels::{all_finite, argmax, softmax, softmax_cross_entropy, ConvKernel};
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
 use rand_core::RngCore;
 
 pub use batch::BatchWorkspace;
+pub use int8_kernel::Int8Kernel;
+pub use params8::Params8;
+
+/// Parameters the forward pass and the trainers read: [`Params`] (every
+/// parameter in `f32`) or [`Params8`] (dense1's kernel in 8 bits). Sealed:
+/// the crate implements it for those two.
+pub trait Network<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+>: layers::Layers<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Network<H, W, K, FLAT, HIDDEN, CLASSES> for Params<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Network<H, W, K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+}
 
 /// All trainable parameters of the CNN, in the Keras layouts of the crate's
 /// weight files (so a flat view of this struct is the blob's payload).
@@ -225,51 +263,7 @@ impl<
         image: &[[f32; W]; H],
         workspace: &'w mut Workspace<FLAT, HIDDEN, CLASSES>,
     ) -> Result<&'w [f32; CLASSES], Error> {
-        if !all_finite(image.as_flattened()) {
-            return Err(Error::NonFinite { what: "image" });
-        }
-        self.features(image, workspace)?;
-        dense(
-            &workspace.hidden,
-            &self.dense2_kernel,
-            &self.dense2_bias,
-            &mut workspace.logits,
-        );
-        Ok(&workspace.logits)
-    }
-
-    /// The forward pass up to the hidden layer, into `workspace`, recording
-    /// pooling winners in `argmax` when given, and letting `after_pool` change
-    /// the pooled map before dense1 (training applies dropout there). Given
-    /// `active`, lists the positions of the pooled map's non-zero cells there
-    /// and returns how many there are (backward walks the same list). The
-    /// caller has checked the image.
-    #[inline]
-    pub(crate) fn hidden_parts(
-        &self,
-        image: &[[f32; W]; H],
-        ws: &mut Workspace<FLAT, HIDDEN, CLASSES>,
-        argmax: Option<&mut [u8; FLAT]>,
-        after_pool: impl FnOnce(&mut [f32; FLAT]),
-        active: Option<&mut [u16; FLAT]>,
-    ) -> usize {
-        conv_relu_pool(image, &self.conv_kernel, &self.conv_bias, &mut ws.pooled, argmax);
-        after_pool(&mut ws.pooled);
-        let mut n = 0;
-        if let Some(active) = active {
-            n = nonzero_positions(&ws.pooled, active);
-            dense_listed(
-                &ws.pooled,
-                active.get(..n).unwrap_or_default(),
-                &self.dense1_kernel,
-                &self.dense1_bias,
-                &mut ws.hidden,
-            );
-        } else {
-            dense_in_own_frame(&ws.pooled, &self.dense1_kernel, &self.dense1_bias, &mut ws.hidden);
-        }
-        relu(&mut ws.hidden);
-        n
+        layers::logits(self, image, workspace)
     }
 
     /// The hidden layer (after ReLU) for one image: the features the last
@@ -293,7 +287,7 @@ impl<
         if !all_finite(image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
-        self.hidden_parts(image, workspace, None, |_| (), None);
+        layers::hidden_parts(self, image, workspace, None, |_| (), None);
         Ok(&workspace.hidden)
     }
 
@@ -356,10 +350,7 @@ impl<
         samples: &S,
         workspace: &mut Workspace<FLAT, HIDDEN, CLASSES>,
     ) -> Result<Evaluation, Error> {
-        let mut image = [[0.0f32; W]; H];
-        evaluate_logits(samples, &mut image, |image| {
-            self.forward(image, workspace).copied()
-        })
+        layers::evaluate(self, samples, workspace)
     }
 
     /// Accuracy over every sample of `samples`: the fraction predicted right.
@@ -562,26 +553,12 @@ impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default
     }
 }
 
-/// [`dense`] in a frame of its own, as the convolution is: its list of
-/// non-zero inputs (two bytes an input) and the convolution's rows are then
-/// never on the stack together, whichever caller the compiler inlines the
-/// forward pass into (firmware counts the stack's peak).
-#[inline(never)]
-fn dense_in_own_frame<const IN: usize, const OUT: usize>(
-    input: &[f32; IN],
-    kernel: &[[f32; OUT]; IN],
-    bias: &[f32; OUT],
-    out: &mut [f32; OUT],
-) {
-    dense(input, kernel, bias, out);
-}
-
-fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {
+pub(crate) fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {
     libm::sqrtf(6.0 / (fan_in + fan_out) as f32)
 }
 
 /// Fills `values` from `U(-limit, limit)`, one 32-bit draw per value.
-fn fill_uniform(values: &mut [f32], limit: f32, rng: &mut impl RngCore) {
+pub(crate) fn fill_uniform(values: &mut [f32], limit: f32, rng: &mut impl RngCore) {
     for v in values {
         *v = (2.0 * unit_interval(rng.next_u32()) - 1.0) * limit;
     }

@@ -32,7 +32,7 @@ pub fn load_data(explicit: Option<&Path>) -> Result<FashionMnist, HostError> {
 
 /// Predictions over a data set as a confusion matrix: `[true][predicted]`.
 pub fn confusion<S: Samples<28, 28> + ?Sized>(
-    params: &FashionParams,
+    params: &impl Predict,
     samples: &S,
 ) -> Result<[[usize; 10]; 10], tinycnn::Error> {
     let mut matrix = [[0usize; 10]; 10];
@@ -44,6 +44,23 @@ pub fn confusion<S: Samples<28, 28> + ?Sized>(
         matrix[label][predicted] += 1;
     }
     Ok(matrix)
+}
+
+/// A model that predicts a class: f32 parameters, or the 8-bit ones.
+pub trait Predict {
+    fn predict(&self, image: &[[f32; 28]; 28], ws: &mut FashionWorkspace) -> Result<usize, tinycnn::Error>;
+}
+
+impl Predict for FashionParams {
+    fn predict(&self, image: &[[f32; 28]; 28], ws: &mut FashionWorkspace) -> Result<usize, tinycnn::Error> {
+        FashionParams::predict(self, image, ws)
+    }
+}
+
+impl Predict for tinycnn::FashionParams8 {
+    fn predict(&self, image: &[[f32; 28]; 28], ws: &mut FashionWorkspace) -> Result<usize, tinycnn::Error> {
+        tinycnn::FashionParams8::predict(self, image, ws)
+    }
 }
 
 /// Prints per-class accuracy and the confusion matrix; returns the accuracy.

@@ -20,6 +20,8 @@ pub(crate) mod dense;
 mod dsp;
 mod int8;
 pub(crate) mod paired;
+mod rounding;
+mod scaled_i8;
 mod softmax;
 mod update;
 pub(crate) mod vector;
@@ -27,6 +29,11 @@ pub(crate) mod vector;
 pub use conv::{conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_grad, ConvKernel};
 pub use dense::{dense, dense_backward, relu};
 pub use int8::{conv_relu_pool_i8, dense_i8, ConvKernelI8, Requant};
+pub use rounding::{add_stochastic, halve_to_even, Dither, FRACTION_BITS};
+pub use scaled_i8::{
+    add_outer_stochastic, dense_scaled_i8, dense_scaled_i8_listed, double_column_scale,
+    scaled_i8_input_grad_listed, GRID_MAX,
+};
 pub use softmax::{softmax, softmax_cross_entropy};
 pub use vector::{all_finite, argmax, axpy, dot, LANES};
 

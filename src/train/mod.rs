@@ -14,5 +14,5 @@ pub use dropout::dropout;
 pub use fit::{Epoch, EpochStats, History, Progress};
 pub use head::{Head, HeadTrainer};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
-pub use streaming::StreamingSgdTrainer;
+pub use streaming::{StreamedParams, StreamingSgdTrainer};
 pub use trainer::Trainer;

@@ -9,8 +9,9 @@
 
 use super::dropout::dropout;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
-use crate::kernels::dense::{dense_backward_listed, nonzero_positions};
+use crate::kernels::dense::nonzero_positions;
 use crate::kernels::{all_finite, conv_relu_pool_input_grad, dense, dense_backward, softmax_cross_entropy};
+use crate::model::layers::{hidden_parts, Layers};
 use crate::model::{Params, Workspace};
 use crate::Error;
 use rand_core::RngCore;
@@ -216,14 +217,15 @@ impl<
     /// [`Error::NonFinite`] for a NaN or infinite pixel.
     pub fn forward(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        params: &impl Layers<H, W, K, FLAT, HIDDEN, CLASSES>,
         rate: f32,
         rng: &mut impl RngCore,
     ) -> Result<(), Error> {
         if !all_finite(self.image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
-        let len = params.hidden_parts(
+        let len = hidden_parts(
+            params,
             &self.image,
             &mut self.ws,
             Some(&mut self.argmax),
@@ -247,17 +249,18 @@ impl<
     /// [`Error::LabelOutOfRange`].
     pub fn backward(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        params: &impl Layers<H, W, K, FLAT, HIDDEN, CLASSES>,
         target: Target,
         rate: f32,
         grads: Grads<'_, K, FLAT, HIDDEN, CLASSES>,
         image_grad: Option<&mut [[f32; W]; H]>,
     ) -> Result<f32, Error> {
+        let (dense2_kernel, dense2_bias) = params.dense2();
         let loss = last_layer_backward(
             &self.ws.hidden,
             Layer {
-                kernel: &params.dense2_kernel,
-                bias: &params.dense2_bias,
+                kernel: dense2_kernel,
+                bias: dense2_bias,
             },
             target,
             &mut self.ws.logits,
@@ -275,14 +278,13 @@ impl<
         } = self;
         let hidden_grad = &*grads.hidden;
         cells.with(&ws.pooled, |active| {
-            dense_backward_listed(
+            params.dense1_backward_listed(
                 &ws.pooled,
                 active,
-                &params.dense1_kernel,
                 hidden_grad,
                 grads.dense1_kernel,
                 grads.dense1_bias,
-                Some(&mut *pooled_grad),
+                pooled_grad,
             );
             if rate > 0.0 {
                 // Kept values were scaled by 1 / (1 - rate) on the way forward;
@@ -305,7 +307,7 @@ impl<
             );
         });
         if let Some(image_grad) = image_grad {
-            conv_relu_pool_input_grad(&params.conv_kernel, &ws.pooled, argmax, pooled_grad, image_grad);
+            conv_relu_pool_input_grad(params.conv().0, &ws.pooled, argmax, pooled_grad, image_grad);
         }
         Ok(loss)
     }

@@ -7,11 +7,153 @@ use super::fit::{Epoch, Progress};
 use super::optim::check_learning_rate;
 use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Relisted, Target};
 use crate::data::Samples;
-use crate::kernels::{axpy, conv_relu_pool};
-use crate::model::Params;
+use crate::kernels::{add_outer_stochastic, axpy, conv_relu_pool, Dither};
+use crate::model::{Network, Params, Params8};
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
+
+/// Parameters [`StreamingSgdTrainer`] trains: [`Params`] (dense1 updated
+/// in `f32`) or [`Params8`] (dense1 updated on its 8-bit grid, each change
+/// stochastically rounded with dither drawn from the epoch's generator).
+/// Sealed: the crate implements it for those two.
+pub trait StreamedParams<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+>: Network<H, W, K, FLAT, HIDDEN, CLASSES> + sealed::Steps<K, FLAT, HIDDEN, CLASSES>
+{
+}
+
+mod sealed {
+    use crate::kernels::ConvKernel;
+    use rand_core::RngCore;
+
+    /// The layers SGD steps with the batch's gradient.
+    pub struct SmallLayers<'a, const K: usize, const HIDDEN: usize, const CLASSES: usize> {
+        pub conv_kernel: &'a mut ConvKernel<K>,
+        pub conv_bias: &'a mut [f32; K],
+        pub dense1_bias: &'a mut [f32; HIDDEN],
+        pub dense2_kernel: &'a mut [[f32; CLASSES]; HIDDEN],
+        pub dense2_bias: &'a mut [f32; CLASSES],
+    }
+
+    /// How the parameters take their steps.
+    pub trait Steps<const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> {
+        /// The layers whose batch gradient the schedule adds up.
+        fn small_layers(&mut self) -> SmallLayers<'_, K, HIDDEN, CLASSES>;
+
+        /// One sample's step of dense1's kernel: `-lr * input (outer)
+        /// hidden_grad`.
+        fn step_dense1(
+            &mut self,
+            input: &[f32; FLAT],
+            hidden_grad: &[f32; HIDDEN],
+            lr: f32,
+            rng: &mut impl RngCore,
+        );
+    }
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES> for Params<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > sealed::Steps<K, FLAT, HIDDEN, CLASSES> for Params<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    fn small_layers(&mut self) -> sealed::SmallLayers<'_, K, HIDDEN, CLASSES> {
+        sealed::SmallLayers {
+            conv_kernel: &mut self.conv_kernel,
+            conv_bias: &mut self.conv_bias,
+            dense1_bias: &mut self.dense1_bias,
+            dense2_kernel: &mut self.dense2_kernel,
+            dense2_bias: &mut self.dense2_bias,
+        }
+    }
+
+    fn step_dense1(
+        &mut self,
+        input: &[f32; FLAT],
+        hidden_grad: &[f32; HIDDEN],
+        lr: f32,
+        _: &mut impl RngCore,
+    ) {
+        for (&x, row) in input.iter().zip(self.dense1_kernel.iter_mut()) {
+            if x != 0.0 {
+                axpy(-lr * x, hidden_grad, row);
+            }
+        }
+    }
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > sealed::Steps<K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    fn small_layers(&mut self) -> sealed::SmallLayers<'_, K, HIDDEN, CLASSES> {
+        sealed::SmallLayers {
+            conv_kernel: &mut self.conv_kernel,
+            conv_bias: &mut self.conv_bias,
+            dense1_bias: &mut self.dense1_bias,
+            dense2_kernel: &mut self.dense2_kernel,
+            dense2_bias: &mut self.dense2_bias,
+        }
+    }
+
+    fn step_dense1(
+        &mut self,
+        input: &[f32; FLAT],
+        hidden_grad: &[f32; HIDDEN],
+        lr: f32,
+        rng: &mut impl RngCore,
+    ) {
+        let mut delta = [0.0f32; HIDDEN];
+        for (d, &g) in delta.iter_mut().zip(hidden_grad) {
+            *d = -lr * g;
+        }
+        let kernel = &mut self.dense1_kernel;
+        add_outer_stochastic(
+            &mut kernel.values,
+            &mut kernel.scales,
+            input,
+            &delta,
+            &mut Dither::new(rng.next_u32()),
+        );
+    }
+}
 
 /// Plain SGD in two passes over each mini-batch, holding at most `MAX_BATCH`
 /// samples' worth of hidden-layer gradients (400 bytes each by default)
@@ -159,13 +301,17 @@ impl<
     /// [`Error::Empty`], [`Error::Length`] for a batch over `MAX_BATCH`,
     /// [`Error::InvalidConfig`] before [`configure`](Self::configure),
     /// [`Error::Diverged`], and whatever reading a sample returns.
-    pub fn train_batch<S: Samples<H, W> + ?Sized>(
+    pub fn train_batch<P, S>(
         &mut self,
-        params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        params: &mut P,
         samples: &S,
         batch: &[u32],
         rng: &mut impl RngCore,
-    ) -> Result<f32, Error> {
+    ) -> Result<f32, Error>
+    where
+        P: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
+        S: Samples<H, W> + ?Sized,
+    {
         let scale = batch_scale(batch, MAX_BATCH)?;
         self.configure(self.lr, self.dropout)?;
         self.conv_kernel_grad = [[[0.0; K]; 3]; 3];
@@ -220,35 +366,27 @@ impl<
         for (&index, (hidden_grad, &seed)) in batch.iter().zip(kept) {
             let pooled = &mut self.pass.ws.pooled;
             samples.read(index as usize, &mut self.pass.image)?;
-            conv_relu_pool(
-                &self.pass.image,
-                &params.conv_kernel,
-                &params.conv_bias,
-                pooled,
-                None,
-            );
+            let (conv_kernel, conv_bias) = params.conv();
+            conv_relu_pool(&self.pass.image, conv_kernel, conv_bias, pooled, None);
             if rate > 0.0 {
                 dropout(pooled, rate, &mut SampleStream(seed));
             }
-            for (&x, row) in pooled.iter().zip(params.dense1_kernel.iter_mut()) {
-                if x != 0.0 {
-                    axpy(-self.lr * x, hidden_grad, row);
-                }
-            }
+            params.step_dense1(pooled, hidden_grad, self.lr, rng);
         }
         let lr = self.lr;
         let step = |values: &mut [f32], grads: &[f32]| axpy(-lr, grads, values);
+        let layers = params.small_layers();
         step(
-            params.conv_kernel.as_flattened_mut().as_flattened_mut(),
+            layers.conv_kernel.as_flattened_mut().as_flattened_mut(),
             self.conv_kernel_grad.as_flattened().as_flattened(),
         );
-        step(&mut params.conv_bias, &self.conv_bias_grad);
-        step(&mut params.dense1_bias, &self.dense1_bias_grad);
+        step(layers.conv_bias, &self.conv_bias_grad);
+        step(layers.dense1_bias, &self.dense1_bias_grad);
         step(
-            params.dense2_kernel.as_flattened_mut(),
+            layers.dense2_kernel.as_flattened_mut(),
             self.dense2_kernel_grad.as_flattened(),
         );
-        step(&mut params.dense2_bias, &self.dense2_bias_grad);
+        step(layers.dense2_bias, &self.dense2_bias_grad);
         Ok(loss)
     }
 
@@ -258,13 +396,14 @@ impl<
     ///
     /// # Errors
     /// As [`Trainer::train_epoch`](super::Trainer::train_epoch).
-    pub fn train_epoch<S, R, P>(
+    pub fn train_epoch<N, S, R, P>(
         &mut self,
-        params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        params: &mut N,
         samples: &S,
         mut epoch: Epoch<'_, R, P>,
     ) -> Result<f32, Error>
     where
+        N: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
         S: Samples<H, W> + ?Sized,
         R: RngCore,
         P: Progress,
@@ -278,11 +417,11 @@ impl<
     ///
     /// # Errors
     /// As [`Params::evaluate`].
-    pub fn evaluate<S: Samples<H, W> + ?Sized>(
-        &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        samples: &S,
-    ) -> Result<crate::Evaluation, Error> {
-        params.evaluate(samples, &mut self.pass.ws)
+    pub fn evaluate<N, S>(&mut self, params: &N, samples: &S) -> Result<crate::Evaluation, Error>
+    where
+        N: Network<H, W, K, FLAT, HIDDEN, CLASSES>,
+        S: Samples<H, W> + ?Sized,
+    {
+        crate::model::layers::evaluate(params, samples, &mut self.pass.ws)
     }
 }

@@ -1,0 +1,255 @@
+//! What the forward pass and the backward pass read of a network's
+//! parameters, whatever form dense1's kernel is stored in: `f32` in
+//! [`Params`], 8 bits with a scale per output in [`Params8`].
+
+use super::{Params, Params8};
+use crate::data::Samples;
+use crate::kernels::all_finite;
+use crate::kernels::dense::{dense_backward_listed, dense_listed};
+use crate::kernels::{
+    axpy, conv_relu_pool, dense, dense_scaled_i8, dense_scaled_i8_listed, relu, scaled_i8_input_grad_listed,
+    ConvKernel,
+};
+use crate::model::{evaluate_logits, Evaluation, Workspace};
+use crate::Error;
+
+/// The layers' parameters, read-only, and dense1's three operations. A
+/// public trait in a private module: the crate's types implement it, and
+/// [`Network`](super::Network) makes it nameable in bounds.
+pub trait Layers<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+>
+{
+    /// The convolution's kernel and bias.
+    fn conv(&self) -> (&ConvKernel<K>, &[f32; K]);
+
+    /// dense2's kernel and bias.
+    fn dense2(&self) -> (&[[f32; CLASSES]; HIDDEN], &[f32; CLASSES]);
+
+    /// dense1 before ReLU, over the listed inputs (the non-zero ones).
+    fn dense1_listed(&self, input: &[f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]);
+
+    /// dense1 before ReLU, without a list.
+    fn dense1(&self, input: &[f32; FLAT], out: &mut [f32; HIDDEN]);
+
+    /// Backward through dense1 at the listed inputs: its bias gradient
+    /// added to `bias_grad`, its kernel gradient to `kernel_grad` if given
+    /// (an 8-bit kernel takes its update from the schedule instead), and
+    /// the gradient at its input written to `input_grad`.
+    fn dense1_backward_listed(
+        &self,
+        input: &[f32; FLAT],
+        active: &[u16],
+        out_grad: &[f32; HIDDEN],
+        kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
+        bias_grad: &mut [f32; HIDDEN],
+        input_grad: &mut [f32; FLAT],
+    );
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Layers<H, W, K, FLAT, HIDDEN, CLASSES> for Params<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    fn conv(&self) -> (&ConvKernel<K>, &[f32; K]) {
+        (&self.conv_kernel, &self.conv_bias)
+    }
+
+    fn dense2(&self) -> (&[[f32; CLASSES]; HIDDEN], &[f32; CLASSES]) {
+        (&self.dense2_kernel, &self.dense2_bias)
+    }
+
+    #[inline]
+    fn dense1_listed(&self, input: &[f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
+        dense_listed(input, active, &self.dense1_kernel, &self.dense1_bias, out);
+    }
+
+    #[inline]
+    fn dense1(&self, input: &[f32; FLAT], out: &mut [f32; HIDDEN]) {
+        dense_in_own_frame(input, &self.dense1_kernel, &self.dense1_bias, out);
+    }
+
+    #[inline]
+    fn dense1_backward_listed(
+        &self,
+        input: &[f32; FLAT],
+        active: &[u16],
+        out_grad: &[f32; HIDDEN],
+        kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
+        bias_grad: &mut [f32; HIDDEN],
+        input_grad: &mut [f32; FLAT],
+    ) {
+        dense_backward_listed(
+            input,
+            active,
+            &self.dense1_kernel,
+            out_grad,
+            kernel_grad,
+            bias_grad,
+            Some(input_grad),
+        );
+    }
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Layers<H, W, K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    fn conv(&self) -> (&ConvKernel<K>, &[f32; K]) {
+        (&self.conv_kernel, &self.conv_bias)
+    }
+
+    fn dense2(&self) -> (&[[f32; CLASSES]; HIDDEN], &[f32; CLASSES]) {
+        (&self.dense2_kernel, &self.dense2_bias)
+    }
+
+    #[inline]
+    fn dense1_listed(&self, input: &[f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
+        let kernel = &self.dense1_kernel;
+        dense_scaled_i8_listed(
+            input,
+            active,
+            &kernel.values,
+            &kernel.scales,
+            &self.dense1_bias,
+            out,
+        );
+    }
+
+    #[inline]
+    fn dense1(&self, input: &[f32; FLAT], out: &mut [f32; HIDDEN]) {
+        let kernel = &self.dense1_kernel;
+        dense_scaled_i8(input, &kernel.values, &kernel.scales, &self.dense1_bias, out);
+    }
+
+    #[inline]
+    fn dense1_backward_listed(
+        &self,
+        _input: &[f32; FLAT],
+        active: &[u16],
+        out_grad: &[f32; HIDDEN],
+        _kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
+        bias_grad: &mut [f32; HIDDEN],
+        input_grad: &mut [f32; FLAT],
+    ) {
+        axpy(1.0, out_grad, bias_grad);
+        let mut scaled = [0.0f32; HIDDEN];
+        for ((s, &g), &scale) in scaled.iter_mut().zip(out_grad).zip(&self.dense1_kernel.scales) {
+            *s = g * scale;
+        }
+        scaled_i8_input_grad_listed(active, &self.dense1_kernel.values, &scaled, input_grad);
+    }
+}
+
+/// The forward pass up to the hidden layer, into `ws`, recording pooling
+/// winners in `argmax` when given, and letting `after_pool` change the
+/// pooled map before dense1 (training applies dropout there). Given
+/// `active`, lists the positions of the pooled map's non-zero cells there
+/// and returns how many there are (backward walks the same list). The
+/// caller has checked the image.
+#[inline]
+pub(crate) fn hidden_parts<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+>(
+    network: &impl Layers<H, W, K, FLAT, HIDDEN, CLASSES>,
+    image: &[[f32; W]; H],
+    ws: &mut Workspace<FLAT, HIDDEN, CLASSES>,
+    argmax: Option<&mut [u8; FLAT]>,
+    after_pool: impl FnOnce(&mut [f32; FLAT]),
+    active: Option<&mut [u16; FLAT]>,
+) -> usize {
+    let (kernel, bias) = network.conv();
+    conv_relu_pool(image, kernel, bias, &mut ws.pooled, argmax);
+    after_pool(&mut ws.pooled);
+    let mut n = 0;
+    if let Some(active) = active {
+        n = crate::kernels::dense::nonzero_positions(&ws.pooled, active);
+        network.dense1_listed(&ws.pooled, active.get(..n).unwrap_or_default(), &mut ws.hidden);
+    } else {
+        network.dense1(&ws.pooled, &mut ws.hidden);
+    }
+    relu(&mut ws.hidden);
+    n
+}
+
+/// The logits of `image` in `ws`.
+///
+/// # Errors
+/// [`Error::NonFinite`] when a pixel is NaN or infinite.
+#[inline]
+pub(crate) fn logits<
+    'w,
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+>(
+    network: &impl Layers<H, W, K, FLAT, HIDDEN, CLASSES>,
+    image: &[[f32; W]; H],
+    ws: &'w mut Workspace<FLAT, HIDDEN, CLASSES>,
+) -> Result<&'w [f32; CLASSES], Error> {
+    if !all_finite(image.as_flattened()) {
+        return Err(Error::NonFinite { what: "image" });
+    }
+    hidden_parts(network, image, ws, None, |_| (), None);
+    let (kernel, bias) = network.dense2();
+    dense(&ws.hidden, kernel, bias, &mut ws.logits);
+    Ok(&ws.logits)
+}
+
+/// Mean loss and accuracy of `network` over every sample of `samples`.
+///
+/// # Errors
+/// As [`Params::evaluate`].
+pub(crate) fn evaluate<
+    const H: usize,
+    const W: usize,
+    const K: usize,
+    const FLAT: usize,
+    const HIDDEN: usize,
+    const CLASSES: usize,
+    S: Samples<H, W> + ?Sized,
+>(
+    network: &impl Layers<H, W, K, FLAT, HIDDEN, CLASSES>,
+    samples: &S,
+    ws: &mut Workspace<FLAT, HIDDEN, CLASSES>,
+) -> Result<Evaluation, Error> {
+    let mut image = [[0.0f32; W]; H];
+    evaluate_logits(samples, &mut image, |image| logits(network, image, ws).copied())
+}
+
+/// [`dense`] in a frame of its own, as the convolution is: its list of
+/// non-zero inputs (two bytes an input) and the convolution's rows are then
+/// never on the stack together, whichever caller the compiler inlines the
+/// forward pass into (firmware counts the stack's peak).
+#[inline(never)]
+fn dense_in_own_frame<const IN: usize, const OUT: usize>(
+    input: &[f32; IN],
+    kernel: &[[f32; OUT]; IN],
+    bias: &[f32; OUT],
+    out: &mut [f32; OUT],
+) {
+    dense(input, kernel, bias, out);
+}
