@@ -122,8 +122,10 @@ impl Board {
                 (0x0800_0000, "1024K", 0x2000_0000, "128K")
             }
         };
+        // An example that defines the absolute symbol TINYCNN_RAM_BYTES
+        // (m4_train_256k) links against that much RAM instead.
         format!(
-            "MEMORY\n{{\n  FLASH : ORIGIN = {flash:#010x}, LENGTH = {flash_len}\n  RAM : ORIGIN = {ram:#010x}, LENGTH = {ram_len}\n}}\n"
+            "MEMORY\n{{\n  FLASH : ORIGIN = {flash:#010x}, LENGTH = {flash_len}\n  RAM : ORIGIN = {ram:#010x}, LENGTH = DEFINED(TINYCNN_RAM_BYTES) ? TINYCNN_RAM_BYTES : {ram_len}\n}}\n"
         )
     }
 }

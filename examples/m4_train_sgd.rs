@@ -12,10 +12,10 @@
 
 mod board;
 
-use board::{build_setting, out, Meter};
+use board::{build_setting, out};
 use rand_core::SeedableRng;
 use static_cell::ConstStaticCell;
-use tinycnn::train::{Epoch, StreamingSgdTrainer};
+use tinycnn::train::StreamingSgdTrainer;
 use tinycnn::FashionParams;
 
 const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 2000);
@@ -50,19 +50,11 @@ fn run() -> bool {
         EPOCHS,
         BATCH
     );
-    let (mut loss, mut instructions) = (f32::NAN, 0u64);
-    for epoch in 0..EPOCHS {
-        let meter = Meter::start();
-        match trainer.train_epoch(params, &train, Epoch::new(order, BATCH, &mut rng).number(epoch)) {
-            Ok(epoch_loss) => loss = epoch_loss,
-            Err(e) => {
-                out!("error: epoch {}: {}", epoch + 1, e);
-                return false;
-            }
-        }
-        instructions += meter.read();
-        out!("epoch {} train_loss {:.6}", epoch + 1, loss);
-    }
+    let Some((loss, instructions_per_image)) =
+        board::train_streaming(trainer, params, &train, EPOCHS, order, &mut rng)
+    else {
+        return false;
+    };
     let Ok(evaluation) = trainer.evaluate(params, &board::TEST) else {
         return false;
     };
@@ -73,7 +65,7 @@ fn run() -> bool {
         EPOCHS,
         loss,
         evaluation.accuracy,
-        instructions / (IMAGES / BATCH * BATCH * EPOCHS) as u64,
+        instructions_per_image,
         statics,
         stack
     );

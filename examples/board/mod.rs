@@ -226,6 +226,38 @@ impl Meter {
     }
 }
 
+/// `epochs` epochs of streaming SGD over `train` in batches of `BATCH`,
+/// each epoch's loss printed; returns the last epoch's loss and the
+/// instructions per training image, or `None` after printing the error.
+pub fn train_streaming<const BATCH: usize, P>(
+    trainer: &mut tinycnn::train::StreamingSgdTrainer<BATCH>,
+    params: &mut P,
+    train: &Embedded,
+    epochs: usize,
+    order: &mut [u32],
+    rng: &mut impl rand_core::RngCore,
+) -> Option<(f32, u64)>
+where
+    P: tinycnn::train::StreamedParams<28, 28, 10, 1960, 100, 10>,
+{
+    let (mut loss, mut instructions) = (f32::NAN, 0u64);
+    for epoch in 0..epochs {
+        let meter = Meter::start();
+        let this_epoch = tinycnn::train::Epoch::new(order, BATCH, rng).number(epoch);
+        match trainer.train_epoch(params, train, this_epoch) {
+            Ok(epoch_loss) => loss = epoch_loss,
+            Err(e) => {
+                out!("error: epoch {}: {}", epoch + 1, e);
+                return None;
+            }
+        }
+        instructions += meter.read();
+        out!("epoch {} train_loss {:.6}", epoch + 1, loss);
+    }
+    let images = train.len() / BATCH * BATCH * epochs;
+    Some((loss, instructions / images.max(1) as u64))
+}
+
 #[cfg(target_os = "none")]
 pub use device::*;
 

@@ -155,6 +155,28 @@ impl<
     }
 }
 
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Params8<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    /// Working memory of training these parameters with
+    /// [`StreamingSgdTrainer`], batches of up to 32, beyond the parameters
+    /// ([`Params8::BYTES`]); the permutation adds 4 bytes per training
+    /// sample. With both, the whole network trains in 256 KiB:
+    ///
+    /// ```
+    /// use tinycnn::FashionParams8;
+    /// assert_eq!(FashionParams8::TRAINING_BYTES_SGD, 41_400);
+    /// assert!(FashionParams8::BYTES + FashionParams8::TRAINING_BYTES_SGD + 4 * 2000 < 256 * 1024);
+    /// ```
+    pub const TRAINING_BYTES_SGD: usize = StreamingSgdTrainer::<32, H, W, K, FLAT, HIDDEN, CLASSES>::BYTES;
+}
+
 /// Plain SGD in two passes over each mini-batch, holding at most `MAX_BATCH`
 /// samples' worth of hidden-layer gradients (400 bytes each by default)
 /// instead of a gradient of the whole model.

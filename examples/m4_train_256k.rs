@@ -1,0 +1,135 @@
+//! The whole network trained from Glorot init on a Cortex-M4F (QEMU
+//! `mps2-an386`) in 256 KiB of RAM, parameters included: dense1's kernel
+//! lives in 8 bits ([`Params8`](tinycnn::Params8), 201,240 bytes in all) and
+//! the streaming trainer updates it in place, each change stochastically
+//! rounded onto its grid; no gradient of dense1's kernel ever exists. The
+//! linker gives this example 256 KiB of RAM (the `TINYCNN_RAM_BYTES` symbol
+//! below sets memory.x's RAM length) and refuses statics that do not fit.
+//! 2,000 Fashion-MNIST images in flash, batch 32, SGD lr 0.05, as
+//! `m4_train_sgd` trains the `f32` parameters.
+//!
+//! ```text
+//! cargo m4 m4_train_256k
+//! cargo run --release --example m4_train_256k   # the same arithmetic on the host
+//! ```
+//! Ends with `RESULT example=m4_train_256k ... final_loss=... accuracy=...
+//! model_hash=... instructions_per_image=... ram_bytes=...`: the host's run
+//! has the same model hash (the same bits), and writes the trained model's
+//! `f32` export to `target/m4_train_256k.safetensors`, which `evaluate` and
+//! `quantize` read.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+mod board;
+
+use board::{build_setting, out};
+use rand_core::SeedableRng;
+use static_cell::ConstStaticCell;
+use tinycnn::train::StreamingSgdTrainer;
+use tinycnn::FashionParams8;
+
+const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 2000);
+const EPOCHS: usize = build_setting(option_env!("TINYCNN_EPOCHS"), 2);
+const BATCH: usize = 32;
+const LEARNING_RATE: f32 = 0.05;
+const SEED: u64 = build_setting(option_env!("TINYCNN_SEED"), 1) as u64;
+
+/// The RAM this example links against: memory.x's RAM region takes this
+/// length when the symbol is defined.
+const RAM_BYTES: usize = 256 * 1024;
+#[cfg(target_os = "none")]
+core::arch::global_asm!(".globl TINYCNN_RAM_BYTES", ".set TINYCNN_RAM_BYTES, {ram}", ram = const RAM_BYTES);
+
+#[cfg_attr(target_os = "none", cortex_m_rt::entry)]
+fn main() -> ! {
+    board::main(run)
+}
+
+fn run() -> bool {
+    static PARAMS: ConstStaticCell<FashionParams8> = ConstStaticCell::new(FashionParams8::zeroed());
+    let params = PARAMS.take();
+    static TRAINER: ConstStaticCell<StreamingSgdTrainer<BATCH>> =
+        ConstStaticCell::new(StreamingSgdTrainer::zeroed_state());
+    let trainer = TRAINER.take();
+    static ORDER: ConstStaticCell<[u32; IMAGES]> = ConstStaticCell::new([0; IMAGES]);
+    let order = ORDER.take();
+    let train = board::TRAIN.first(IMAGES);
+    let mut rng = rand_pcg::Pcg32::seed_from_u64(SEED);
+    params.init_glorot(&mut rng);
+    if let Err(e) = trainer.configure(LEARNING_RATE, 0.0) {
+        out!("error: {}", e);
+        return false;
+    }
+    out!(
+        "SGD lr {} on 8-bit dense1, {} images, {} epochs, batch {}",
+        LEARNING_RATE,
+        IMAGES,
+        EPOCHS,
+        BATCH
+    );
+    let Some((loss, instructions_per_image)) =
+        board::train_streaming(trainer, params, &train, EPOCHS, order, &mut rng)
+    else {
+        return false;
+    };
+    let Ok(evaluation) = trainer.evaluate(params, &board::TEST) else {
+        return false;
+    };
+    let hash = model_hash(params);
+    let (statics, stack) = board::ram_report();
+    out!(
+        "RESULT example=m4_train_256k images={} epochs={} final_loss={:.6} accuracy={:.4} model_hash={:08x} instructions_per_image={} ram_bytes={} ram_static_bytes={} stack_peak_bytes={}",
+        IMAGES,
+        EPOCHS,
+        loss,
+        evaluation.accuracy,
+        hash,
+        instructions_per_image,
+        statics + stack,
+        statics,
+        stack
+    );
+    #[cfg(not(target_os = "none"))]
+    if let Err(e) = export(params) {
+        eprintln!("error: {e}");
+        return false;
+    }
+    // On the board the stack must not have reached the statics.
+    let fits = !cfg!(target_os = "none") || statics + stack < RAM_BYTES;
+    fits && evaluation.accuracy > 0.5
+}
+
+/// CRC-32 of every parameter's bytes, layer by layer: equal on the board
+/// and the host when they trained the same bits.
+fn model_hash(params: &FashionParams8) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    let floats = [
+        params.conv_kernel.as_flattened().as_flattened(),
+        &params.conv_bias[..],
+        &params.dense1_kernel.scales[..],
+        &params.dense1_bias[..],
+        params.dense2_kernel.as_flattened(),
+        &params.dense2_bias[..],
+    ];
+    for values in floats {
+        for v in values {
+            hasher.update(&v.to_le_bytes());
+        }
+    }
+    for row in &params.dense1_kernel.values {
+        for &v in row {
+            hasher.update(&[v as u8]);
+        }
+    }
+    hasher.finalize()
+}
+
+/// Writes the trained model's `f32` export for the host's tools.
+#[cfg(not(target_os = "none"))]
+fn export(params: &FashionParams8) -> Result<(), Box<dyn std::error::Error>> {
+    let mut exported = tinycnn::FashionParams::boxed();
+    params.to_params(&mut exported);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/m4_train_256k.safetensors");
+    tinycnn::host::save_safetensors(&exported, &path)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
