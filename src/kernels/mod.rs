@@ -30,6 +30,8 @@ pub use conv::{conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_gra
 pub use dense::{dense, dense_backward, relu};
 pub use int8::{conv_relu_pool_i8, dense_i8, ConvKernelI8, Requant};
 pub use rounding::{add_stochastic, halve_to_even, Dither, FRACTION_BITS};
+#[doc(hidden)]
+pub use scaled_i8::{add_outer_sparse, add_outer_stochastic_dense};
 pub use scaled_i8::{
     add_outer_stochastic, dense_scaled_i8, dense_scaled_i8_listed, double_column_scale,
     scaled_i8_input_grad_listed, GRID_MAX,

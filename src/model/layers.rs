@@ -31,11 +31,12 @@ pub trait Layers<
     /// dense2's kernel and bias.
     fn dense2(&self) -> (&[[f32; CLASSES]; HIDDEN], &[f32; CLASSES]);
 
-    /// dense1 before ReLU, over the listed inputs (the non-zero ones).
-    fn dense1_listed(&self, input: &[f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]);
+    /// dense1 before ReLU, over the listed inputs (the non-zero ones). An
+    /// 8-bit kernel rounds its inputs to fixed point in place.
+    fn dense1_listed(&self, input: &mut [f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]);
 
     /// dense1 before ReLU, without a list.
-    fn dense1(&self, input: &[f32; FLAT], out: &mut [f32; HIDDEN]);
+    fn dense1(&self, input: &mut [f32; FLAT], out: &mut [f32; HIDDEN]);
 
     /// Backward through dense1 at the listed inputs: its bias gradient
     /// added to `bias_grad`, its kernel gradient to `kernel_grad` if given
@@ -70,12 +71,12 @@ impl<
     }
 
     #[inline]
-    fn dense1_listed(&self, input: &[f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
+    fn dense1_listed(&self, input: &mut [f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
         dense_listed(input, active, &self.dense1_kernel, &self.dense1_bias, out);
     }
 
     #[inline]
-    fn dense1(&self, input: &[f32; FLAT], out: &mut [f32; HIDDEN]) {
+    fn dense1(&self, input: &mut [f32; FLAT], out: &mut [f32; HIDDEN]) {
         dense_in_own_frame(input, &self.dense1_kernel, &self.dense1_bias, out);
     }
 
@@ -119,7 +120,7 @@ impl<
     }
 
     #[inline]
-    fn dense1_listed(&self, input: &[f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
+    fn dense1_listed(&self, input: &mut [f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
         let kernel = &self.dense1_kernel;
         dense_scaled_i8_listed(
             input,
@@ -132,7 +133,7 @@ impl<
     }
 
     #[inline]
-    fn dense1(&self, input: &[f32; FLAT], out: &mut [f32; HIDDEN]) {
+    fn dense1(&self, input: &mut [f32; FLAT], out: &mut [f32; HIDDEN]) {
         let kernel = &self.dense1_kernel;
         dense_scaled_i8(input, &kernel.values, &kernel.scales, &self.dense1_bias, out);
     }
@@ -184,9 +185,13 @@ pub(crate) fn hidden_parts<
     let mut n = 0;
     if let Some(active) = active {
         n = crate::kernels::dense::nonzero_positions(&ws.pooled, active);
-        network.dense1_listed(&ws.pooled, active.get(..n).unwrap_or_default(), &mut ws.hidden);
+        network.dense1_listed(
+            &mut ws.pooled,
+            active.get(..n).unwrap_or_default(),
+            &mut ws.hidden,
+        );
     } else {
-        network.dense1(&ws.pooled, &mut ws.hidden);
+        network.dense1(&mut ws.pooled, &mut ws.hidden);
     }
     relu(&mut ws.hidden);
     n

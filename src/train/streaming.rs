@@ -7,7 +7,7 @@ use super::fit::{Epoch, Progress};
 use super::optim::check_learning_rate;
 use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Relisted, Target};
 use crate::data::Samples;
-use crate::kernels::{add_outer_stochastic, axpy, conv_relu_pool, Dither};
+use crate::kernels::{add_outer_stochastic, axpy, conv_relu_pool};
 use crate::model::{Network, Params, Params8};
 use crate::Error;
 use bytemuck::Zeroable;
@@ -145,13 +145,7 @@ impl<
             *d = -lr * g;
         }
         let kernel = &mut self.dense1_kernel;
-        add_outer_stochastic(
-            &mut kernel.values,
-            &mut kernel.scales,
-            input,
-            &delta,
-            &mut Dither::new(rng.next_u32()),
-        );
+        add_outer_stochastic(&mut kernel.values, &mut kernel.scales, input, &delta, rng);
     }
 }
 
