@@ -17,9 +17,9 @@ pub const GRID_MAX: i8 = 127;
 
 /// `out = bias + scales * (input . values)` over the listed inputs (the
 /// positions of `input`'s non-zero values, in increasing order), with each
-/// listed input first rounded in place to fixed point (see [`FixedPoint`]:
-/// 2^13 units for the largest at dense1's 1,960 inputs), which is what the
-/// layer computes with and what backward then reads.
+/// listed input rounded in place to fixed point (2^13 units for the largest
+/// at dense1's 1,960 inputs): what the layer computes with, and what
+/// backward then reads.
 ///
 /// ```
 /// use tinycnn::kernels::dense_scaled_i8_listed;
@@ -29,7 +29,7 @@ pub const GRID_MAX: i8 = 127;
 /// dense_scaled_i8_listed(&mut input, &[0, 2], &values, &[0.5, 0.25], &[1.0, 0.0], &mut out);
 /// assert_eq!(out, [1.0 + 0.5 * 2.0, 0.25 * (-4.0 + 5.0)]);
 /// ```
-#[inline]
+#[inline(never)]
 pub fn dense_scaled_i8_listed<const IN: usize, const OUT: usize>(
     input: &mut [f32; IN],
     active: &[u16],
@@ -42,26 +42,36 @@ pub fn dense_scaled_i8_listed<const IN: usize, const OUT: usize>(
     let largest = active.iter().fold(0.0f32, |m, &i| {
         m.max(input.get(usize::from(i)).map_or(0.0, |x| x.abs()))
     });
-    let Some(fixed) = FixedPoint::new::<IN>(largest) else {
+    let Some(fixed) = FixedPoint::new::<IN>(largest, 14) else {
         return;
     };
-    // The listed inputs as integers, in place while the sums run.
-    let units: &mut [i32; IN] = bytemuck::cast_mut(input);
+    // While the sums run, the front of `input` holds the listed inputs in
+    // list order, each with its position: `position << 16 | units`. The
+    // k-th listed position is at least k, so each is read before the front
+    // reaches it.
+    let slots: &mut [u32; IN] = bytemuck::cast_mut(input);
+    let mut n = 0;
     for &i in active {
-        if let Some(u) = units.get_mut(usize::from(i)) {
-            *u = fixed.of(f32::from_bits(*u as u32));
+        let Some(&bits) = slots.get(usize::from(i)) else {
+            continue;
+        };
+        let x = fixed.of(f32::from_bits(bits));
+        if let Some(slot) = slots.get_mut(n) {
+            *slot = u32::from(i) << 16 | u32::from(x as u16);
+            n += 1;
         }
     }
+    let packed = slots.get(..n).unwrap_or_default();
+    let row_of = |slot: u32| values.get((slot >> 16) as usize);
+    let units_of = |slot: u32| i32::from(slot as u16 as i16);
     let mut sums = [0i32; OUT];
     // Eight outputs at a time, their sums in registers while the rows pass.
     let (blocks, tail) = sums.as_chunks_mut::<8>();
     for (b, block) in blocks.iter_mut().enumerate() {
         let mut acc = [0i32; 8];
-        for &i in active {
-            let (Some(&x), Some(row)) = (units.get(usize::from(i)), values.get(usize::from(i))) else {
-                continue;
-            };
-            if let Some(row) = row.as_chunks::<8>().0.get(b) {
+        for &slot in packed {
+            if let Some(row) = row_of(slot).and_then(|row| row.as_chunks::<8>().0.get(b)) {
+                let x = units_of(slot);
                 for (sum, &v) in acc.iter_mut().zip(row) {
                     *sum += x * i32::from(v);
                 }
@@ -70,17 +80,21 @@ pub fn dense_scaled_i8_listed<const IN: usize, const OUT: usize>(
         *block = acc;
     }
     let tail_start = OUT - tail.len();
-    for &i in active {
-        let (Some(&x), Some(row)) = (units.get(usize::from(i)), values.get(usize::from(i))) else {
-            continue;
-        };
-        for (sum, &v) in tail.iter_mut().zip(&row[tail_start..]) {
-            *sum += x * i32::from(v);
+    for &slot in packed {
+        if let Some(row) = row_of(slot) {
+            let x = units_of(slot);
+            for (sum, &v) in tail.iter_mut().zip(&row[tail_start..]) {
+                *sum += x * i32::from(v);
+            }
         }
     }
-    for &i in active {
-        if let Some(u) = units.get_mut(usize::from(i)) {
-            *u = (*u as f32 * fixed.unit).to_bits() as i32;
+    // Back in place, rounded: the front is emptied from its end, each value
+    // returning to a position at or after its slot.
+    for k in (0..n).rev() {
+        let Some(slot) = slots.get_mut(k) else { continue };
+        let packed = core::mem::replace(slot, 0);
+        if let Some(home) = slots.get_mut((packed >> 16) as usize) {
+            *home = (units_of(packed) as f32 * fixed.unit).to_bits();
         }
     }
     for (((o, &sum), &s), &b) in out.iter_mut().zip(&sums).zip(scales).zip(bias) {
@@ -120,8 +134,9 @@ pub fn dense_scaled_i8<const IN: usize, const OUT: usize>(
 }
 
 /// Fixed point for one vector's values: each value times `2^k / largest`,
-/// rounded to the nearest integer, with `2^k` (at most 2^15) small enough
-/// that `N` products with a grid value add up within an `i32`. Integer sums
+/// rounded to the nearest integer, with `2^k` at most a given power of two
+/// and small enough that `N` products with a grid value add up within an
+/// `i32`. Integer sums
 /// are exact in any order: a host's vectors and a Cortex-M's loop get the
 /// same bits, and a value's error is at most 2^-(k+1) of the largest.
 #[derive(Clone, Copy)]
@@ -132,16 +147,17 @@ struct FixedPoint {
 }
 
 impl FixedPoint {
-    /// `None` for a vector of zeros (or not finite).
+    /// `None` for a vector of zeros (or not finite); at most `2^bits` units
+    /// for the largest (`bits` at most 15).
     #[inline(always)]
-    fn new<const N: usize>(largest: f32) -> Option<Self> {
+    fn new<const N: usize>(largest: f32, bits: u32) -> Option<Self> {
         if !(largest > 0.0 && largest.is_finite()) {
             return None;
         }
         // One unit of headroom: a value rounds to at most full + 1 units.
         let bound = i32::MAX as usize / (N.max(1) * GRID_MAX as usize) - 1;
-        let full = if bound >= 1 << 15 {
-            1 << 15
+        let full = if bound >= 1 << bits {
+            1 << bits
         } else {
             // The largest power of two within the bound.
             1usize << (usize::BITS - 1 - bound.max(1).leading_zeros())
@@ -182,7 +198,7 @@ pub fn scaled_i8_input_grad_listed<const IN: usize, const OUT: usize>(
 ) {
     *input_grad = [0.0; IN];
     let largest = scaled_out_grad.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-    let Some(fixed) = FixedPoint::new::<OUT>(largest) else {
+    let Some(fixed) = FixedPoint::new::<OUT>(largest, 15) else {
         return;
     };
     let mut grad = [0i32; OUT];
