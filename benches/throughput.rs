@@ -11,7 +11,7 @@ use std::path::Path;
 use tinycnn::data::{Samples, Subset};
 use tinycnn::host::FashionMnist;
 use tinycnn::kernels::*;
-use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd, Update};
+use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd, StreamingSgdTrainer, Update};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace, ParamBuffer};
 
 fn trained_params() -> Box<FashionParams> {
@@ -171,6 +171,32 @@ fn training(c: &mut Criterion) {
             })
         });
     }
+    // The streaming schedule, batch 128, on f32 parameters and on 8-bit ones.
+    let mut params = trained_params();
+    let mut params8 = tinycnn::FashionParams8::boxed();
+    params8.quantize_from(&params).unwrap();
+    let mut streaming = StreamingSgdTrainer::<128>::boxed(0.01).unwrap();
+    let mut rng = Pcg32::seed_from_u64(1);
+    let mut start = 0;
+    group.throughput(Throughput::Elements(128));
+    group.bench_function(BenchmarkId::new("streaming sgd, f32", 128), |b| {
+        b.iter(|| {
+            let batch_indices = &indices[start..start + 128];
+            start = (start + 128) % (indices.len() - 128);
+            streaming
+                .train_batch(&mut *params, &train, batch_indices, &mut rng)
+                .unwrap()
+        })
+    });
+    group.bench_function(BenchmarkId::new("streaming sgd, 8-bit dense1", 128), |b| {
+        b.iter(|| {
+            let batch_indices = &indices[start..start + 128];
+            start = (start + 128) % (indices.len() - 128);
+            streaming
+                .train_batch(&mut *params8, &train, batch_indices, &mut rng)
+                .unwrap()
+        })
+    });
     group.finish();
 }
 
@@ -449,6 +475,39 @@ fn kernels(c: &mut Criterion) {
                 &mut grads.dense1_bias,
                 Some(&mut input_grad),
             )
+        })
+    });
+    // dense1 in 8 bits (Params8): the fixed-point forward beside the f32
+    // one above, and the update's two ways of rounding on the same inputs.
+    let mut params8 = tinycnn::FashionParams8::boxed();
+    params8.quantize_from(&params).unwrap();
+    let kernel8 = &params8.dense1_kernel;
+    group.bench_function("dense1 8-bit forward", |b| {
+        b.iter(|| {
+            let mut input = pooled;
+            dense_scaled_i8(
+                &mut input,
+                &kernel8.values,
+                &kernel8.scales,
+                &params.dense1_bias,
+                &mut hidden,
+            )
+        })
+    });
+    // An update as the sgd recipe's: lr 0.01 over a batch of 128, a
+    // thousandth of a step and less.
+    let delta: Vec<f32> = out_grad.iter().map(|g| -0.01 / 128.0 * g * 0.1).collect();
+    let delta: [f32; 100] = delta.try_into().unwrap();
+    let mut values = kernel8.values;
+    let mut scales = kernel8.scales;
+    let mut rng = Pcg32::seed_from_u64(5);
+    group.bench_function("dense1 8-bit update, draws per row", |b| {
+        b.iter(|| add_outer_stochastic(&mut values, &mut scales, black_box(&pooled), &delta, &mut rng))
+    });
+    group.bench_function("dense1 8-bit update, a draw per value", |b| {
+        b.iter(|| {
+            let mut dither = Dither::new(rng.next_u32());
+            add_outer_stochastic_dense(&mut values, &mut scales, black_box(&pooled), &delta, &mut dither)
         })
     });
     let g = random(FashionParams::COUNT, 2);

@@ -77,6 +77,10 @@ struct Args {
     /// thread count, but not the same as with one thread.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Another run's history.csv (or its output directory), drawn beside
+    /// this run's curves in training.png.
+    #[arg(long)]
+    compare: Option<PathBuf>,
 }
 
 struct EpochRow {
@@ -130,6 +134,24 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&out)
         .map_err(|e| format!("{}: cannot create output directory: {e}", out.display()))?;
     let checkpoint_path = out.join("checkpoint.safetensors");
+    // A run to draw beside this one, read before training so a wrong path
+    // fails at once.
+    let compared = match &args.compare {
+        Some(path) => {
+            let csv = if path.is_dir() {
+                path.join("history.csv")
+            } else {
+                path.clone()
+            };
+            let text = std::fs::read_to_string(&csv).map_err(|e| format!("{}: {e}", csv.display()))?;
+            let rows = parse_history(&text);
+            if rows.is_empty() {
+                return Err(format!("{}: no epochs in it", csv.display()).into());
+            }
+            Some((compared_name(&csv), rows))
+        }
+        None => None,
+    };
 
     let data = common::load_data(args.data.as_deref())?;
     let train_all = data.train();
@@ -310,14 +332,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let accuracy = common::report(&matrix);
     tinycnn::host::save_safetensors(&params, &out.join("model.safetensors"))?;
     tinycnn::host::write_atomically(&out.join("history.csv"), history_csv(&rows).as_bytes())?;
-    if let Err(e) = plot(&out.join("training.png"), &rows) {
+    if let Err(e) = plot(&out.join("training.png"), &rows, &recipe_name, compared.as_ref()) {
         eprintln!(
             "warning: {}: plot not written: {e}",
             out.join("training.png").display()
         );
     }
+    let checkpoint = if int8.is_none() {
+        ", checkpoint.safetensors"
+    } else {
+        ""
+    };
     println!(
-        "\nwrote {}/{{model.safetensors, history.csv, training.png, checkpoint.safetensors}}",
+        "\nwrote {}/{{model.safetensors, history.csv, training.png{checkpoint}}}",
         out.display()
     );
     println!("test accuracy={accuracy:.4}");
@@ -383,9 +410,23 @@ fn parse_history(csv: &str) -> Vec<EpochRow> {
         .collect()
 }
 
-/// Loss (train and validation) and validation accuracy per epoch. Text needs a
-/// TrueType font from the system; without one the curves are drawn unlabelled.
-fn plot(path: &Path, rows: &[EpochRow]) -> Result<(), Box<dyn std::error::Error>> {
+/// What to call a compared run in the plot's legend: its directory's name.
+fn compared_name(csv: &Path) -> String {
+    csv.parent().and_then(|dir| dir.file_name()).map_or_else(
+        || "compared".to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
+/// Loss (train and validation) and validation accuracy per epoch, with a
+/// compared run's curves beside them (dashed). Text needs a TrueType font from
+/// the system; without one the curves are drawn unlabelled.
+fn plot(
+    path: &Path,
+    rows: &[EpochRow],
+    name: &str,
+    compared: Option<&(String, Vec<EpochRow>)>,
+) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     const FONTS: [&str; 3] = [
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -405,13 +446,13 @@ fn plot(path: &Path, rows: &[EpochRow]) -> Result<(), Box<dyn std::error::Error>
     let root = BitMapBackend::new(path, (1100, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(550);
-    let epochs = rows.len().max(2) as f64;
-    let max_loss = rows
-        .iter()
+    let all = || rows.iter().chain(compared.iter().flat_map(|(_, c)| c.iter()));
+    let epochs = all().map(|r| r.epoch).max().unwrap_or(0).max(2) as f64;
+    let max_loss = all()
         .flat_map(|r| [r.train_loss, r.val_loss])
         .fold(0.0f32, f32::max) as f64
         * 1.05;
-    let min_acc = rows.iter().map(|r| r.val_accuracy).fold(1.0f32, f32::min) as f64 - 0.01;
+    let min_acc = all().map(|r| r.val_accuracy).fold(1.0f32, f32::min) as f64 - 0.01;
     let mut loss_chart = ChartBuilder::on(&left);
     let mut acc_chart = ChartBuilder::on(&right);
     for chart in [&mut loss_chart, &mut acc_chart] {
@@ -430,24 +471,61 @@ fn plot(path: &Path, rows: &[EpochRow]) -> Result<(), Box<dyn std::error::Error>
         loss.configure_mesh().x_desc("epoch").draw()?;
         acc.configure_mesh().x_desc("epoch").draw()?;
     }
-    let points = |f: fn(&EpochRow) -> f32| rows.iter().map(move |r| (r.epoch as f64, f(r) as f64));
-    let train_series = loss.draw_series(LineSeries::new(points(|r| r.train_loss), BLUE.stroke_width(2)))?;
-    if labelled {
-        train_series
-            .label("train")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+    let points = |rows: &[EpochRow], f: fn(&EpochRow) -> f32| {
+        rows.iter()
+            .map(move |r| (r.epoch as f64, f(r) as f64))
+            .collect::<Vec<_>>()
+    };
+    // This run solid; the compared run dashed, in the same colours.
+    let mut runs = vec![(name.to_string(), rows, false)];
+    if let Some((other, other_rows)) = compared {
+        runs.push((format!("{other} (dashed)"), other_rows.as_slice(), true));
     }
-    let val_series = loss.draw_series(LineSeries::new(points(|r| r.val_loss), RED.stroke_width(2)))?;
+    for (run, rows, dashed) in runs {
+        let curves: [(&str, fn(&EpochRow) -> f32, RGBColor); 2] = [
+            ("train", |r: &EpochRow| r.train_loss, BLUE),
+            ("validation", |r: &EpochRow| r.val_loss, RED),
+        ];
+        for (what, f, colour) in curves {
+            let label = format!("{run} {what}");
+            let style = colour.stroke_width(2);
+            let series = if dashed {
+                loss.draw_series(DashedLineSeries::new(points(rows, f), 6, 4, style))?
+            } else {
+                loss.draw_series(LineSeries::new(points(rows, f), style))?
+            };
+            if labelled {
+                series
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour));
+            }
+        }
+        let style = GREEN.stroke_width(2);
+        let accuracy = points(rows, |r| r.val_accuracy);
+        let series = if dashed {
+            acc.draw_series(DashedLineSeries::new(accuracy, 6, 4, style))?
+        } else {
+            acc.draw_series(LineSeries::new(accuracy, style))?
+        };
+        if labelled {
+            series
+                .label(run)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], GREEN));
+        }
+    }
     if labelled {
-        val_series
-            .label("validation")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
         loss.configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE)
             .draw()?;
+        if compared.is_some() {
+            acc.configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .border_style(BLACK)
+                .background_style(WHITE)
+                .draw()?;
+        }
     }
-    acc.draw_series(LineSeries::new(points(|r| r.val_accuracy), GREEN.stroke_width(2)))?;
     root.present()?;
     Ok(())
 }

@@ -325,46 +325,60 @@ pub fn add_outer_sparse<const IN: usize, const OUT: usize>(
         return 0;
     }
     let any = chances.first_by[chances.len - 1];
-    let row_scale = any as f32 / largest_input;
     let mut rescaled = 0;
     for (i, &x) in input.iter().enumerate() {
         if x == 0.0 {
             continue;
         }
+        // The row is picked with probability `pick`, at least SPREAD times
+        // its share of the largest input, and each of its moves then kept
+        // with probability `keep`: picking rows more often than their
+        // moves need keeps the moves of a row from coming all together.
+        let share = x.abs() / largest_input;
+        let pick = (share * SPREAD).min(1.0);
+        let keep = threshold(share / pick * TWO_TO_32);
         let draw = rng.next_u32();
-        if draw >= threshold(x.abs() * row_scale) {
+        if draw >= threshold(pick * any as f32) {
             continue;
         }
-        // The draw is uniform below the row's threshold: scaled back by the
-        // row's chance it is uniform below `any`, and picks the first column.
-        let first = threshold(draw as f32 * (largest_input / x.abs())).min(any - 1);
+        // The draw is uniform below the row's threshold: scaled back by
+        // `pick` it is uniform below `any`, and picks the first column.
+        let first = threshold(draw as f32 / pick).min(any - 1);
         let mut k = chances.first_by[..chances.len].partition_point(|&t| t <= first);
         while k < chances.len {
             let j = usize::from(chances.columns[k]);
             let up = (x > 0.0) == (steps[j] > 0.0);
-            if !move_one_step(&mut values[i][j], up) {
-                // Past the grid: the column's step doubles, so this move is
-                // half a new step, taken with probability one half.
-                double_column_scale(values, scales, j);
-                steps[j] *= 0.5;
-                rescaled += 1;
-                if rng.next_u32() >> 31 == 1 {
-                    move_one_step(&mut values[i][j], up);
+            if keep == u32::MAX || rng.next_u32() < keep {
+                if !move_one_step(&mut values[i][j], up) {
+                    // Past the grid: the column's step doubles, so this move
+                    // is half a new step, taken with probability one half.
+                    double_column_scale(values, scales, j);
+                    steps[j] *= 0.5;
+                    rescaled += 1;
+                    if rng.next_u32() >> 31 == 1 {
+                        move_one_step(&mut values[i][j], up);
+                    }
+                    chances = ColumnChances::new(steps, largest_input);
                 }
-                chances = ColumnChances::new(steps, largest_input);
             }
-            // Where the next move is, among the columns after this one.
-            let reached = u64::from(chances.first_by[k]);
-            let span = (1u64 << 32) - reached;
-            let next = (reached + ((u64::from(rng.next_u32()) * span) >> 32)) as u32;
-            k += 1;
-            k += chances.first_by[k..chances.len].partition_point(|&t| t <= next);
+            k = chances.next_after(k, rng.next_u32());
         }
     }
     rescaled
 }
 
 const TWO_TO_32: f32 = 4_294_967_296.0;
+
+/// How many times more often than its share of the largest input a row is
+/// picked (then keeping each move with one over that): the correlation of
+/// two moves in a row shrinks by this factor, for as many more rows.
+const SPREAD: f32 = 1.0;
+
+/// A draw as a number in `[0, 1)`, 24 bits of it.
+#[inline(always)]
+fn unit_interval(draw: u32) -> f32 {
+    (draw >> 8) as f32 * (1.0 / 16_777_216.0)
+}
 
 /// A probability times 2^32 as a threshold for a 32-bit draw (saturating:
 /// a probability of one becomes 1 - 2^-32).
@@ -385,10 +399,13 @@ fn move_one_step(value: &mut i8, up: bool) -> bool {
 }
 
 /// The columns that move and, as 32-bit thresholds, the chance that the
-/// first of them to move in a picked row is at or before each.
+/// first of them to move in a picked row is at or before each (`F`), and
+/// the chance that none has moved by each (`1 - F`, kept as a product: exact
+/// where `F` nears one).
 struct ColumnChances<const OUT: usize> {
     columns: [u16; OUT],
     first_by: [u32; OUT],
+    none_by: [f32; OUT],
     len: usize,
 }
 
@@ -397,23 +414,46 @@ impl<const OUT: usize> ColumnChances<OUT> {
         let mut chances = Self {
             columns: [0; OUT],
             first_by: [0; OUT],
+            none_by: [0.0; OUT],
             len: 0,
         };
         // The chance that one of the columns so far moves: 1 - prod(1 - c),
         // summed as it grows so that small chances keep their precision.
-        let mut any = 0.0f32;
+        let (mut any, mut none) = (0.0f32, 1.0f32);
         for (j, &step) in steps.iter().enumerate() {
             if step == 0.0 {
                 continue;
             }
             let chance = largest_input * step.abs();
             any += chance - chance * any;
+            none *= 1.0 - chance;
             let k = chances.len;
             chances.columns[k] = j as u16;
             chances.first_by[k] = threshold(any * TWO_TO_32);
+            chances.none_by[k] = none;
             chances.len += 1;
         }
         chances
+    }
+
+    /// The place of the next column to move after the one at `k`, from a
+    /// draw: the first `m > k` that moves, with probability
+    /// `(F(m) - F(k)) / (1 - F(k))` of being at or before `m`. Read from `F`'s
+    /// thresholds while `F(k)` is at most a half, from the product `1 - F`
+    /// beyond, where `F`'s thresholds run out of resolution.
+    #[inline]
+    fn next_after(&self, k: usize, draw: u32) -> usize {
+        let (Some(&reached), Some(later)) = (self.first_by.get(k), self.first_by.get(k + 1..self.len)) else {
+            return self.len;
+        };
+        if reached <= 1 << 31 {
+            let span = (1u64 << 32) - u64::from(reached);
+            let next = (u64::from(reached) + ((u64::from(draw) * span) >> 32)) as u32;
+            k + 1 + later.partition_point(|&t| t <= next)
+        } else {
+            let left = self.none_by[k] * (1.0 - unit_interval(draw));
+            k + 1 + self.none_by[k + 1..self.len].partition_point(|&none| none >= left)
+        }
     }
 }
 
