@@ -10,6 +10,7 @@
 //! integer comparisons of random bits, also the same everywhere.
 
 use super::rounding::{add_stochastic, halve_to_even, Dither, FRACTION_BITS};
+use super::vector::larger;
 use rand_core::RngCore;
 
 /// The largest magnitude a stored value takes: the grid is symmetric.
@@ -40,7 +41,7 @@ pub fn dense_scaled_i8_listed<const IN: usize, const OUT: usize>(
 ) {
     *out = *bias;
     let largest = active.iter().fold(0.0f32, |m, &i| {
-        m.max(input.get(usize::from(i)).map_or(0.0, |x| x.abs()))
+        larger(m, input.get(usize::from(i)).map_or(0.0, |x| x.abs()))
     });
     let Some(fixed) = FixedPoint::new::<IN>(largest, 14) else {
         return;
@@ -66,11 +67,11 @@ pub fn dense_scaled_i8_listed<const IN: usize, const OUT: usize>(
     let units_of = |slot: u32| i32::from(slot as u16 as i16);
     let mut sums = [0i32; OUT];
     // Eight outputs at a time, their sums in registers while the rows pass.
-    let (blocks, tail) = sums.as_chunks_mut::<8>();
+    let (blocks, tail) = sums.as_chunks_mut::<4>();
     for (b, block) in blocks.iter_mut().enumerate() {
-        let mut acc = [0i32; 8];
+        let mut acc = [0i32; 4];
         for &slot in packed {
-            if let Some(row) = row_of(slot).and_then(|row| row.as_chunks::<8>().0.get(b)) {
+            if let Some(row) = row_of(slot).and_then(|row| row.as_chunks::<4>().0.get(b)) {
                 let x = units_of(slot);
                 for (sum, &v) in acc.iter_mut().zip(row) {
                     *sum += x * i32::from(v);
@@ -197,7 +198,7 @@ pub fn scaled_i8_input_grad_listed<const IN: usize, const OUT: usize>(
     input_grad: &mut [f32; IN],
 ) {
     *input_grad = [0.0; IN];
-    let largest = scaled_out_grad.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+    let largest = scaled_out_grad.iter().fold(0.0f32, |m, g| larger(m, g.abs()));
     let Some(fixed) = FixedPoint::new::<OUT>(largest, 15) else {
         return;
     };
@@ -273,9 +274,10 @@ pub fn add_outer_stochastic<const IN: usize, const OUT: usize>(
     let mut largest_step = 0.0f32;
     for ((step, &d), &scale) in steps.iter_mut().zip(delta).zip(scales.iter()) {
         *step = d / scale;
-        largest_step = largest_step.max(step.abs());
+        largest_step = larger(largest_step, step.abs());
     }
-    let largest_input = input.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    // Compared by hand: `f32::max` is a library call on a Cortex-M4.
+    let largest_input = input.iter().fold(0.0f32, |m, x| larger(m, x.abs()));
     if largest_input * largest_step < 1.0 {
         return add_outer_sparse(values, scales, input, &mut steps, largest_input, rng);
     }
@@ -325,41 +327,36 @@ pub fn add_outer_sparse<const IN: usize, const OUT: usize>(
         return 0;
     }
     let any = chances.first_by[chances.len - 1];
+    let row_scale = any as f32 / largest_input;
     let mut rescaled = 0;
     for (i, &x) in input.iter().enumerate() {
         if x == 0.0 {
             continue;
         }
-        // The row is picked with probability `pick`, at least SPREAD times
-        // its share of the largest input, and each of its moves then kept
-        // with probability `keep`: picking rows more often than their
-        // moves need keeps the moves of a row from coming all together.
-        let share = x.abs() / largest_input;
-        let pick = (share * SPREAD).min(1.0);
-        let keep = threshold(share / pick * TWO_TO_32);
+        // One draw: the row is picked and one of its columns moves with
+        // probability `|x| / largest_input * any`.
         let draw = rng.next_u32();
-        if draw >= threshold(pick * any as f32) {
+        if draw >= threshold(x.abs() * row_scale) {
             continue;
         }
-        // The draw is uniform below the row's threshold: scaled back by
-        // `pick` it is uniform below `any`, and picks the first column.
-        let first = threshold(draw as f32 / pick).min(any - 1);
+        // Below the row's threshold the draw is uniform: scaled back by the
+        // row's share it is uniform below `any`, and says which column
+        // moves first.
+        let first = threshold(draw as f32 * (largest_input / x.abs())).min(any - 1);
         let mut k = chances.first_by[..chances.len].partition_point(|&t| t <= first);
         while k < chances.len {
             let j = usize::from(chances.columns[k]);
             let up = (x > 0.0) == (steps[j] > 0.0);
-            if keep == u32::MAX || rng.next_u32() < keep {
-                if !move_one_step(&mut values[i][j], up) {
-                    // Past the grid: the column's step doubles, so this move
-                    // is half a new step, taken with probability one half.
-                    double_column_scale(values, scales, j);
-                    steps[j] *= 0.5;
-                    rescaled += 1;
-                    if rng.next_u32() >> 31 == 1 {
-                        move_one_step(&mut values[i][j], up);
-                    }
-                    chances = ColumnChances::new(steps, largest_input);
+            if !move_one_step(&mut values[i][j], up) {
+                // Past the grid: the column's step doubles, so this move is
+                // half a new step, taken with probability one half.
+                double_column_scale(values, scales, j);
+                steps[j] *= 0.5;
+                rescaled += 1;
+                if rng.next_u32() >> 31 == 1 {
+                    move_one_step(&mut values[i][j], up);
                 }
+                chances = ColumnChances::new(steps, largest_input);
             }
             k = chances.next_after(k, rng.next_u32());
         }
@@ -368,11 +365,6 @@ pub fn add_outer_sparse<const IN: usize, const OUT: usize>(
 }
 
 const TWO_TO_32: f32 = 4_294_967_296.0;
-
-/// How many times more often than its share of the largest input a row is
-/// picked (then keeping each move with one over that): the correlation of
-/// two moves in a row shrinks by this factor, for as many more rows.
-const SPREAD: f32 = 1.0;
 
 /// A draw as a number in `[0, 1)`, 24 bits of it.
 #[inline(always)]
@@ -446,13 +438,23 @@ impl<const OUT: usize> ColumnChances<OUT> {
         let (Some(&reached), Some(later)) = (self.first_by.get(k), self.first_by.get(k + 1..self.len)) else {
             return self.len;
         };
+        // A linear scan: where moves are frequent the next is a few columns
+        // on, and where they are rare the last column's threshold ends most
+        // scans at once.
         if reached <= 1 << 31 {
             let span = (1u64 << 32) - u64::from(reached);
             let next = (u64::from(reached) + ((u64::from(draw) * span) >> 32)) as u32;
-            k + 1 + later.partition_point(|&t| t <= next)
+            if later.last().is_none_or(|&t| next >= t) {
+                return self.len;
+            }
+            k + 1 + later.iter().take_while(|&&t| t <= next).count()
         } else {
             let left = self.none_by[k] * (1.0 - unit_interval(draw));
-            k + 1 + self.none_by[k + 1..self.len].partition_point(|&none| none >= left)
+            let later = &self.none_by[k + 1..self.len];
+            if later.last().is_none_or(|&none| none >= left) {
+                return self.len;
+            }
+            k + 1 + later.iter().take_while(|&&none| none >= left).count()
         }
     }
 }
