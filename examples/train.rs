@@ -410,6 +410,9 @@ fn parse_history(csv: &str) -> Vec<EpochRow> {
         .collect()
 }
 
+/// A curve of the loss plot: its name, the value it reads, its colour.
+type Curve = (&'static str, fn(&EpochRow) -> f32, plotters::style::RGBColor);
+
 /// What to call a compared run in the plot's legend: its directory's name.
 fn compared_name(csv: &Path) -> String {
     csv.parent().and_then(|dir| dir.file_name()).map_or_else(
@@ -482,7 +485,7 @@ fn plot(
         runs.push((format!("{other} (dashed)"), other_rows.as_slice(), true));
     }
     for (run, rows, dashed) in runs {
-        let curves: [(&str, fn(&EpochRow) -> f32, RGBColor); 2] = [
+        let curves: [Curve; 2] = [
             ("train", |r: &EpochRow| r.train_loss, BLUE),
             ("validation", |r: &EpochRow| r.val_loss, RED),
         ];
