@@ -22,6 +22,7 @@ const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 2000);
 const EPOCHS: usize = build_setting(option_env!("TINYCNN_EPOCHS"), 2);
 const BATCH: usize = 32;
 const LEARNING_RATE: f32 = 0.05;
+const SEED: u64 = build_setting(option_env!("TINYCNN_SEED"), 1) as u64;
 
 #[cfg_attr(target_os = "none", cortex_m_rt::entry)]
 fn main() -> ! {
@@ -37,7 +38,7 @@ fn run() -> bool {
     static ORDER: ConstStaticCell<[u32; IMAGES]> = ConstStaticCell::new([0; IMAGES]);
     let order = ORDER.take();
     let train = board::TRAIN.first(IMAGES);
-    let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
+    let mut rng = rand_pcg::Pcg32::seed_from_u64(SEED);
     params.init_glorot(&mut rng);
     if let Err(e) = trainer.configure(LEARNING_RATE, 0.0) {
         out!("error: {}", e);

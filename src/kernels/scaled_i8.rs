@@ -66,12 +66,14 @@ pub fn dense_scaled_i8_listed<const IN: usize, const OUT: usize>(
     let row_of = |slot: u32| values.get((slot >> 16) as usize);
     let units_of = |slot: u32| i32::from(slot as u16 as i16);
     let mut sums = [0i32; OUT];
-    // Eight outputs at a time, their sums in registers while the rows pass.
-    let (blocks, tail) = sums.as_chunks_mut::<4>();
+    // A block of outputs at a time, their sums in registers while the rows
+    // pass: two AVX-512 vectors of them on a host, four on a Cortex-M (more
+    // spill to the stack).
+    let (blocks, tail) = sums.as_chunks_mut::<SUM_BLOCK>();
     for (b, block) in blocks.iter_mut().enumerate() {
-        let mut acc = [0i32; 4];
+        let mut acc = [0i32; SUM_BLOCK];
         for &slot in packed {
-            if let Some(row) = row_of(slot).and_then(|row| row.as_chunks::<4>().0.get(b)) {
+            if let Some(row) = row_of(slot).and_then(|row| row.as_chunks::<SUM_BLOCK>().0.get(b)) {
                 let x = units_of(slot);
                 for (sum, &v) in acc.iter_mut().zip(row) {
                     *sum += x * i32::from(v);
@@ -133,6 +135,9 @@ pub fn dense_scaled_i8<const IN: usize, const OUT: usize>(
         out,
     );
 }
+
+/// Outputs whose sums the forward pass keeps in registers at once.
+const SUM_BLOCK: usize = if cfg!(target_arch = "arm") { 4 } else { 32 };
 
 /// Fixed point for one vector's values: each value times `2^k / largest`,
 /// rounded to the nearest integer, with `2^k` at most a given power of two

@@ -185,6 +185,13 @@ impl<
 /// [`Sgd`](super::Sgd) up to rounding, for about 15% more work (one more
 /// convolution per sample).
 ///
+/// It trains [`Params`] or [`Params8`], whose dense1 kernel lives in 8 bits:
+/// there pass two adds each sample's update to the grid stochastically
+/// rounded ([`add_outer_stochastic`](crate::kernels::add_outer_stochastic),
+/// random bits from the generator given to the step), so no `f32` copy of
+/// the kernel exists either; `Params8::BYTES + Self::BYTES` is the whole
+/// training's RAM but the permutation.
+///
 /// ```
 /// use rand_core::SeedableRng;
 /// use tinycnn::train::{Epoch, StreamingSgdTrainer};
