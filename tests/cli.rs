@@ -239,4 +239,14 @@ fn settings_out_of_range() {
         run(&["--lr=nan"]),
         "error: invalid configuration: learning rate must be finite and positive"
     );
+    assert_eq!(
+        run(&["--recipe", "sgd8", "--threads", "2"]),
+        "error: --recipe sgd8 trains on one thread and does not resume"
+    );
+    assert_eq!(
+        run(&["--recipe", "sgd8", "--batch", "300"]),
+        "error: batch has length 300, expected 256"
+    );
+    let missing = format!("{out}/no-such-run/history.csv");
+    assert!(run(&["--compare", &missing]).starts_with(&format!("error: {missing}: ")));
 }
