@@ -227,16 +227,13 @@ impl<
     /// assert_eq!(params.dense1_bias, [0.0; 3]);
     /// ```
     pub fn init_glorot(&mut self, rng: &mut impl RngCore) {
-        let conv_limit = glorot_limit(9, 9 * K);
-        let dense1_limit = glorot_limit(FLAT, HIDDEN);
-        let dense2_limit = glorot_limit(HIDDEN, CLASSES);
-        fill_uniform(
-            self.conv_kernel.as_flattened_mut().as_flattened_mut(),
-            conv_limit,
+        let dense1 = self.dense1_kernel.as_flattened_mut();
+        glorot_draws::<K, FLAT, HIDDEN, CLASSES>(
+            &mut self.conv_kernel,
+            |k, w| dense1[k] = w,
+            &mut self.dense2_kernel,
             rng,
         );
-        fill_uniform(self.dense1_kernel.as_flattened_mut(), dense1_limit, rng);
-        fill_uniform(self.dense2_kernel.as_flattened_mut(), dense2_limit, rng);
         self.conv_bias = [0.0; K];
         self.dense1_bias = [0.0; HIDDEN];
         self.dense2_bias = [0.0; CLASSES];
@@ -553,15 +550,42 @@ impl<const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> Default
     }
 }
 
+/// Glorot-uniform weights in the crate's order of draws, one 32-bit draw a
+/// value: the convolution's, dense1's (each handed to `dense1` with its
+/// place in the flattened kernel, so a kernel stored otherwise takes the same
+/// weights), dense2's.
+pub(crate) fn glorot_draws<const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>(
+    conv: &mut ConvKernel<K>,
+    mut dense1: impl FnMut(usize, f32),
+    dense2: &mut [[f32; CLASSES]; HIDDEN],
+    rng: &mut impl RngCore,
+) {
+    fill_uniform(
+        conv.as_flattened_mut().as_flattened_mut(),
+        glorot_limit(9, 9 * K),
+        rng,
+    );
+    let dense1_limit = glorot_limit(FLAT, HIDDEN);
+    for k in 0..FLAT * HIDDEN {
+        dense1(k, uniform(dense1_limit, rng));
+    }
+    fill_uniform(dense2.as_flattened_mut(), glorot_limit(HIDDEN, CLASSES), rng);
+}
+
 pub(crate) fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {
     libm::sqrtf(6.0 / (fan_in + fan_out) as f32)
 }
 
 /// Fills `values` from `U(-limit, limit)`, one 32-bit draw per value.
-pub(crate) fn fill_uniform(values: &mut [f32], limit: f32, rng: &mut impl RngCore) {
+fn fill_uniform(values: &mut [f32], limit: f32, rng: &mut impl RngCore) {
     for v in values {
-        *v = (2.0 * unit_interval(rng.next_u32()) - 1.0) * limit;
+        *v = uniform(limit, rng);
     }
+}
+
+/// One draw from `U(-limit, limit)`.
+fn uniform(limit: f32, rng: &mut impl RngCore) -> f32 {
+    (2.0 * unit_interval(rng.next_u32()) - 1.0) * limit
 }
 
 /// Maps a random `u32` to `[0, 1)` with 24 bits of resolution (all an `f32` holds).

@@ -3,7 +3,7 @@
 
 use super::int8_kernel::nearest_step;
 use super::layers;
-use super::{fill_uniform, glorot_limit, unit_interval, Evaluation, Int8Kernel, Params, Workspace};
+use super::{glorot_draws, glorot_limit, Evaluation, Int8Kernel, Params, Workspace};
 use crate::data::Samples;
 use crate::kernels::{all_finite, argmax, ConvKernel, GRID_MAX};
 use crate::Error;
@@ -124,21 +124,15 @@ impl<
     /// assert!((w - f32_params.dense1_kernel[5][1]).abs() <= step / 2.0);
     /// ```
     pub fn init_glorot(&mut self, rng: &mut impl RngCore) {
-        let conv_limit = glorot_limit(9, 9 * K);
-        let dense1_limit = glorot_limit(FLAT, HIDDEN);
-        let dense2_limit = glorot_limit(HIDDEN, CLASSES);
-        fill_uniform(
-            self.conv_kernel.as_flattened_mut().as_flattened_mut(),
-            conv_limit,
+        let scale = 2.0 * glorot_limit(FLAT, HIDDEN) / f32::from(GRID_MAX);
+        self.dense1_kernel.scales = [scale; HIDDEN];
+        let values = self.dense1_kernel.values.as_flattened_mut();
+        glorot_draws::<K, FLAT, HIDDEN, CLASSES>(
+            &mut self.conv_kernel,
+            |k, w| values[k] = nearest_step(w / scale),
+            &mut self.dense2_kernel,
             rng,
         );
-        let scale = 2.0 * dense1_limit / f32::from(GRID_MAX);
-        self.dense1_kernel.scales = [scale; HIDDEN];
-        for v in self.dense1_kernel.values.as_flattened_mut() {
-            let w = (2.0 * unit_interval(rng.next_u32()) - 1.0) * dense1_limit;
-            *v = nearest_step(w / scale);
-        }
-        fill_uniform(self.dense2_kernel.as_flattened_mut(), dense2_limit, rng);
         self.conv_bias = [0.0; K];
         self.dense1_bias = [0.0; HIDDEN];
         self.dense2_bias = [0.0; CLASSES];
