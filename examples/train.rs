@@ -201,8 +201,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // without a gradient of dense1's kernel.
     let mut int8 = match args.recipe {
         Recipe::Sgd8 => {
-            if args.threads > 1 || args.resume {
-                return Err("--recipe sgd8 trains on one thread and does not resume".into());
+            if args.threads > 1 {
+                return Err("--recipe sgd8 trains on one thread".into());
             }
             let mut params8 = FashionParams8::boxed();
             params8.init_glorot(&mut Pcg32::seed_from_u64(args.seed));
@@ -233,6 +233,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .into());
             }
+        }
+        if let Some((params8, _)) = &mut int8 {
+            // The checkpoint holds the f32 export and the scales it was taken with.
+            let scales = checkpoint
+                .info
+                .get(SCALES_KEY)
+                .and_then(|text| parse_scales(text))
+                .ok_or_else(|| format!("{}: no dense1 scales in it", checkpoint_path.display()))?;
+            params8.restore(&checkpoint.params, &scales)?;
         }
         params = checkpoint.params;
         if let (Opt::Adam(adam), Some(state)) = (&mut optimizer, &checkpoint.adam) {
@@ -316,9 +325,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Opt::Adam(adam) => Some(&**adam),
             Opt::Sgd(_) => None,
         };
-        if int8.is_none() {
-            save_checkpoint(&checkpoint_path, &params, adam, epoch + 1, &info)?;
+        if let Some((params8, _)) = &int8 {
+            params8.to_params(&mut params);
+            info.insert(SCALES_KEY.to_string(), scales_text(&params8.dense1_kernel.scales));
         }
+        save_checkpoint(&checkpoint_path, &params, adam, epoch + 1, &info)?;
     }
 
     let matrix = match &int8 {
@@ -338,17 +349,33 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             out.join("training.png").display()
         );
     }
-    let checkpoint = if int8.is_none() {
-        ", checkpoint.safetensors"
-    } else {
-        ""
-    };
     println!(
-        "\nwrote {}/{{model.safetensors, history.csv, training.png{checkpoint}}}",
+        "\nwrote {}/{{model.safetensors, history.csv, training.png, checkpoint.safetensors}}",
         out.display()
     );
     println!("test accuracy={accuracy:.4}");
     Ok(())
+}
+
+/// Where an `sgd8` checkpoint keeps dense1's scales (the export's weights
+/// are `value * scale`).
+const SCALES_KEY: &str = "dense1_scales";
+
+/// Scales as text that reads back to the same bits.
+fn scales_text(scales: &[f32; 100]) -> String {
+    scales
+        .iter()
+        .map(|s| format!("{:08x}", s.to_bits()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_scales(text: &str) -> Option<[f32; 100]> {
+    let scales: Vec<f32> = text
+        .split(',')
+        .map(|hex| u32::from_str_radix(hex, 16).ok().map(f32::from_bits))
+        .collect::<Option<_>>()?;
+    scales.try_into().ok()
 }
 
 /// The random stream of one epoch (shuffling and dropout), derived from the seed.

@@ -241,7 +241,7 @@ fn settings_out_of_range() {
     );
     assert_eq!(
         run(&["--recipe", "sgd8", "--threads", "2"]),
-        "error: --recipe sgd8 trains on one thread and does not resume"
+        "error: --recipe sgd8 trains on one thread"
     );
     assert_eq!(
         run(&["--recipe", "sgd8", "--batch", "300"]),

@@ -117,6 +117,33 @@ fn a_run_killed_mid_epoch_resumes_to_bit_identical_weights() {
 }
 
 #[test]
+fn an_8_bit_run_resumes_to_the_same_8_bit_weights() {
+    // `sgd8` checkpoints its f32 export and dense1's scales; the 8-bit values
+    // come back exactly, so the resumed run ends where the whole one does.
+    let run = |out: &Path, epochs: &str, extra: &[&str]| {
+        let status = Command::new(train_binary())
+            .args([
+                "--recipe", "sgd8", "--epochs", epochs, "--seed", "4", "--data", SUBSET, "--out",
+            ])
+            .arg(out)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (whole, resumed) = (fresh_dir("sgd8-whole"), fresh_dir("sgd8-resumed"));
+    run(&whole, "2", &[]);
+    run(&resumed, "1", &[]);
+    assert_eq!(epochs_done(&resumed.join("checkpoint.safetensors")), 1);
+    run(&resumed, "2", &["--resume"]);
+    let a = std::fs::read(whole.join("model.safetensors")).unwrap();
+    let b = std::fs::read(resumed.join("model.safetensors")).unwrap();
+    assert!(a == b, "the resumed 8-bit run's weights differ");
+}
+
+#[test]
 fn resume_refuses_a_checkpoint_from_other_settings() {
     let out = fresh_dir("settings");
     let first = train(&out, "1", &[]).status().unwrap();

@@ -171,6 +171,54 @@ impl<
         Ok(())
     }
 
+    /// Undoes [`to_params`](Self::to_params) given the scales it was taken
+    /// with: every 8-bit value comes back exactly (a value times its scale,
+    /// divided by the scale and rounded, is the value again), so training
+    /// resumes from a checkpoint of the export as if it had not stopped.
+    ///
+    /// ```
+    /// use rand_core::SeedableRng;
+    /// use tinycnn::{Params, Params8};
+    /// let mut params8 = Params8::<4, 4, 2, 8, 3, 2>::zeroed();
+    /// params8.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(5));
+    /// let mut exported = Params::zeroed();
+    /// params8.to_params(&mut exported);
+    /// let mut restored = Params8::zeroed();
+    /// restored.restore(&exported, &params8.dense1_kernel.scales).unwrap();
+    /// assert_eq!(restored, params8);
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN or infinite parameter,
+    /// [`Error::InvalidConfig`] for a scale that is not finite and positive;
+    /// `self` is left as it was.
+    pub fn restore(
+        &mut self,
+        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        scales: &[f32; HIDDEN],
+    ) -> Result<(), Error> {
+        if !all_finite(bytemuck::cast_slice(core::slice::from_ref(params))) {
+            return Err(Error::NonFinite { what: "parameter" });
+        }
+        if !scales.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(Error::InvalidConfig {
+                what: "dense1's scales must be finite and positive",
+            });
+        }
+        self.dense1_kernel.scales = *scales;
+        for (values, row) in self.dense1_kernel.values.iter_mut().zip(&params.dense1_kernel) {
+            for ((v, &w), &scale) in values.iter_mut().zip(row).zip(scales) {
+                *v = nearest_step(w / scale);
+            }
+        }
+        self.conv_kernel = params.conv_kernel;
+        self.conv_bias = params.conv_bias;
+        self.dense1_bias = params.dense1_bias;
+        self.dense2_kernel = params.dense2_kernel;
+        self.dense2_bias = params.dense2_bias;
+        Ok(())
+    }
+
     /// The parameters in `f32` (the export: weight files, the int8
     /// inference blob, and every tool that reads [`Params`]). The forward
     /// pass of the result computes what this one does, up to rounding.
