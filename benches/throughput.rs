@@ -184,7 +184,7 @@ fn training(c: &mut Criterion) {
             let batch_indices = &indices[start..start + 128];
             start = (start + 128) % (indices.len() - 128);
             streaming
-                .train_batch(&mut *params, &train, batch_indices, &mut rng)
+                .train_batch(&mut params, &train, batch_indices, &mut rng)
                 .unwrap()
         })
     });
@@ -193,7 +193,7 @@ fn training(c: &mut Criterion) {
             let batch_indices = &indices[start..start + 128];
             start = (start + 128) % (indices.len() - 128);
             streaming
-                .train_batch(&mut *params8, &train, batch_indices, &mut rng)
+                .train_batch(&mut params8, &train, batch_indices, &mut rng)
                 .unwrap()
         })
     });

@@ -51,6 +51,19 @@ impl<
 {
 }
 
+#[cfg(feature = "std")]
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+        N: Network<H, W, K, FLAT, HIDDEN, CLASSES>,
+    > Network<H, W, K, FLAT, HIDDEN, CLASSES> for std::boxed::Box<N>
+{
+}
+
 /// All trainable parameters of the CNN, in the Keras layouts of the crate's
 /// weight files (so a flat view of this struct is the blob's payload).
 ///

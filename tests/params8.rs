@@ -367,15 +367,16 @@ fn the_whole_network_learns_in_8_bits() {
     let before = params.evaluate(&validation[..], &mut ws).unwrap().accuracy;
     let mut order = vec![0u32; train.len()];
     for epoch in 0..3 {
+        // A boxed network trains as the network does.
         trainer
             .train_epoch(
-                &mut *params,
+                &mut params,
                 &train[..],
                 Epoch::new(&mut order, 32, &mut r).number(epoch),
             )
             .unwrap();
     }
-    let after = trainer.evaluate(&*params, &validation[..]).unwrap().accuracy;
+    let after = trainer.evaluate(&params, &validation[..]).unwrap().accuracy;
     assert!(after > 0.9 && after > before, "{before} -> {after}");
     // And its memory fits a 256 KiB microcontroller beside 2,000 samples' order.
     const {

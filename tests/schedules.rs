@@ -124,7 +124,7 @@ fn the_streaming_schedule_steps_along_the_gradient_of_every_tensor() {
     let indices: Vec<u32> = (0..BATCH as u32).collect();
     StreamingSgdTrainer::<BATCH>::boxed(1.0)
         .unwrap()
-        .train_batch(&mut *stepped, &batch[..], &indices, &mut rng(1))
+        .train_batch(&mut stepped, &batch[..], &indices, &mut rng(1))
         .unwrap();
     let grads = step_taken(params.as_flat(), stepped.as_flat());
     check_against_finite_differences(&params, &batch, &grads, &TENSORS);
@@ -180,7 +180,7 @@ fn the_streaming_schedule_is_the_trainers_step_to_the_bit_but_for_dense1s_kernel
     let indices: Vec<u32> = (0..BATCH as u32).collect();
     StreamingSgdTrainer::<BATCH>::boxed(0.05)
         .unwrap()
-        .train_batch(&mut *stepped, &batch[..], &indices, &mut rng(1))
+        .train_batch(&mut stepped, &batch[..], &indices, &mut rng(1))
         .unwrap();
     let (a, b) = (stepped.as_flat(), expected.as_flat());
     assert_eq!(bits(&a[..100]), bits(&b[..100]), "conv");

@@ -287,7 +287,7 @@ fn streaming_sgd_equals_sgd_with_a_full_gradient() {
     let mut trainer: Box<tinycnn::FashionStreamingSgdTrainer> = bytemuck::zeroed_box();
     trainer.configure(0.1, 0.0).unwrap();
     let loss_b = trainer
-        .train_batch(&mut *streamed, &train[..], &batch, &mut rng(0))
+        .train_batch(&mut streamed, &train[..], &batch, &mut rng(0))
         .unwrap();
 
     assert!(close(loss_a, loss_b, 1e-6, 1e-6), "{loss_a} vs {loss_b}");
@@ -312,7 +312,7 @@ fn streaming_sgd_with_dropout_learns_and_refuses_what_it_must() {
     let mut order = vec![0u32; train.len()];
     // Not configured yet: refused.
     assert!(matches!(
-        trainer.train_epoch(&mut *params, &train[..], Epoch::new(&mut order, 32, &mut rng(1))),
+        trainer.train_epoch(&mut params, &train[..], Epoch::new(&mut order, 32, &mut rng(1))),
         Err(Error::InvalidConfig { .. })
     ));
     trainer.configure(0.05, 0.5).unwrap();
@@ -323,17 +323,17 @@ fn streaming_sgd_with_dropout_learns_and_refuses_what_it_must() {
     for epoch in 0..3 {
         trainer
             .train_epoch(
-                &mut *params,
+                &mut params,
                 &train[..],
                 Epoch::new(&mut order, 32, &mut r).number(epoch),
             )
             .unwrap();
     }
-    let after = trainer.evaluate(&*params, &validation[..]).unwrap().accuracy;
+    let after = trainer.evaluate(&params, &validation[..]).unwrap().accuracy;
     assert!(after > 0.9 && after > before, "{before} -> {after}");
     let too_big: Vec<u32> = (0..33).collect();
     assert!(matches!(
-        trainer.train_batch(&mut *params, &train[..], &too_big, &mut r),
+        trainer.train_batch(&mut params, &train[..], &too_big, &mut r),
         Err(Error::Length { .. })
     ));
     // A diverging batch changes nothing.
@@ -341,7 +341,7 @@ fn streaming_sgd_with_dropout_learns_and_refuses_what_it_must() {
     params.dense2_bias[1] = -f32::MAX;
     let kept = params.clone();
     assert_eq!(
-        trainer.train_batch(&mut *params, &train[..], &[0, 1, 2, 3], &mut r),
+        trainer.train_batch(&mut params, &train[..], &[0, 1, 2, 3], &mut r),
         Err(Error::Diverged)
     );
     assert_eq!(params.as_flat(), kept.as_flat());

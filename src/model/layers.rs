@@ -258,3 +258,45 @@ fn dense_in_own_frame<const IN: usize, const OUT: usize>(
 ) {
     dense(input, kernel, bias, out);
 }
+
+/// A boxed network reads as the network (the host keeps big parameters on
+/// the heap: `&mut params` of a `Box<Params>` works where `&mut Params` does).
+#[cfg(feature = "std")]
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+        N: Layers<H, W, K, FLAT, HIDDEN, CLASSES>,
+    > Layers<H, W, K, FLAT, HIDDEN, CLASSES> for std::boxed::Box<N>
+{
+    fn conv(&self) -> (&ConvKernel<K>, &[f32; K]) {
+        (**self).conv()
+    }
+
+    fn dense2(&self) -> (&[[f32; CLASSES]; HIDDEN], &[f32; CLASSES]) {
+        (**self).dense2()
+    }
+
+    fn dense1_listed(&self, input: &mut [f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
+        (**self).dense1_listed(input, active, out);
+    }
+
+    fn dense1(&self, input: &mut [f32; FLAT], out: &mut [f32; HIDDEN]) {
+        (**self).dense1(input, out);
+    }
+
+    fn dense1_backward_listed(
+        &self,
+        input: &[f32; FLAT],
+        active: &[u16],
+        out_grad: &[f32; HIDDEN],
+        kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
+        bias_grad: &mut [f32; HIDDEN],
+        input_grad: &mut [f32; FLAT],
+    ) {
+        (**self).dense1_backward_listed(input, active, out_grad, kernel_grad, bias_grad, input_grad);
+    }
+}

@@ -171,6 +171,43 @@ impl<
     pub const TRAINING_BYTES_SGD: usize = StreamingSgdTrainer::<32, H, W, K, FLAT, HIDDEN, CLASSES>::BYTES;
 }
 
+#[cfg(feature = "std")]
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+        P: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
+    > StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES> for std::boxed::Box<P>
+{
+}
+
+#[cfg(feature = "std")]
+impl<
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+        P: sealed::Steps<K, FLAT, HIDDEN, CLASSES>,
+    > sealed::Steps<K, FLAT, HIDDEN, CLASSES> for std::boxed::Box<P>
+{
+    fn small_layers(&mut self) -> sealed::SmallLayers<'_, K, HIDDEN, CLASSES> {
+        (**self).small_layers()
+    }
+
+    fn step_dense1(
+        &mut self,
+        input: &[f32; FLAT],
+        hidden_grad: &[f32; HIDDEN],
+        lr: f32,
+        rng: &mut impl RngCore,
+    ) {
+        (**self).step_dense1(input, hidden_grad, lr, rng);
+    }
+}
+
 /// Plain SGD in two passes over each mini-batch, holding at most `MAX_BATCH`
 /// samples' worth of hidden-layer gradients (400 bytes each by default)
 /// instead of a gradient of the whole model.
