@@ -13,10 +13,12 @@
 //! cargo run --release --example m4_train_256k   # the same arithmetic on the host
 //! ```
 //! Ends with `RESULT example=m4_train_256k ... final_loss=... accuracy=...
-//! model_hash=... instructions_per_image=... ram_bytes=...`: the host's run
-//! has the same model hash (the same bits), and writes the trained model's
-//! `f32` export to `target/m4_train_256k.safetensors`, which `evaluate` and
-//! `quantize` read.
+//! model_hash=... instructions_per_image=... ram_bytes=...`, after writing the
+//! trained model's `f32` export as a weight blob, which `evaluate` and
+//! `quantize` read: the board to `target/m4_train_256k-board.tcnn` on the host
+//! through semihosting, a few hundred bytes at a time; the host run, which
+//! computes the same bits when built without fused multiply-adds, to
+//! `target/m4_train_256k.tcnn`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 mod board;
@@ -88,9 +90,7 @@ fn run() -> bool {
         statics,
         stack
     );
-    #[cfg(not(target_os = "none"))]
-    if let Err(e) = export(params) {
-        eprintln!("error: {e}");
+    if !export(params) {
         return false;
     }
     // On the board the stack must not have reached the statics.
@@ -123,13 +123,63 @@ fn model_hash(params: &FashionParams8) -> u32 {
     hasher.finalize()
 }
 
-/// Writes the trained model's `f32` export for the host's tools.
+/// Writes the trained model's `f32` export, a weight blob, for the host's
+/// tools: from the board into a host file through semihosting.
+#[cfg(target_os = "none")]
+fn export(params: &FashionParams8) -> bool {
+    use cortex_m_semihosting::syscall;
+    const PATH: &[u8] = b"target/m4_train_256k-board.tcnn\0";
+    // SAFETY: semihosting OPEN takes a NUL-terminated path, a mode and the
+    // path's length without the NUL; the runner starts QEMU with semihosting
+    // enabled, so the call traps to the host.
+    let handle = unsafe {
+        syscall!(
+            OPEN,
+            PATH.as_ptr(),
+            cortex_m_semihosting::nr::open::W_TRUNC_BINARY,
+            PATH.len() - 1
+        )
+    } as isize;
+    if handle < 0 {
+        out!(
+            "error: cannot open {} on the host",
+            "target/m4_train_256k-board.tcnn"
+        );
+        return false;
+    }
+    let written = params.write_blob_with(|bytes| {
+        // SAFETY: WRITE of a live buffer and its length to the handle OPEN
+        // returned; it returns how many bytes were not written.
+        match unsafe { syscall!(WRITE, handle, bytes.as_ptr(), bytes.len()) } {
+            0 => Ok(()),
+            _ => Err(()),
+        }
+    });
+    // SAFETY: CLOSE of the handle OPEN returned.
+    unsafe { syscall!(CLOSE, handle) };
+    if written.is_err() {
+        out!("error: the export was not written whole");
+    }
+    written.is_ok()
+}
+
+/// Writes the trained model's `f32` export, a weight blob, for the host's tools.
 #[cfg(not(target_os = "none"))]
-fn export(params: &FashionParams8) -> Result<(), Box<dyn std::error::Error>> {
-    let mut exported = tinycnn::FashionParams::boxed();
-    params.to_params(&mut exported);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/m4_train_256k.safetensors");
-    tinycnn::host::save_safetensors(&exported, &path)?;
-    println!("wrote {}", path.display());
-    Ok(())
+fn export(params: &FashionParams8) -> bool {
+    let mut blob = Vec::with_capacity(FashionParams8::BLOB_BYTES);
+    let _ = params.write_blob_with(|bytes| -> Result<(), ()> {
+        blob.extend_from_slice(bytes);
+        Ok(())
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/m4_train_256k.tcnn");
+    match tinycnn::host::write_atomically(&path, &blob) {
+        Ok(()) => {
+            println!("wrote {}", path.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            false
+        }
+    }
 }

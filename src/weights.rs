@@ -16,7 +16,7 @@
 //! boundary (see [`Aligned`]) is viewed as `&Params` directly.
 
 use crate::kernels::all_finite;
-use crate::model::{ParamBuffer, Params};
+use crate::model::{ParamBuffer, Params, Params8};
 use crate::Error;
 
 /// The first four bytes of every blob.
@@ -96,11 +96,16 @@ impl BlobFormat {
 
     /// Writes the header (`HEADER_BYTES` long) for `payload`.
     pub(crate) fn write_header(&self, header: &mut [u8], sizes: [u32; 5], payload: &[u8]) {
+        self.write_header_for(header, sizes, payload.len(), crc32fast::hash(payload));
+    }
+
+    /// Writes the header for a payload of `length` bytes whose CRC-32 is `crc`.
+    pub(crate) fn write_header_for(&self, header: &mut [u8], sizes: [u32; 5], length: usize, crc: u32) {
         let mut words = [0u32; 8];
         words[0] = self.version;
         words[1..6].copy_from_slice(&sizes);
-        words[6] = payload.len() as u32;
-        words[7] = crc32fast::hash(payload);
+        words[6] = length as u32;
+        words[7] = crc;
         header[..4].copy_from_slice(&self.magic);
         for (chunk, word) in header[4..].chunks_exact_mut(4).zip(words) {
             chunk.copy_from_slice(&word.to_le_bytes());
@@ -194,5 +199,87 @@ impl<
     /// Validates the header and checksum and returns the payload.
     fn check_blob(blob: &[u8]) -> Result<&[u8], Error> {
         F32_BLOB.payload(blob, Self::size_words(), Self::BYTES)
+    }
+}
+
+impl<
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Params8<H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    /// Size of the weight blob of this model's `f32` export.
+    pub const BLOB_BYTES: usize = Params::<H, W, K, FLAT, HIDDEN, CLASSES>::BLOB_BYTES;
+
+    /// Hands the weight blob of the `f32` export ([`to_params`](Self::to_params);
+    /// the format [`Params::write_blob`] writes, which [`Params::from_blob`] and
+    /// the host's tools read) to `write`, a few hundred bytes at a time,
+    /// without the export in memory: how firmware that trained in a small
+    /// RAM sends its model out (a host file over semihosting, a serial line,
+    /// flash pages). Stops at the first error `write` returns.
+    ///
+    /// ```
+    /// use rand_core::SeedableRng;
+    /// use tinycnn::{FashionParams, FashionParams8};
+    /// let mut params8 = FashionParams8::boxed();
+    /// params8.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(2));
+    /// let mut blob = Vec::new();
+    /// params8.write_blob_with(|bytes| -> Result<(), ()> { Ok(blob.extend_from_slice(bytes)) }).unwrap();
+    /// assert_eq!(blob.len(), FashionParams8::BLOB_BYTES);
+    /// let mut exported = FashionParams::boxed();
+    /// params8.to_params(&mut exported);
+    /// let mut aligned = vec![0u32; blob.len() / 4];
+    /// bytemuck::cast_slice_mut::<u32, u8>(&mut aligned).copy_from_slice(&blob);
+    /// assert_eq!(FashionParams::from_blob(bytemuck::cast_slice(&aligned)).unwrap(), &*exported);
+    /// ```
+    ///
+    /// # Errors
+    /// Whatever `write` returns.
+    pub fn write_blob_with<E>(&self, mut write: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let mut crc = crc32fast::Hasher::new();
+        self.each_exported_value(|v| crc.update(&v.to_le_bytes()));
+        let mut header = [0u8; HEADER_BYTES];
+        F32_BLOB.write_header_for(
+            &mut header,
+            Params::<H, W, K, FLAT, HIDDEN, CLASSES>::size_words(),
+            Params::<H, W, K, FLAT, HIDDEN, CLASSES>::BYTES,
+            crc.finalize(),
+        );
+        write(&header)?;
+        let mut chunk = [0u8; 256];
+        let mut filled = 0;
+        let mut result = Ok(());
+        self.each_exported_value(|v| {
+            if result.is_err() {
+                return;
+            }
+            chunk[filled..filled + 4].copy_from_slice(&v.to_le_bytes());
+            filled += 4;
+            if filled == chunk.len() {
+                result = write(&chunk);
+                filled = 0;
+            }
+        });
+        result?;
+        write(&chunk[..filled])
+    }
+
+    /// Every value of the `f32` export in the blob's order.
+    fn each_exported_value(&self, mut f: impl FnMut(f32)) {
+        let floats = |values: &[f32], f: &mut dyn FnMut(f32)| values.iter().for_each(|&v| f(v));
+        floats(self.conv_kernel.as_flattened().as_flattened(), &mut f);
+        floats(&self.conv_bias, &mut f);
+        let kernel = &self.dense1_kernel;
+        for row in &kernel.values {
+            for (&v, &scale) in row.iter().zip(&kernel.scales) {
+                f(f32::from(v) * scale);
+            }
+        }
+        floats(&self.dense1_bias, &mut f);
+        floats(self.dense2_kernel.as_flattened(), &mut f);
+        floats(&self.dense2_bias, &mut f);
     }
 }

@@ -405,3 +405,38 @@ fn the_same_seed_trains_the_same_8_bit_model() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn the_export_blob_streams_out_whole_or_stops_at_the_first_failed_write() {
+    let mut params8 = FashionParams8::boxed();
+    params8.init_glorot(&mut rng(12));
+    let mut blob = Vec::new();
+    let mut writes = 0;
+    params8
+        .write_blob_with(|bytes| -> Result<(), ()> {
+            assert!(bytes.len() <= 256, "no big buffer behind it");
+            writes += 1;
+            blob.extend_from_slice(bytes);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(blob.len(), FashionParams8::BLOB_BYTES);
+    assert!(writes > 3000);
+    // The blob is the f32 export's, as `write_blob` writes it.
+    let mut exported = FashionParams::boxed();
+    params8.to_params(&mut exported);
+    let mut expected = vec![0u8; FashionParams::BLOB_BYTES];
+    exported.write_blob(&mut expected).unwrap();
+    assert!(blob == expected);
+    // A sink that fails on its third write sees no fourth.
+    let mut calls = 0;
+    let result = params8.write_blob_with(|_| {
+        calls += 1;
+        if calls == 3 {
+            Err("disk full")
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!((result, calls), (Err("disk full"), 3));
+}
