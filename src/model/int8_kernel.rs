@@ -61,19 +61,55 @@ impl<const IN: usize, const OUT: usize> Int8Kernel<IN, OUT> {
                 *m = m.max(w.abs());
             }
         }
-        for (scale, &m) in self.scales.iter_mut().zip(&largest) {
-            *scale = if m > 0.0 {
+        let scales = largest.map(|m| {
+            if m > 0.0 {
                 2.0 * m / f32::from(GRID_MAX)
             } else {
                 ZERO_COLUMN_SCALE
-            };
+            }
+        });
+        self.round_onto(weights, &scales);
+        Ok(())
+    }
+
+    /// Stores `weights` on the grid of the given `scales`, each value the
+    /// nearest step. For weights that are `value * scale` (what
+    /// [`dequantize`](Self::dequantize) writes) the values come back exactly:
+    /// the product divided by the scale rounds to the value again.
+    ///
+    /// ```
+    /// use tinycnn::model::Int8Kernel;
+    /// let mut kernel = Int8Kernel::<1, 2>::zeroed();
+    /// kernel.quantize_with(&[[0.3, -0.75]], &[0.1, 0.25]).unwrap();
+    /// assert_eq!(kernel.values, [[3, -3]]);
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN or infinite weight,
+    /// [`Error::InvalidConfig`] for a scale that is not finite and positive;
+    /// `self` is left as it was.
+    pub fn quantize_with(&mut self, weights: &[[f32; OUT]; IN], scales: &[f32; OUT]) -> Result<(), Error> {
+        if !all_finite(weights.as_flattened()) {
+            return Err(Error::NonFinite {
+                what: "kernel weight",
+            });
         }
+        if !scales.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(Error::InvalidConfig {
+                what: "kernel scales must be finite and positive",
+            });
+        }
+        self.round_onto(weights, scales);
+        Ok(())
+    }
+
+    fn round_onto(&mut self, weights: &[[f32; OUT]; IN], scales: &[f32; OUT]) {
+        self.scales = *scales;
         for (values, row) in self.values.iter_mut().zip(weights) {
-            for ((v, &w), &scale) in values.iter_mut().zip(row).zip(&self.scales) {
+            for ((v, &w), &scale) in values.iter_mut().zip(row).zip(scales) {
                 *v = nearest_step(w / scale);
             }
         }
-        Ok(())
     }
 
     /// The weights in `f32`: `values[i][j] * scales[j]`.

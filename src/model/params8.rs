@@ -163,11 +163,7 @@ impl<
             return Err(Error::NonFinite { what: "parameter" });
         }
         self.dense1_kernel.quantize(&params.dense1_kernel)?;
-        self.conv_kernel = params.conv_kernel;
-        self.conv_bias = params.conv_bias;
-        self.dense1_bias = params.dense1_bias;
-        self.dense2_kernel = params.dense2_kernel;
-        self.dense2_bias = params.dense2_bias;
+        self.copy_other_layers(params);
         Ok(())
     }
 
@@ -200,23 +196,18 @@ impl<
         if !all_finite(bytemuck::cast_slice(core::slice::from_ref(params))) {
             return Err(Error::NonFinite { what: "parameter" });
         }
-        if !scales.iter().all(|s| s.is_finite() && *s > 0.0) {
-            return Err(Error::InvalidConfig {
-                what: "dense1's scales must be finite and positive",
-            });
-        }
-        self.dense1_kernel.scales = *scales;
-        for (values, row) in self.dense1_kernel.values.iter_mut().zip(&params.dense1_kernel) {
-            for ((v, &w), &scale) in values.iter_mut().zip(row).zip(scales) {
-                *v = nearest_step(w / scale);
-            }
-        }
+        self.dense1_kernel.quantize_with(&params.dense1_kernel, scales)?;
+        self.copy_other_layers(params);
+        Ok(())
+    }
+
+    /// Every layer but dense1's kernel, from `params`.
+    fn copy_other_layers(&mut self, params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>) {
         self.conv_kernel = params.conv_kernel;
         self.conv_bias = params.conv_bias;
         self.dense1_bias = params.dense1_bias;
         self.dense2_kernel = params.dense2_kernel;
         self.dense2_bias = params.dense2_bias;
-        Ok(())
     }
 
     /// The parameters in `f32` (the export: weight files, the int8
