@@ -8,6 +8,8 @@
 //! In firmware: `static BLOB: &Aligned<[u8]> = &Aligned(*include_bytes!("model.tcnn"));`
 //! then `let params = Params::from_blob(&BLOB.0)?;`.
 
+mod common;
+
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,21 +28,14 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let result = tinycnn::host::load_safetensors::<28, 28, 10, 1960, 100, 10>(&args.weights)
-        .and_then(|params| tinycnn::host::save_blob(&params, &args.out));
-    match result {
-        Ok(()) => {
-            println!(
-                "wrote {} ({} bytes)",
-                args.out.display(),
-                FashionParams::BLOB_BYTES
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(|args: Args| {
+        let params = tinycnn::host::load_safetensors::<28, 28, 10, 1960, 100, 10>(&args.weights)?;
+        tinycnn::host::save_blob(&params, &args.out)?;
+        println!(
+            "wrote {} ({} bytes)",
+            args.out.display(),
+            FashionParams::BLOB_BYTES
+        );
+        Ok(())
+    })
 }

@@ -90,7 +90,7 @@ fn run() -> bool {
         ) {
             Ok(epoch_loss) => loss = epoch_loss,
             Err(e) => {
-                out!("error: epoch {}: {}", epoch + 1, e);
+                out!("error: {}", e);
                 return false;
             }
         }

@@ -51,17 +51,17 @@ struct Args {
     /// Training recipe.
     #[arg(long, value_enum, default_value = "adam")]
     recipe: Recipe,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 20)]
+    /// Passes over the training set (at least 1).
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = at_least_one)]
     epochs: usize,
     /// Mini-batch size (default: the recipe's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one)]
     batch: Option<usize>,
-    /// Learning rate (default: the recipe's).
-    #[arg(long)]
+    /// Learning rate (default: the recipe's). A resumed run may lower it.
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
     /// Seed of the initialization, shuffling and dropout.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     seed: u64,
     /// Directory with the four Fashion-MNIST IDX files (.gz or raw).
     #[arg(long)]
@@ -75,12 +75,21 @@ struct Args {
     /// Threads that share each mini-batch. With more than one, each sample's
     /// dropout mask has its own seed: the run is the same for the same seed and
     /// thread count, but not the same as with one thread.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = at_least_one)]
     threads: usize,
     /// Another run's history.csv (or its output directory), drawn beside
     /// this run's curves in training.png.
     #[arg(long)]
     compare: Option<PathBuf>,
+}
+
+/// A count given on the command line: a whole number, at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<i128>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| "too large".to_string()),
+        Ok(_) => Err("must be at least 1".to_string()),
+        Err(_) => Err("must be a whole number, at least 1".to_string()),
+    }
 }
 
 struct EpochRow {
@@ -107,13 +116,7 @@ impl Progress for Bar {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(run)
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -123,9 +126,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let batch_size = args.batch.unwrap_or(default_batch);
     let lr = args.lr.unwrap_or(default_lr);
-    if batch_size == 0 {
-        return Err("--batch must be at least 1".into());
-    }
+    // The optimizers check the learning rate; checked here too, before any
+    // file is read or written.
+    Sgd::new(lr)?;
     let recipe_name = format!("{:?}", args.recipe).to_lowercase();
     let out = args
         .out
@@ -176,7 +179,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.seed
     );
 
-    // What a checkpoint must agree on to be resumed.
+    // What a checkpoint must agree on to be resumed: all but the learning
+    // rate, which a run that diverged resumes with lowered.
     let settings = BTreeMap::from([
         ("recipe".to_string(), recipe_name.clone()),
         ("seed".to_string(), args.seed.to_string()),
@@ -193,7 +197,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut trainer = FashionTrainer::boxed();
     trainer.set_dropout(dropout)?;
     let mut parallel = match args.threads {
-        0 => return Err("--threads must be at least 1".into()),
         1 => None,
         threads => Some(ParallelTrainer::new(threads, dropout)?),
     };
@@ -224,7 +227,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut first_epoch = 0;
     if args.resume {
         let checkpoint: Checkpoint = load_checkpoint(&checkpoint_path)?;
-        for (key, value) in &settings {
+        for (key, value) in settings.iter().filter(|(key, _)| *key != "lr") {
             let saved = checkpoint.info.get(key).map(String::as_str).unwrap_or("nothing");
             if saved != value {
                 return Err(format!(
@@ -253,6 +256,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "resuming after epoch {first_epoch} from {}",
             checkpoint_path.display()
         );
+        if let Some(saved) = checkpoint
+            .info
+            .get("lr")
+            .filter(|saved| **saved != lr.to_string())
+        {
+            println!("learning rate {lr} (the checkpoint's run had {saved})");
+        }
     }
 
     let mut order = vec![0u32; train.len()];
@@ -276,14 +286,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         // Each epoch draws from its own stream, so a resumed run repeats an
         // uninterrupted one bit for bit.
         let mut rng = epoch_rng(args.seed, epoch);
-        let train_loss = match (&mut parallel, &mut int8) {
+        let trained = match (&mut parallel, &mut int8) {
             (_, Some((params8, streaming))) => streaming.train_epoch(
                 &mut **params8,
                 &train,
                 Epoch::new(&mut order, batch_size, &mut rng)
                     .number(epoch)
                     .progress(&mut progress),
-            )?,
+            ),
             (Some(parallel), None) => parallel.train_epoch(
                 &mut params,
                 &mut optimizer,
@@ -291,7 +301,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 Epoch::new(&mut order, batch_size, &mut rng)
                     .number(epoch)
                     .progress(&mut progress),
-            )?,
+            ),
             (None, None) => trainer.train_epoch(
                 &mut params,
                 &mut optimizer,
@@ -299,8 +309,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 Epoch::new(&mut order, batch_size, &mut rng)
                     .number(epoch)
                     .progress(&mut progress),
-            )?,
+            ),
         };
+        let train_loss = trained.map_err(|e| match e {
+            tinycnn::Error::Diverged(_) if epoch > 0 => {
+                format!("{e}; lower --lr (--resume continues from the checkpoint of epoch {epoch})")
+            }
+            tinycnn::Error::Diverged(_) => format!("{e}; lower --lr"),
+            e => e.to_string(),
+        })?;
         let train_seconds = start.elapsed().as_secs_f64();
         progress.bar.finish_and_clear();
         let val = match &int8 {
@@ -354,8 +371,20 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         out.display()
     );
     println!("test accuracy={accuracy:.4}");
+    if let Some(last) = rows.last().filter(|last| last.val_accuracy <= CHANCE_ACCURACY) {
+        eprintln!(
+            "warning: validation accuracy {:.4} is chance for 10 classes: the network learned nothing (its units dead after too large a step?); lower --lr",
+            last.val_accuracy
+        );
+    }
     Ok(())
 }
+
+/// The validation accuracy at or under which a run has learned nothing:
+/// one class in ten is chance, and a network whose ReLUs all died predicts
+/// one class for every image. A run that learns anything passes it within
+/// its first batches.
+const CHANCE_ACCURACY: f32 = 0.15;
 
 /// Where an `sgd8` checkpoint keeps dense1's scales (the export's weights
 /// are `value * scale`).

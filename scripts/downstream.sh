@@ -6,6 +6,8 @@
 # map: cortex-m-rt puts the initial stack pointer at the end of RAM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/prerequisites.sh
+need_cortex_m_targets
 crate=tests/downstream-firmware
 touch "$crate/src/main.rs" # relink, so that the link line is printed
 log=$(CARGO_TARGET_DIR=target/downstream cargo build -v --release \

@@ -9,12 +9,16 @@
 # the STM32F405 of a Netduino Plus 2 (1 MiB of flash, 128 KiB of SRAM) and
 # the micro:bit's nRF51822 (256 KiB of flash, 16 KiB of RAM), each linked
 # against its real memory map. Prints each RESULT line and, with --sizes, the
-# sections of each ELF (needs `rustup component add llvm-tools`).
-# Exits non-zero on any failure.
+# sections of each ELF (with rustup's llvm-tools, which it adds). Needs
+# qemu-system-arm; adds the Cortex-M targets. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/prerequisites.sh
 sizes=false
 [ "${1:-}" = "--sizes" ] && sizes=true
+need_qemu
+need_cortex_m_targets
+$sizes && size=$(llvm_size)
 
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
@@ -62,7 +66,6 @@ for run in "${runs[@]}"; do
         echo "FAIL: $example on $board final_loss: board $b, host $h"; status=1
     fi
     if $sizes; then
-        size=$(ls ~/.rustup/toolchains/*/lib/rustlib/*/bin/llvm-size | head -n 1)
         "$size" -A "target/$target/$profile/examples/$example" | grep -E '^\.(text|rodata|data|bss) '
     fi
 done

@@ -29,9 +29,10 @@ pub enum Error {
         /// Where the value was found.
         what: &'static str,
     },
-    /// Training produced a NaN or infinite loss or gradient; the parameters were
-    /// left as they were before the failed step.
-    Diverged,
+    /// Training diverged: a batch's loss or gradient was NaN or infinite, or
+    /// its loss exploded past [`DIVERGED_LOSS`](crate::train::DIVERGED_LOSS).
+    /// The parameters are left as they were before the failed step.
+    Diverged(Divergence),
     /// A label was not below the number of classes.
     LabelOutOfRange {
         /// The label that was found.
@@ -98,10 +99,7 @@ impl fmt::Display for Error {
                 found,
             } => write!(f, "{what} has length {found}, expected {expected}"),
             Error::NonFinite { what } => write!(f, "{what} contains NaN or infinity"),
-            Error::Diverged => write!(
-                f,
-                "training diverged (non-finite loss or gradient); parameters kept from the last good step"
-            ),
+            Error::Diverged(divergence) => divergence.fmt(f),
             Error::LabelOutOfRange { label, classes } => {
                 write!(f, "label {label} is out of range for {classes} classes")
             }
@@ -129,3 +127,70 @@ impl fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+/// Where training diverged, and the loss it had reached.
+///
+/// ```
+/// use tinycnn::error::Divergence;
+/// use tinycnn::Error;
+/// let e = Error::Diverged(Divergence { epoch: 3, batch: 12, loss: 3.1e22 });
+/// assert_eq!(e.to_string(), "training diverged at epoch 3, batch 12: loss 3.1e22");
+/// let step = Divergence { epoch: 0, batch: 0, loss: f32::NAN };
+/// assert_eq!(step.to_string(), "training diverged: loss NaN");
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Divergence {
+    /// The epoch, from 1; 0 for a step taken outside an epoch (`train_batch`).
+    pub epoch: usize,
+    /// The batch within the epoch, from 1; 0 outside an epoch.
+    pub batch: usize,
+    /// The batch's mean loss: NaN, infinite, or above the bound.
+    pub loss: f32,
+}
+
+impl Divergence {
+    /// A step's divergence with mean loss `loss`, not yet placed in an epoch.
+    pub(crate) const fn of_step(loss: f32) -> Error {
+        Error::Diverged(Divergence {
+            epoch: 0,
+            batch: 0,
+            loss,
+        })
+    }
+}
+
+/// Equal when every field is, the loss compared by its bits (so a NaN loss
+/// equals itself and `Error` stays `Eq`).
+impl PartialEq for Divergence {
+    fn eq(&self, other: &Self) -> bool {
+        (self.epoch, self.batch, self.loss.to_bits()) == (other.epoch, other.batch, other.loss.to_bits())
+    }
+}
+
+impl Eq for Divergence {}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.epoch == 0 {
+            write!(f, "training diverged: loss {:.1e}", self.loss)
+        } else {
+            write!(
+                f,
+                "training diverged at epoch {}, batch {}: loss {:.1e}",
+                self.epoch, self.batch, self.loss
+            )
+        }
+    }
+}
+
+impl Error {
+    /// The same error, a divergence placed at `batch` of `epoch` (both
+    /// from 1); any other error unchanged.
+    pub(crate) fn in_batch(self, epoch: usize, batch: usize) -> Self {
+        match self {
+            Error::Diverged(Divergence { loss, .. }) => Error::Diverged(Divergence { epoch, batch, loss }),
+            other => other,
+        }
+    }
+}

@@ -221,20 +221,46 @@ fn settings_out_of_range() {
     let out = scratch("settings");
     let out = out.to_str().unwrap();
     let run = |extra: &[&str]| {
-        let mut args = vec!["--epochs", "1", "--data", SUBSET, "--out", out];
+        let mut args = vec!["--data", SUBSET, "--out", out];
+        if !extra.contains(&"--epochs") {
+            args.extend(["--epochs", "1"]);
+        }
         args.extend_from_slice(extra);
         fails("train", &args)
     };
-    assert_eq!(run(&["--batch", "0"]), "error: --batch must be at least 1");
-    assert_eq!(run(&["--threads", "0"]), "error: --threads must be at least 1");
+    for (flag, value) in [
+        ("--batch", "0"),
+        ("--batch", "-3"),
+        ("--threads", "0"),
+        ("--epochs", "0"),
+        ("--epochs", "-1"),
+    ] {
+        let name = flag.trim_start_matches('-').to_uppercase();
+        assert_eq!(
+            run(&[flag, value]),
+            format!("error: invalid value '{value}' for '{flag} <{name}>': must be at least 1")
+        );
+    }
+    assert_eq!(
+        run(&["--epochs", "two"]),
+        "error: invalid value 'two' for '--epochs <EPOCHS>': must be a whole number, at least 1"
+    );
     assert_eq!(
         run(&["--batch", "100000"]),
         "error: invalid configuration: batch size must be between 1 and the training set size"
     );
-    assert_eq!(
-        run(&["--lr=-1"]),
-        "error: invalid configuration: learning rate must be finite and positive"
-    );
+    for lr in [
+        &["--lr=-1"][..],
+        &["--lr", "-1"],
+        &["--lr", "0"],
+        &["--recipe", "sgd", "--lr", "-0.5"],
+    ] {
+        assert_eq!(
+            run(lr),
+            "error: invalid configuration: learning rate must be finite and positive",
+            "{lr:?}"
+        );
+    }
     assert_eq!(
         run(&["--lr=nan"]),
         "error: invalid configuration: learning rate must be finite and positive"
@@ -249,4 +275,117 @@ fn settings_out_of_range() {
     );
     let missing = format!("{out}/no-such-run/history.csv");
     assert!(run(&["--compare", &missing]).starts_with(&format!("error: {missing}: ")));
+}
+
+/// Runs `train` on the subset into `out`; returns its exit code and stderr.
+fn train(out: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(common::example_binary("train"))
+        .args(["--data", SUBSET, "--out"])
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.code(), stderr)
+}
+
+/// The one line a diverged run ends with, checked for its shape: the epoch
+/// and batch, a loss above the bound, the advice.
+fn diverged_line(out: &Path, args: &[&str], epoch: usize) -> String {
+    let (code, stderr) = train(out, args);
+    assert_eq!(code, Some(1), "{args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?} printed {stderr:?}");
+    let line = lines[0];
+    let prefix = format!("error: training diverged at epoch {epoch}, batch ");
+    let rest = line.strip_prefix(&prefix).unwrap_or_else(|| panic!("{line}"));
+    let (_batch, rest) = rest.split_once(": loss ").unwrap_or_else(|| panic!("{line}"));
+    let (loss, advice) = rest.split_once(';').unwrap_or_else(|| panic!("{line}"));
+    let loss: f32 = loss.parse().unwrap_or_else(|_| panic!("{line}"));
+    assert!(loss.is_nan() || loss > tinycnn::train::DIVERGED_LOSS, "{line}");
+    assert!(advice.starts_with(" lower --lr"), "{line}");
+    assert!(
+        !out.join("model.safetensors").exists(),
+        "{args:?} wrote a final model"
+    );
+    line.to_string()
+}
+
+#[test]
+fn a_diverging_run_fails_with_one_line_and_writes_no_model() {
+    for args in [
+        &["--recipe", "sgd", "--lr", "1e6"][..],
+        &["--recipe", "sgd8", "--lr", "1e6"],
+        &["--recipe", "adam", "--lr", "1e6"],
+        &["--recipe", "sgd", "--lr", "1e6", "--threads", "2"],
+    ] {
+        let out = scratch("diverging");
+        let line = diverged_line(&out, &[args, &["--epochs", "2"]].concat(), 1);
+        assert!(line.ends_with("; lower --lr"), "{line}");
+        assert!(!out.join("checkpoint.safetensors").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_run_that_diverges_after_an_epoch_keeps_its_checkpoint_and_resumes_with_a_lower_lr() {
+    let out = scratch("diverging-later");
+    let checkpoint = out.join("checkpoint.safetensors");
+    let epochs_done = || {
+        tinycnn::host::load_checkpoint::<28, 28, 10, 1960, 100, 10>(&checkpoint)
+            .unwrap()
+            .epochs_done
+    };
+    let sgd = ["--recipe", "sgd", "--seed", "3"];
+    let (code, stderr) = train(&out, &[&sgd[..], &["--epochs", "1"]].concat());
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::remove_file(out.join("model.safetensors")).unwrap();
+    let first_epoch = std::fs::read(&checkpoint).unwrap();
+
+    // Epoch 2 with a learning rate that blows up at once.
+    let line = diverged_line(
+        &out,
+        &[&sgd[..], &["--epochs", "3", "--resume", "--lr", "1e6"]].concat(),
+        2,
+    );
+    assert!(
+        line.ends_with("; lower --lr (--resume continues from the checkpoint of epoch 1)"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read(&checkpoint).unwrap(),
+        first_epoch,
+        "the checkpoint changed"
+    );
+
+    // Resumed with a lower rate, the run trains epochs 2 and 3 and finishes.
+    let (code, stderr) = train(
+        &out,
+        &[&sgd[..], &["--epochs", "3", "--resume", "--lr", "0.005"]].concat(),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(epochs_done(), 3);
+    assert!(out.join("model.safetensors").exists());
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 4, "{history}");
+}
+
+#[test]
+fn a_run_that_ends_at_chance_says_so() {
+    // An SGD step of 1 kills every unit at once: the loss settles at ln 10,
+    // under any bound, and validation scores one class in ten.
+    let out = scratch("dead");
+    let (code, stderr) = train(&out, &["--recipe", "sgd", "--lr", "1", "--epochs", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("warning: validation accuracy 0.")
+            && lines[0].contains("is chance for 10 classes"),
+        "{stderr}"
+    );
+    // A healthy run says nothing of it.
+    let (code, stderr) = train(&scratch("alive"), &["--recipe", "sgd", "--epochs", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
 }

@@ -247,7 +247,7 @@ where
         match trainer.train_epoch(params, train, this_epoch) {
             Ok(epoch_loss) => loss = epoch_loss,
             Err(e) => {
-                out!("error: epoch {}: {}", epoch + 1, e);
+                out!("error: {}", e);
                 return None;
             }
         }

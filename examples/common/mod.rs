@@ -6,6 +6,33 @@ use tinycnn::data::Samples;
 use tinycnn::host::{FashionMnist, HostError, CLASS_NAMES, DATA_DIR_ENV, SYSTEM_DATA_DIR};
 use tinycnn::{FashionParams, FashionWorkspace};
 
+/// Parses the command line into `A`, then runs `run`: a bad argument or an
+/// error of the run ends with one line on stderr (`error: ...`) and exit
+/// status 1; `--help` and `--version` print as clap does.
+pub fn main<A: clap::Parser>(
+    run: impl FnOnce(A) -> Result<(), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
+    let args = match A::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(),
+        // clap's first line names the argument and the problem.
+        Err(e) => {
+            eprintln!(
+                "{}",
+                e.to_string().lines().next().unwrap_or("error: bad arguments")
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The subset shipped in this repository.
 pub const SUBSET_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
 

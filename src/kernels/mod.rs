@@ -11,7 +11,7 @@
 //! comparison, as in max-pooling and ReLU, may drop it). The entry points above
 //! them keep such values out: [`Params::forward`](crate::Params::forward) and
 //! training refuse a non-finite pixel with [`Error::NonFinite`](crate::Error::NonFinite),
-//! a training step with a non-finite loss or gradient returns
+//! a training step with a non-finite (or exploded) loss or gradient returns
 //! [`Error::Diverged`](crate::Error::Diverged) without changing the parameters,
 //! and weight files with NaN or infinite values are refused when read.
 

@@ -113,7 +113,8 @@ impl<'a, R: RngCore, P: Progress> Epoch<'a, R, P> {
             mut tally,
         } = self.batches(n)?;
         for (b, batch) in order.chunks_exact(tally.batch_size).enumerate() {
-            tally.done(b, step(batch, rng)?);
+            let loss = step(batch, rng).map_err(|e| tally.failed(e))?;
+            tally.done(b, loss);
         }
         Ok(tally.mean())
     }
@@ -132,6 +133,7 @@ impl<'a, R: RngCore, P: Progress> Epoch<'a, R, P> {
                 epoch: self.number,
                 batch_size: self.batch_size,
                 batches: order.len() / self.batch_size,
+                stepped: 0,
                 loss_sum: 0.0,
             },
             order,
@@ -185,6 +187,7 @@ pub(crate) struct Tally<'e, P> {
     epoch: usize,
     pub batch_size: usize,
     batches: usize,
+    stepped: usize,
     loss_sum: f64,
 }
 
@@ -192,7 +195,14 @@ impl<P: Progress> Tally<'_, P> {
     /// Batch `batch` stepped with mean loss `loss`.
     pub fn done(&mut self, batch: usize, loss: f32) {
         self.loss_sum += f64::from(loss);
+        self.stepped += 1;
         self.progress.batch_done(self.epoch, batch, self.batches, loss);
+    }
+
+    /// The error of the batch after the last one done, a divergence placed
+    /// at that batch of this epoch.
+    pub fn failed(&self, error: Error) -> Error {
+        error.in_batch(self.epoch + 1, self.stepped + 1)
     }
 
     /// The mean of the batch losses.

@@ -200,8 +200,9 @@ impl<
     }
 
     /// One gradient step of the head on the samples at `batch`; the model is
-    /// only read. Returns the batch's mean loss; on a non-finite loss or
-    /// gradient returns [`Error::Diverged`] and leaves the head as it was.
+    /// only read. Returns the batch's mean loss; on a diverged batch (as
+    /// [`Trainer::train_batch`](super::Trainer::train_batch)) returns
+    /// [`Error::Diverged`] and leaves the head as it was.
     ///
     /// # Errors
     /// [`Error::Empty`], [`Error::Diverged`], and whatever reading a sample or

@@ -14,5 +14,6 @@ pub use dropout::dropout;
 pub use fit::{Epoch, EpochStats, History, Progress};
 pub use head::{Head, HeadTrainer};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
+pub use pass::DIVERGED_LOSS;
 pub use streaming::{StreamedParams, StreamingSgdTrainer};
 pub use trainer::Trainer;

@@ -8,6 +8,7 @@
 //! after: [`batch_scale`] and [`checked_loss`].
 
 use super::dropout::dropout;
+use crate::error::Divergence;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
 use crate::kernels::dense::nonzero_positions;
 use crate::kernels::{all_finite, conv_relu_pool_input_grad, dense, dense_backward, softmax_cross_entropy};
@@ -332,19 +333,38 @@ pub(crate) fn batch_scale(batch: &[u32], max: usize) -> Result<f32, Error> {
     Ok(1.0 / batch.len() as f32)
 }
 
-/// The batch's mean loss from the sum of its samples' losses, once it and every
-/// gradient in `grads` are finite.
+/// The largest mean loss of a batch that training accepts; above it a step
+/// returns [`Error::Diverged`].
+///
+/// A sample's loss is the log of the sum of its logits' exponentials minus
+/// its true class's logit: at most the gap between the largest logit and the
+/// true one, plus the log of the number of classes. A network at Glorot
+/// initialization starts near `ln(classes)` (2.3 for 10 classes) and a
+/// healthy run only lowers it: even a confidently wrong sample costs tens,
+/// not hundreds. A batch mean of 1,000 means the true class trails the
+/// largest logit by about 1,000 on average, which only a run whose steps
+/// have blown up the weights reaches; such runs go on to 1e20 and beyond
+/// within a few batches.
+///
+/// ```
+/// assert_eq!(tinycnn::train::DIVERGED_LOSS, 1000.0);
+/// ```
+pub const DIVERGED_LOSS: f32 = 1000.0;
+
+/// The batch's mean loss from the sum of its samples' losses, once it is
+/// finite and at most [`DIVERGED_LOSS`], and every gradient in `grads` is
+/// finite.
 ///
 /// # Errors
-/// [`Error::Diverged`] otherwise.
+/// [`Error::Diverged`] otherwise, with the loss.
 pub(crate) fn checked_loss<'a>(
     loss_sum: f32,
     scale: f32,
     grads: impl IntoIterator<Item = &'a [f32]>,
 ) -> Result<f32, Error> {
     let loss = loss_sum * scale;
-    if !loss.is_finite() || !grads.into_iter().all(all_finite) {
-        return Err(Error::Diverged);
+    if !loss.is_finite() || loss > DIVERGED_LOSS || !grads.into_iter().all(all_finite) {
+        return Err(Divergence::of_step(loss));
     }
     Ok(loss)
 }

@@ -354,7 +354,8 @@ impl<
     }
 
     /// One SGD step on the samples at `batch` (at most `MAX_BATCH`); returns
-    /// the batch's mean loss. On a non-finite loss or gradient returns
+    /// the batch's mean loss. On a diverged batch (as
+    /// [`Trainer::train_batch`](super::Trainer::train_batch)) returns
     /// [`Error::Diverged`] before changing any parameter.
     ///
     /// # Errors

@@ -197,8 +197,10 @@ impl<
     /// One gradient step on the samples at `batch`: the mean gradient of
     /// their losses, then `optimizer`. Returns the batch's mean loss.
     ///
-    /// If the loss or any gradient is NaN or infinite, returns
-    /// [`Error::Diverged`] and leaves `params` and the optimizer untouched.
+    /// If the loss or any gradient is NaN or infinite, or the loss is above
+    /// [`DIVERGED_LOSS`](super::DIVERGED_LOSS), returns [`Error::Diverged`]
+    /// and leaves `params` and the optimizer untouched; `train_epoch` and
+    /// `fit` name the epoch and batch in it.
     ///
     /// # Errors
     /// [`Error::Empty`] for an empty batch, [`Error::Diverged`], and whatever

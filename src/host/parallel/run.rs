@@ -6,6 +6,7 @@ use super::meeting::{lock, read, write, Attendance, Meeting};
 use super::partition::{apply_in_pieces, dense1_kernel_range, ROWS_PER_PIECE};
 use super::regroup::RowLane;
 use crate::data::Samples;
+use crate::error::Divergence;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
 use crate::kernels::dense::{accumulate_rows, nonzero_positions, row_input_grads, LineRow, Terms};
 use crate::kernels::{all_finite, axpy, conv_relu_pool, relu};
@@ -567,7 +568,7 @@ impl<
             }
             self.meeting.wait();
             if self.diverged.load(Ordering::Relaxed) {
-                return Err(Error::Diverged);
+                return Err(Divergence::of_step(loss));
             }
         }
         Ok(loss)

@@ -1,0 +1,143 @@
+//! The memory figures: each constant equals what its type holds, counted by
+//! hand from the network's shapes, and the README's memory table states the
+//! constants' values, so neither can drift from the other.
+
+use tinycnn::train::{Adam, AdamConfig, HeadTrainer, StreamingSgdTrainer};
+use tinycnn::{FashionParams, FashionParams8, Params};
+
+// The default network's shapes.
+const K: usize = 10;
+const H: usize = 28;
+const W: usize = 28;
+const FLAT: usize = 1960;
+const HIDDEN: usize = 100;
+const CLASSES: usize = 10;
+const F32: usize = 4;
+
+/// `n` rounded up to a multiple of `align`.
+const fn padded(n: usize, align: usize) -> usize {
+    n.div_ceil(align) * align
+}
+
+/// The parameters' values: conv kernel and bias, dense1, dense2.
+const PARAMETERS: usize = 3 * 3 * K + K + FLAT * HIDDEN + HIDDEN + HIDDEN * CLASSES + CLASSES;
+/// The forward pass's maps: pooled, hidden, logits.
+const MAPS: usize = FLAT + HIDDEN + CLASSES;
+/// The fused convolution's two rows of `K` channels, on the stack.
+const CONV_ROWS: usize = 2 * K * W;
+
+#[test]
+fn each_constant_is_what_its_type_holds() {
+    assert_eq!(PARAMETERS, 197_210);
+    assert_eq!(FashionParams::BYTES, F32 * PARAMETERS);
+    assert_eq!(size_of::<FashionParams>(), FashionParams::BYTES);
+    assert_eq!(FashionParams::INFERENCE_BYTES, F32 * (MAPS + CONV_ROWS));
+
+    // Trainer: the batch gradient, one sample's image, maps, pool winners
+    // (u8), listed cells (u16 and a count), output and pooled gradients, the
+    // hidden gradient, and the dropout rate; padded to the count's alignment.
+    let trainer = F32 * PARAMETERS
+        + F32 * (H * W + MAPS)
+        + FLAT
+        + 2 * FLAT
+        + size_of::<usize>()
+        + F32 * (CLASSES + FLAT + HIDDEN + 1);
+    assert_eq!(
+        FashionParams::TRAINING_BYTES_SGD,
+        padded(trainer, align_of::<usize>()) + F32 * CONV_ROWS
+    );
+    // Adam: both moments, its settings and a step count.
+    assert_eq!(
+        size_of::<Adam<FashionParams>>(),
+        2 * FashionParams::BYTES + size_of::<AdamConfig>() + 4
+    );
+    assert_eq!(
+        FashionParams::TRAINING_BYTES_ADAM,
+        FashionParams::TRAINING_BYTES_SGD + size_of::<Adam<FashionParams>>()
+    );
+
+    // The last layer's trainer: the head and its gradient, the maps, the
+    // image, the logits and their gradient.
+    let head = HIDDEN * CLASSES + CLASSES;
+    assert_eq!(
+        HeadTrainer::<H, W, K, FLAT, HIDDEN, CLASSES>::SGD_BYTES,
+        F32 * (2 * head + MAPS + H * W + 2 * CLASSES)
+    );
+
+    // dense1's kernel in 8 bits with a scale per hidden unit; the rest f32.
+    assert_eq!(
+        FashionParams8::BYTES,
+        FLAT * HIDDEN + F32 * (HIDDEN + PARAMETERS - FLAT * HIDDEN)
+    );
+    assert_eq!(size_of::<FashionParams8>(), FashionParams8::BYTES);
+    assert_eq!(
+        FashionParams8::TRAINING_BYTES_SGD,
+        StreamingSgdTrainer::<32>::BYTES
+    );
+    assert_eq!(
+        StreamingSgdTrainer::<32>::BYTES,
+        size_of::<StreamingSgdTrainer<32>>() + F32 * CONV_ROWS
+    );
+}
+
+/// The value of a constant the README names.
+fn constant(name: &str) -> usize {
+    match name {
+        "Params::BYTES" => Params::<H, W, K, FLAT, HIDDEN, CLASSES>::BYTES,
+        "Params::INFERENCE_BYTES" | "INFERENCE_BYTES" => FashionParams::INFERENCE_BYTES,
+        "Params::TRAINING_BYTES_SGD" => FashionParams::TRAINING_BYTES_SGD,
+        "Params::TRAINING_BYTES_ADAM" | "TRAINING_BYTES_ADAM" => FashionParams::TRAINING_BYTES_ADAM,
+        "StreamingSgdTrainer::<32>::BYTES" => StreamingSgdTrainer::<32>::BYTES,
+        "Params8::BYTES" => FashionParams8::BYTES,
+        "Params8::TRAINING_BYTES_SGD" => FashionParams8::TRAINING_BYTES_SGD,
+        "HeadTrainer::SGD_BYTES" => HeadTrainer::<H, W, K, FLAT, HIDDEN, CLASSES>::SGD_BYTES,
+        other => panic!("the README names `{other}`, which this test does not know"),
+    }
+}
+
+fn number(text: &str) -> usize {
+    text.trim()
+        .trim_end_matches(" B")
+        .trim_end_matches(" bytes")
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a byte count: {text:?}"))
+}
+
+#[test]
+fn the_readme_states_the_constants() {
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("## Memory, known at compile time")
+        .nth(1)
+        .expect("the README's memory section");
+    let mut rows = 0;
+    for line in table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | what (`CONSTANT`) | tinycnn's bytes | a peer's |
+        let Some((_, name)) = cells[1].split_once("(`") else {
+            continue;
+        };
+        let name = name.trim_end_matches("`)");
+        assert_eq!(number(cells[2]), constant(name), "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, 8, "rows of the memory table checked");
+
+    // The headline table's memory row: `a / b / c bytes | `X`, `Y`, `Z``.
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("| parameters / inference working memory"))
+        .expect("the headline memory row");
+    let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+    let figures: Vec<usize> = cells[2].split(" / ").map(number).collect();
+    let names: Vec<usize> = cells[3]
+        .split(", ")
+        .map(|n| constant(n.trim_matches('`')))
+        .collect();
+    assert_eq!(figures, names, "{line}");
+}
