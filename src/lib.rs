@@ -48,6 +48,7 @@ pub mod host;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod stack;
 pub mod train;
 pub mod weights;
 

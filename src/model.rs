@@ -590,7 +590,7 @@ pub(crate) fn glorot_limit(fan_in: usize, fan_out: usize) -> f32 {
 }
 
 /// Fills `values` from `U(-limit, limit)`, one 32-bit draw per value.
-fn fill_uniform(values: &mut [f32], limit: f32, rng: &mut impl RngCore) {
+pub(crate) fn fill_uniform(values: &mut [f32], limit: f32, rng: &mut impl RngCore) {
     for v in values {
         *v = uniform(limit, rng);
     }

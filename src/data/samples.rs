@@ -192,3 +192,72 @@ pub fn split_stratified<const CLASSES: usize>(
     train.sort_unstable();
     Ok(n_val)
 }
+
+/// An indexed set of labelled inputs of any map type `I` (for a
+/// [`Stack`](crate::stack::Stack): `[[[f32; C]; W]; H]`), read one at a time.
+///
+/// Slices of `(input, label)` pairs are sets; a one-channel image set
+/// ([`Samples`]) is one through [`OneChannel`].
+///
+/// ```
+/// use tinycnn::data::Inputs;
+/// let rgb = [([[[0.5f32; 3]; 2]; 2], 1usize)];
+/// let mut input = [[[0.0; 3]; 2]; 2];
+/// assert_eq!(rgb[..].read(0, &mut input), Ok(1));
+/// assert_eq!(input[1][1][2], 0.5);
+/// ```
+pub trait Inputs<I> {
+    /// Number of samples.
+    fn len(&self) -> usize;
+
+    /// `true` when there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes sample `index`'s input into `input` and returns its label.
+    ///
+    /// # Errors
+    /// [`Error::IndexOutOfRange`] for `index >= len()`, or whatever reading fails with.
+    fn read(&self, index: usize, input: &mut I) -> Result<usize, Error>;
+}
+
+impl<I: Copy> Inputs<I> for [(I, usize)] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn read(&self, index: usize, input: &mut I) -> Result<usize, Error> {
+        let (value, label) = self.get(index).ok_or(Error::IndexOutOfRange {
+            index,
+            len: self.len(),
+        })?;
+        *input = *value;
+        Ok(*label)
+    }
+}
+
+/// One-channel images ([`Samples`]) as the inputs of a stack whose input has
+/// one channel.
+///
+/// ```
+/// use tinycnn::data::{Inputs, OneChannel};
+/// let images = [([[0.25f32; 2]; 2], 3usize)];
+/// let mut input = [[[0.0; 1]; 2]; 2];
+/// assert_eq!(OneChannel(&images[..]).read(0, &mut input), Ok(3));
+/// assert_eq!(input[0][1], [0.25]);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct OneChannel<'a, S: ?Sized>(pub &'a S);
+
+impl<const H: usize, const W: usize, S: Samples<H, W> + ?Sized> Inputs<[[[f32; 1]; W]; H]>
+    for OneChannel<'_, S>
+{
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&self, index: usize, input: &mut [[[f32; 1]; W]; H]) -> Result<usize, Error> {
+        self.0.read(index, bytemuck::cast_mut(input))
+    }
+}

@@ -15,6 +15,7 @@
 //! [`Error::Diverged`](crate::Error::Diverged) without changing the parameters,
 //! and weight files with NaN or infinite values are refused when read.
 
+mod channels;
 pub(crate) mod conv;
 pub(crate) mod dense;
 mod dsp;
@@ -26,6 +27,7 @@ mod softmax;
 mod update;
 pub(crate) mod vector;
 
+pub use channels::{conv_relu_pool_channels, conv_relu_pool_channels_backward};
 pub use conv::{conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_grad, ConvKernel};
 pub use dense::{dense, dense_backward, relu};
 pub use int8::{conv_relu_pool_i8, dense_i8, ConvKernelI8, Requant};

@@ -1,0 +1,153 @@
+//! A dense layer: its input as the list of its non-zero cells (the input
+//! came out of a ReLU), with dropout before it and ReLU after it where the
+//! stack has them.
+
+use super::{Layer, Zeroed};
+use crate::kernels::dense::{dense_backward_listed, dense_listed, nonzero_positions};
+use crate::kernels::relu;
+use crate::model::{fill_uniform, glorot_limit};
+use crate::train::dropout::dropout;
+use bytemuck::Pod;
+use core::marker::PhantomData;
+use rand_core::RngCore;
+
+/// `OUT` outputs from the `IN` values of a map of type `I` (flattened in
+/// memory order), with bias; dropout on the input first when `DROPOUT`,
+/// ReLU after when `RELU`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dense<const IN: usize, const OUT: usize, I, const RELU: bool, const DROPOUT: bool>(PhantomData<I>);
+
+/// What a [`Dense`] layer keeps of a sample: its outputs and the positions
+/// of its input's non-zero cells.
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub struct DenseState<const IN: usize, const OUT: usize> {
+    out: [f32; OUT],
+    positions: [u16; IN],
+    len: usize,
+}
+
+impl<const IN: usize, const OUT: usize> Zeroed for DenseState<IN, OUT> {
+    const ZERO: Self = Self {
+        out: [0.0; OUT],
+        positions: [0; IN],
+        len: 0,
+    };
+}
+
+impl<const IN: usize, const OUT: usize> DenseState<IN, OUT> {
+    fn active(&self) -> &[u16] {
+        self.positions.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// The first `size_of::<T>()` bytes of `values` as a `T`.
+#[inline]
+pub(super) fn view<T: Pod>(values: &[f32]) -> &T {
+    bytemuck::from_bytes(bytemuck::cast_slice(&values[..size_of::<T>() / 4]))
+}
+
+/// The same, to change.
+#[inline]
+pub(super) fn view_mut<T: Pod>(values: &mut [f32]) -> &mut T {
+    bytemuck::from_bytes_mut(bytemuck::cast_slice_mut(&mut values[..size_of::<T>() / 4]))
+}
+
+impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT: bool>
+    Dense<IN, OUT, I, RELU, DROPOUT>
+{
+    const SIZES: () = {
+        assert!(
+            size_of::<I>() == 4 * IN,
+            "Dense: the input map does not hold IN values"
+        );
+        assert!(
+            IN <= 1 << 16,
+            "Dense: at most 65,536 inputs (their positions are listed in 16 bits)"
+        );
+    };
+}
+
+impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT: bool> Layer
+    for Dense<IN, OUT, I, RELU, DROPOUT>
+{
+    type In = I;
+    type Out = [f32; OUT];
+    type State = DenseState<IN, OUT>;
+    const PARAMS: usize = IN * OUT + OUT;
+
+    fn init_glorot(params: &mut [f32], rng: &mut impl RngCore) {
+        let (kernel, bias) = params.split_at_mut(IN * OUT);
+        fill_uniform(kernel, glorot_limit(IN, OUT), rng);
+        bias.iter_mut().take(OUT).for_each(|b| *b = 0.0);
+    }
+
+    #[inline]
+    fn forward(params: &[f32], input: &mut I, state: &mut Self::State, rate: f32, rng: &mut impl RngCore) {
+        let () = Self::SIZES;
+        let input: &mut [f32; IN] = bytemuck::cast_mut(input);
+        if DROPOUT && rate > 0.0 {
+            dropout(input, rate, rng);
+        }
+        state.len = nonzero_positions(input, &mut state.positions);
+        let (kernel, bias) = params.split_at(IN * OUT);
+        let DenseState { out, positions, len } = state;
+        let active = positions.get(..*len).unwrap_or_default();
+        dense_listed(input, active, view(kernel), view(bias), out);
+        if RELU {
+            relu(out);
+        }
+    }
+
+    #[inline]
+    fn output(state: &Self::State) -> &Self::Out {
+        &state.out
+    }
+
+    #[inline]
+    fn output_mut(state: &mut Self::State) -> &mut Self::Out {
+        &mut state.out
+    }
+
+    #[inline]
+    fn listed(state: &Self::State) -> Option<&[u16]> {
+        Some(state.active())
+    }
+
+    #[inline]
+    fn backward(
+        params: &[f32],
+        grads: &mut [f32],
+        input: &I,
+        state: &mut Self::State,
+        out_grad: &Self::Out,
+        _active: Option<&[u16]>,
+        rate: f32,
+        mut input_grad: Option<&mut I>,
+    ) {
+        let input: &[f32; IN] = bytemuck::cast_ref(input);
+        let (kernel, _) = params.split_at(IN * OUT);
+        let (kernel_grad, bias_grad) = grads.split_at_mut(IN * OUT);
+        let active = state.active();
+        dense_backward_listed(
+            input,
+            active,
+            view(kernel),
+            out_grad,
+            Some(view_mut(kernel_grad)),
+            view_mut(bias_grad),
+            input_grad.as_deref_mut().map(bytemuck::cast_mut),
+        );
+        if let Some(input_grad) = input_grad.filter(|_| DROPOUT && rate > 0.0) {
+            // Kept values were scaled by 1 / (1 - rate) on the way forward;
+            // the gradient elsewhere is zero.
+            let input_grad: &mut [f32; IN] = bytemuck::cast_mut(input_grad);
+            let keep_scale = 1.0 / (1.0 - rate);
+            for &cell in active {
+                if let Some(d) = input_grad.get_mut(usize::from(cell)) {
+                    *d *= keep_scale;
+                }
+            }
+        }
+    }
+}

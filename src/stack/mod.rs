@@ -1,0 +1,309 @@
+//! A network as a stack of layers: the user's own small CNN.
+//!
+//! [`stack!`](crate::stack!) declares one in a few lines, spelling the input's
+//! height, width and channels and each layer; it derives every size (a 3x3
+//! convolution keeps the height and width, a 2x2 pool halves them, `Flatten`
+//! multiplies them out) and checks the pairing when the crate builds:
+//!
+//! ```
+//! tinycnn::stack! {
+//!     /// An RGB 32x32 image, two convolutions, ten classes.
+//!     pub struct Cifar: [32, 32, 3] => {
+//!         Conv2d(16, 3), Relu, MaxPool2,
+//!         Conv2d(32, 3), Relu, MaxPool2,
+//!         Flatten, Dropout,
+//!         Dense(64), Relu,
+//!         Dense(10)
+//!     }
+//! }
+//! use tinycnn::stack::Stack;
+//! assert_eq!(Cifar::PARAMETERS, 3 * 3 * 3 * 16 + 16 + 3 * 3 * 16 * 32 + 32 + 8 * 8 * 32 * 64 + 64 + 64 * 10 + 10);
+//! ```
+//!
+//! Layers, in the order a stack may hold them:
+//! - `Conv2d(COUT, KS)`: `KS`x`KS` kernel (`KS` odd), SAME padding, stride
+//!   1, bias; it must be followed by `Relu`, and may be by `MaxPool2`, which
+//!   run fused with it (the full-resolution map is never built when pooled);
+//! - `Flatten`: the map as a vector, in height-width-channel order (Keras's);
+//! - `Dropout`: before a dense layer, at the rate the trainer is given;
+//! - `Dense(OUT)`: with bias; followed by `Relu` but for the last, whose
+//!   outputs are the logits of a softmax cross-entropy.
+//!
+//! Every layer but the first takes a map that came out of a ReLU: its zeros
+//! pass no gradient, so each layer lists its input's non-zero cells and works
+//! on those alone, forward and backward.
+//!
+//! Parameters are one flat `[f32; N]` in Keras's order (each layer's kernel
+//! then its bias; a convolution's kernel `(ky, kx, in, out)`, a dense
+//! layer's `(in, out)`), so optimizers step them as one slice.
+
+mod conv;
+mod dense;
+mod macros;
+
+pub use conv::ConvReluPool;
+pub use conv::ConvState;
+pub use dense::{Dense, DenseState};
+
+use crate::Error;
+use bytemuck::Pod;
+use rand_core::RngCore;
+
+/// A value whose every number is zero, as a `const`: what lets a stack's
+/// buffers live in a `static`.
+pub trait Zeroed: Sized {
+    /// The all-zero value.
+    const ZERO: Self;
+}
+
+macro_rules! zeroed_numbers {
+    ($($t:ty),*) => {$(
+        impl Zeroed for $t {
+            const ZERO: Self = 0 as $t;
+        }
+    )*};
+}
+zeroed_numbers!(f32, u8, u16, usize);
+
+impl<T: Zeroed, const N: usize> Zeroed for [T; N] {
+    const ZERO: Self = [T::ZERO; N];
+}
+
+/// One layer (or a fused run of layers) of a stack: its maps' types, its
+/// parameter count, and what it keeps of a sample between the forward and
+/// the backward pass.
+///
+/// Implemented by the crate's layers and by [`Chain`]; a stack's type is a
+/// chain of them that [`stack!`](crate::stack!) spells out.
+pub trait Layer {
+    /// The map it reads.
+    type In: Pod;
+    /// The map it writes.
+    type Out: Pod;
+    /// Its output, and what backward needs of the sample in flight.
+    type State: Zeroed;
+    /// How many `f32` parameters it has, kernel then bias.
+    const PARAMS: usize;
+
+    /// Glorot-uniform initialization of its kernel (Keras's default, one
+    /// draw per value in order), its bias zero.
+    fn init_glorot(params: &mut [f32], rng: &mut impl RngCore);
+
+    /// Forward of one sample: `input` (which a layer may change in place:
+    /// dropout), its output into `state`. Dropout, where the layer has it,
+    /// at `rate` drawn from `rng`.
+    fn forward(
+        params: &[f32],
+        input: &mut Self::In,
+        state: &mut Self::State,
+        rate: f32,
+        rng: &mut impl RngCore,
+    );
+
+    /// The output [`forward`](Self::forward) wrote.
+    fn output(state: &Self::State) -> &Self::Out;
+
+    /// The same, to change in place.
+    fn output_mut(state: &mut Self::State) -> &mut Self::Out;
+
+    /// The positions of the input's non-zero cells that forward listed, in
+    /// increasing order, if it keeps them.
+    fn listed(state: &Self::State) -> Option<&[u16]>;
+
+    /// Backward of the sample [`forward`](Self::forward) ran (with dropout
+    /// at `rate`): the gradient at the output (zero where it is zero) is
+    /// `out_grad`, non-zero at most at `active` when given; adds its
+    /// parameters' gradient to `grads` and with `input_grad` writes the
+    /// gradient at its input there (zero where the input is).
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        params: &[f32],
+        grads: &mut [f32],
+        input: &Self::In,
+        state: &mut Self::State,
+        out_grad: &Self::Out,
+        active: Option<&[u16]>,
+        rate: f32,
+        input_grad: Option<&mut Self::In>,
+    );
+}
+
+/// Layer `A`, then `B` on its output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Chain<A, B>(A, B);
+
+/// What a [`Chain`] keeps: both layers' states and the gradient where they
+/// meet.
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub struct ChainState<A: Layer, B: Layer> {
+    first: A::State,
+    second: B::State,
+    between: A::Out,
+}
+
+impl<A: Layer, B: Layer> Zeroed for ChainState<A, B>
+where
+    A::Out: Zeroed,
+{
+    const ZERO: Self = Self {
+        first: A::State::ZERO,
+        second: B::State::ZERO,
+        between: <A::Out as Zeroed>::ZERO,
+    };
+}
+
+impl<A, B> Layer for Chain<A, B>
+where
+    A: Layer,
+    A::Out: Zeroed,
+    B: Layer<In = A::Out>,
+{
+    type In = A::In;
+    type Out = B::Out;
+    type State = ChainState<A, B>;
+    const PARAMS: usize = A::PARAMS + B::PARAMS;
+
+    fn init_glorot(params: &mut [f32], rng: &mut impl RngCore) {
+        let (first, second) = params.split_at_mut(A::PARAMS.min(params.len()));
+        A::init_glorot(first, rng);
+        B::init_glorot(second, rng);
+    }
+
+    #[inline]
+    fn forward(
+        params: &[f32],
+        input: &mut Self::In,
+        state: &mut Self::State,
+        rate: f32,
+        rng: &mut impl RngCore,
+    ) {
+        let (first, second) = params.split_at(A::PARAMS.min(params.len()));
+        A::forward(first, input, &mut state.first, rate, rng);
+        B::forward(
+            second,
+            A::output_mut(&mut state.first),
+            &mut state.second,
+            rate,
+            rng,
+        );
+    }
+
+    #[inline]
+    fn output(state: &Self::State) -> &Self::Out {
+        B::output(&state.second)
+    }
+
+    #[inline]
+    fn output_mut(state: &mut Self::State) -> &mut Self::Out {
+        B::output_mut(&mut state.second)
+    }
+
+    #[inline]
+    fn listed(state: &Self::State) -> Option<&[u16]> {
+        A::listed(&state.first)
+    }
+
+    #[inline]
+    fn backward(
+        params: &[f32],
+        grads: &mut [f32],
+        input: &Self::In,
+        state: &mut Self::State,
+        out_grad: &Self::Out,
+        active: Option<&[u16]>,
+        rate: f32,
+        input_grad: Option<&mut Self::In>,
+    ) {
+        let split = A::PARAMS.min(params.len()).min(grads.len());
+        let (first_params, second_params) = params.split_at(split);
+        let (first_grads, second_grads) = grads.split_at_mut(split);
+        let ChainState {
+            first,
+            second,
+            between,
+        } = state;
+        B::backward(
+            second_params,
+            second_grads,
+            A::output(first),
+            second,
+            out_grad,
+            active,
+            rate,
+            Some(between),
+        );
+        A::backward(
+            first_params,
+            first_grads,
+            input,
+            first,
+            between,
+            B::listed(second),
+            rate,
+            input_grad,
+        );
+    }
+}
+
+/// The logits of a stack and its loss: softmax cross-entropy.
+pub trait Logits: Pod + Zeroed {
+    /// The number of classes.
+    const CLASSES: usize;
+
+    /// The loss of `self` against `label`, and `scale` times its gradient in
+    /// `grad`.
+    ///
+    /// # Errors
+    /// [`Error::LabelOutOfRange`].
+    fn cross_entropy(&self, label: usize, scale: f32, grad: &mut Self) -> Result<f32, Error>;
+
+    /// The class with the largest logit.
+    fn class(&self) -> usize;
+}
+
+impl<const C: usize> Logits for [f32; C] {
+    const CLASSES: usize = C;
+
+    #[inline]
+    fn cross_entropy(&self, label: usize, scale: f32, grad: &mut Self) -> Result<f32, Error> {
+        crate::kernels::softmax_cross_entropy(self, label, scale, grad)
+    }
+
+    #[inline]
+    fn class(&self) -> usize {
+        crate::kernels::argmax(self)
+    }
+}
+
+/// A network declared by [`stack!`](crate::stack!): its layers, their
+/// parameters as one flat array, its input and logits.
+pub trait Stack {
+    /// The layers, chained.
+    type Layers: Layer<In = Self::Input, Out = Self::Logits>;
+    /// One sample's input map (`[[f32; W]; H]` for one channel,
+    /// `[[[f32; C]; W]; H]` for several).
+    type Input: Pod + Zeroed;
+    /// The last layer's outputs.
+    type Logits: Logits;
+    /// Every parameter, flat: `[f32; PARAMETERS]`.
+    type Params: crate::ParamBuffer;
+    /// The number of parameters.
+    const PARAMETERS: usize;
+
+    /// Fails to evaluate, when the crate builds, if the parameters' array
+    /// and the layers disagree.
+    #[doc(hidden)]
+    const PARAMS_MATCH: () = assert!(
+        size_of::<Self::Params>() == 4 * <Self::Layers as Layer>::PARAMS
+            && Self::PARAMETERS == <Self::Layers as Layer>::PARAMS,
+        "the stack's parameter count does not match its layers"
+    );
+
+    /// Glorot-uniform initialization of every kernel (Keras's default), one
+    /// draw per value in the parameters' order; biases zero.
+    fn init_glorot(params: &mut Self::Params, rng: &mut impl RngCore) {
+        let () = Self::PARAMS_MATCH;
+        Self::Layers::init_glorot(crate::ParamBuffer::as_flat_mut(params), rng);
+    }
+}

@@ -1,0 +1,273 @@
+//! Stacks of layers: the book's network declared as a stack trains to the
+//! same bits as `Trainer` on `Params`; any stack's gradient matches finite
+//! differences of its loss; the multi-channel convolution matches the
+//! one-channel kernels where both apply.
+
+mod common;
+use common::*;
+use rand_core::SeedableRng;
+use rand_pcg::Pcg32;
+use tinycnn::data::{Inputs, OneChannel, Subset};
+use tinycnn::host::FashionMnist;
+use tinycnn::stack::Stack;
+use tinycnn::train::{Adam, AdamConfig, Epoch, Sgd, StackTrainer};
+use tinycnn::{FashionParams, FashionTrainer, ParamBuffer};
+
+tinycnn::stack! {
+    /// The book's network.
+    struct Book: [28, 28, 1] => {
+        Conv2d(10, 3), Relu, MaxPool2, Flatten, Dropout, Dense(100), Relu, Dense(10)
+    }
+}
+
+tinycnn::stack! {
+    /// Three channels, two convolutions (3x3 and 5x5), two dense layers.
+    struct Deep: [8, 8, 3] => {
+        Conv2d(4, 3), Relu, MaxPool2,
+        Conv2d(6, 5), Relu, MaxPool2,
+        Flatten, Dropout, Dense(8), Relu, Dense(3)
+    }
+}
+
+type BookParams = <Book as Stack>::Params;
+
+const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
+
+fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn the_books_stack_has_the_books_parameters_and_glorot_draws() {
+    assert_eq!(Book::PARAMETERS, 197_210);
+    assert_eq!(size_of::<BookParams>(), FashionParams::BYTES);
+    let mut params = FashionParams::boxed();
+    params.init_glorot(&mut Pcg32::seed_from_u64(4));
+    let mut stacked: Box<BookParams> = Box::new([0.0; 197_210]);
+    Book::init_glorot(&mut stacked, &mut Pcg32::seed_from_u64(4));
+    assert_eq!(bits(stacked.as_flat()), bits(params.as_flat()));
+}
+
+/// Two epochs of 1,024 images of the shipped subset, batch 32, on the
+/// book's `Trainer` and on the book's stack, from the same Glorot draws.
+fn both(dropout: f32, adam: bool) -> (Box<FashionParams>, Box<BookParams>) {
+    let data = FashionMnist::load(SUBSET.as_ref()).unwrap();
+    let all = data.train();
+    let indices: Vec<u32> = (0..1024).collect();
+    let train = Subset::new(&all, &indices);
+    let mut params = FashionParams::boxed();
+    params.init_glorot(&mut Pcg32::seed_from_u64(1));
+    let mut stacked: Box<BookParams> = Box::new([0.0; 197_210]);
+    stacked.as_flat_mut().copy_from_slice(params.as_flat());
+
+    let mut trainer = FashionTrainer::boxed();
+    trainer.set_dropout(dropout).unwrap();
+    let mut stack_trainer = StackTrainer::<Book>::boxed();
+    stack_trainer.set_dropout(dropout).unwrap();
+    let mut order = vec![0u32; 1024];
+    let (mut sgd, mut adam1, mut adam2) = (
+        Sgd::new(0.05).unwrap(),
+        Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap(),
+        Adam::<BookParams>::boxed(AdamConfig::KERAS).unwrap(),
+    );
+    for number in 0..2 {
+        let mut rng = Pcg32::seed_from_u64(10 + number);
+        let epoch = Epoch::new(&mut order, 32, &mut rng).number(number as usize);
+        let a = if adam {
+            trainer.train_epoch(&mut params, &mut *adam1, &train, epoch)
+        } else {
+            trainer.train_epoch(&mut params, &mut sgd, &train, epoch)
+        }
+        .unwrap();
+        let mut rng = Pcg32::seed_from_u64(10 + number);
+        let epoch = Epoch::new(&mut order, 32, &mut rng).number(number as usize);
+        let inputs = OneChannel(&train);
+        let b = if adam {
+            stack_trainer.train_epoch(&mut stacked, &mut *adam2, &inputs, epoch)
+        } else {
+            stack_trainer.train_epoch(&mut stacked, &mut sgd, &inputs, epoch)
+        }
+        .unwrap();
+        assert_eq!(a.to_bits(), b.to_bits(), "epoch {number}: loss {a} vs {b}");
+    }
+    (params, stacked)
+}
+
+#[test]
+fn the_books_stack_trains_to_the_trainers_bits_with_sgd() {
+    let (params, stacked) = both(0.0, false);
+    assert_eq!(bits(stacked.as_flat()), bits(params.as_flat()));
+}
+
+#[test]
+fn the_books_stack_trains_to_the_trainers_bits_with_adam_and_dropout() {
+    let (params, stacked) = both(0.5, true);
+    assert_eq!(bits(stacked.as_flat()), bits(params.as_flat()));
+}
+
+type DeepInput = <Deep as Stack>::Input;
+
+fn deep_data(n: usize, seed: u64) -> Vec<(DeepInput, usize)> {
+    let mut r = rng(seed);
+    (0..n)
+        .map(|i| {
+            let mut input = [[[0.0f32; 3]; 8]; 8];
+            for v in input.as_flattened_mut().as_flattened_mut() {
+                *v = uniform(&mut r, 0.0, 1.0);
+            }
+            (input, i % 3)
+        })
+        .collect()
+}
+
+/// The mean loss of `batch` under `params`, in `f64` from `f32` logits.
+fn deep_loss(
+    trainer: &mut StackTrainer<Deep>,
+    params: &<Deep as Stack>::Params,
+    data: &[(DeepInput, usize)],
+) -> f64 {
+    f64::from(trainer.evaluate(params, data).unwrap().loss)
+}
+
+#[test]
+fn a_two_convolution_three_channel_stack_has_the_gradient_of_its_loss() {
+    let data = deep_data(4, 3);
+    let mut params = <Deep as Stack>::Params::ZERO;
+    Deep::init_glorot(&mut params, &mut rng(5));
+    // Biases lift the ReLUs off zero so that few cells sit at a kink.
+    for (i, p) in params.iter_mut().enumerate() {
+        if *p == 0.0 {
+            *p = 0.05 + 0.01 * (i % 7) as f32;
+        }
+    }
+    let mut trainer = StackTrainer::<Deep>::boxed();
+    let batch = [0u32, 1, 2, 3];
+    let (_, grads) = trainer.gradient(&params, &data[..], &batch, &mut rng(0)).unwrap();
+    let grads = *grads;
+    // One-sided differences each way: where they disagree, the point sits
+    // at (or a step crosses) a ReLU's or a pooling window's kink, and it is
+    // skipped (a handful at most); elsewhere their mean, the central
+    // difference, must be the gradient.
+    let eps = 1e-3f32;
+    let centre = deep_loss(&mut trainer, &params, &data);
+    let (mut checked, mut moving, mut kinks) = (0, 0, 0);
+    for i in (0..<Deep as Stack>::PARAMETERS).step_by(7) {
+        let mut moved = params;
+        moved[i] += eps;
+        let up = (deep_loss(&mut trainer, &moved, &data) - centre) / f64::from(eps);
+        moved[i] = params[i] - eps;
+        let down = (centre - deep_loss(&mut trainer, &moved, &data)) / f64::from(eps);
+        let g = f64::from(grads[i]);
+        let tolerance = 1e-3 + 0.03 * g.abs();
+        if (up - down).abs() > tolerance {
+            kinks += 1;
+            continue;
+        }
+        let central = (up + down) / 2.0;
+        assert!(
+            (central - g).abs() <= tolerance,
+            "parameter {i}: finite differences {central}, backward {g}"
+        );
+        checked += 1;
+        moving += usize::from(g.abs() > 1e-3);
+    }
+    assert!(kinks * 20 <= checked, "{kinks} kinks in {checked} points");
+    assert!(
+        checked > 100 && moving > checked / 4,
+        "{moving} of {checked} parameters have a gradient"
+    );
+}
+
+#[test]
+fn a_stack_of_several_channels_learns() {
+    // Class c: channel c brighter.
+    let mut r = rng(9);
+    let data: Vec<(DeepInput, usize)> = (0..96)
+        .map(|i| {
+            let mut input = [[[0.0f32; 3]; 8]; 8];
+            for pixel in input.as_flattened_mut() {
+                for (c, v) in pixel.iter_mut().enumerate() {
+                    *v = uniform(&mut r, 0.0, 0.5) + if c == i % 3 { 0.5 } else { 0.0 };
+                }
+            }
+            (input, i % 3)
+        })
+        .collect();
+    let mut params = <Deep as Stack>::Params::ZERO;
+    let mut r = rng(2);
+    Deep::init_glorot(&mut params, &mut r);
+    let mut trainer = StackTrainer::<Deep>::boxed();
+    trainer.set_dropout(0.25).unwrap();
+    let mut adam = Adam::<<Deep as Stack>::Params>::boxed(AdamConfig::KERAS).unwrap();
+    let mut order = [0u32; 96];
+    let history: tinycnn::train::History<15> = trainer
+        .fit(
+            &mut params,
+            &mut *adam,
+            &data[..],
+            &data[..],
+            15,
+            Epoch::new(&mut order, 8, &mut r),
+        )
+        .unwrap();
+    let (first, last) = (history[0], history[history.len() - 1]);
+    assert!(last.validation.loss < first.validation.loss / 2.0, "{history:?}");
+    assert!(last.validation.accuracy > 0.9, "{history:?}");
+    assert_eq!(data[..].len(), Inputs::len(&data[..]));
+}
+
+#[test]
+fn the_multi_channel_convolution_is_the_one_channel_kernel_on_one_channel() {
+    use tinycnn::kernels::{
+        conv_relu_pool_backward_scalar, conv_relu_pool_channels, conv_relu_pool_channels_backward,
+        conv_relu_pool_scalar,
+    };
+    let mut r = rng(6);
+    let image: [[f32; 6]; 6] = random_image(&mut r);
+    let kernel: [[[f32; 4]; 3]; 3] =
+        core::array::from_fn(|_| core::array::from_fn(|_| random_array(&mut r, -1.0, 1.0)));
+    let bias: [f32; 4] = random_array(&mut r, -0.2, 0.2);
+    let (mut pooled, mut argmax) = ([0.0f32; 36], [0u8; 36]);
+    conv_relu_pool_scalar::<6, 6, 4, 36>(&image, &kernel, &bias, &mut pooled, Some(&mut argmax));
+    let (mut pooled2, mut argmax2) = ([0.0f32; 36], [0u8; 36]);
+    let flat_kernel = kernel.as_flattened().as_flattened();
+    conv_relu_pool_channels::<6, 6, 1, 4, 3, 36>(
+        image.as_flattened(),
+        flat_kernel,
+        &bias,
+        &mut pooled2,
+        Some(&mut argmax2),
+    );
+    assert_all_close(&pooled2, &pooled, 1e-6, 1e-6, "pooled");
+    assert!(pooled.iter().any(|&p| p > 0.0));
+    let grad: [f32; 36] = random_array(&mut r, -1.0, 1.0);
+    let (mut kernel_grad, mut bias_grad) = ([[[0.0f32; 4]; 3]; 3], [0.0f32; 4]);
+    conv_relu_pool_backward_scalar::<6, 6, 4, 36>(
+        &image,
+        &pooled,
+        &argmax,
+        &grad,
+        &mut kernel_grad,
+        &mut bias_grad,
+    );
+    let (mut kernel_grad2, mut bias_grad2) = ([0.0f32; 36], [0.0f32; 4]);
+    conv_relu_pool_channels_backward::<6, 6, 1, 4, 3, 36>(
+        image.as_flattened(),
+        flat_kernel,
+        &pooled,
+        &argmax,
+        &grad,
+        None,
+        &mut kernel_grad2,
+        &mut bias_grad2,
+        None,
+    );
+    assert_all_close(
+        &kernel_grad2,
+        kernel_grad.as_flattened().as_flattened(),
+        1e-5,
+        1e-5,
+        "kernel gradient",
+    );
+    assert_all_close(&bias_grad2, &bias_grad, 1e-5, 1e-5, "bias gradient");
+}
