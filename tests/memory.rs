@@ -34,13 +34,14 @@ fn each_constant_is_what_its_type_holds() {
     assert_eq!(FashionParams::INFERENCE_BYTES, F32 * (MAPS + CONV_ROWS));
 
     // Trainer: the batch gradient, one sample's image, maps, pool winners
-    // (u8), listed cells (u16 and a count), output and pooled gradients, the
-    // hidden gradient, and the dropout rate; padded to the count's alignment.
+    // (u8), each dense layer's listed inputs (u16 and a count), the logits',
+    // pooled map's and hidden layer's gradients, and the dropout rate;
+    // padded to the counts' alignment.
     let trainer = F32 * PARAMETERS
         + F32 * (H * W + MAPS)
         + FLAT
-        + 2 * FLAT
-        + size_of::<usize>()
+        + 2 * (FLAT + HIDDEN)
+        + 2 * size_of::<usize>()
         + F32 * (CLASSES + FLAT + HIDDEN + 1);
     assert_eq!(
         FashionParams::TRAINING_BYTES_SGD,

@@ -1,16 +1,16 @@
-//! Stacks of layers: the book's network declared as a stack trains to the
-//! same bits as `Trainer` on `Params`; any stack's gradient matches finite
-//! differences of its loss; the multi-channel convolution matches the
+//! Stacks of layers: the book's network declared with `stack!` trains to the
+//! same bits as `FashionTrainer` on `Params`; any stack's gradient matches
+//! finite differences of its loss; the multi-channel convolution matches the
 //! one-channel kernels where both apply.
 
 mod common;
 use common::*;
 use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
-use tinycnn::data::{Inputs, OneChannel, Subset};
+use tinycnn::data::{Inputs, Subset};
 use tinycnn::host::FashionMnist;
 use tinycnn::stack::Stack;
-use tinycnn::train::{Adam, AdamConfig, Epoch, Sgd, StackTrainer};
+use tinycnn::train::{Adam, AdamConfig, Epoch, Sgd, Trainer};
 use tinycnn::{FashionParams, FashionTrainer, ParamBuffer};
 
 tinycnn::stack! {
@@ -49,7 +49,8 @@ fn the_books_stack_has_the_books_parameters_and_glorot_draws() {
 }
 
 /// Two epochs of 1,024 images of the shipped subset, batch 32, on the
-/// book's `Trainer` and on the book's stack, from the same Glorot draws.
+/// book's `FashionTrainer` and on the book's network declared with
+/// `stack!`, from the same Glorot draws.
 fn both(dropout: f32, adam: bool) -> (Box<FashionParams>, Box<BookParams>) {
     let data = FashionMnist::load(SUBSET.as_ref()).unwrap();
     let all = data.train();
@@ -62,7 +63,7 @@ fn both(dropout: f32, adam: bool) -> (Box<FashionParams>, Box<BookParams>) {
 
     let mut trainer = FashionTrainer::boxed();
     trainer.set_dropout(dropout).unwrap();
-    let mut stack_trainer = StackTrainer::<Book>::boxed();
+    let mut stack_trainer = Trainer::<Book>::boxed();
     stack_trainer.set_dropout(dropout).unwrap();
     let mut order = vec![0u32; 1024];
     let (mut sgd, mut adam1, mut adam2) = (
@@ -81,11 +82,10 @@ fn both(dropout: f32, adam: bool) -> (Box<FashionParams>, Box<BookParams>) {
         .unwrap();
         let mut rng = Pcg32::seed_from_u64(10 + number);
         let epoch = Epoch::new(&mut order, 32, &mut rng).number(number as usize);
-        let inputs = OneChannel(&train);
         let b = if adam {
-            stack_trainer.train_epoch(&mut stacked, &mut *adam2, &inputs, epoch)
+            stack_trainer.train_epoch(&mut stacked, &mut *adam2, &train, epoch)
         } else {
-            stack_trainer.train_epoch(&mut stacked, &mut sgd, &inputs, epoch)
+            stack_trainer.train_epoch(&mut stacked, &mut sgd, &train, epoch)
         }
         .unwrap();
         assert_eq!(a.to_bits(), b.to_bits(), "epoch {number}: loss {a} vs {b}");
@@ -122,7 +122,7 @@ fn deep_data(n: usize, seed: u64) -> Vec<(DeepInput, usize)> {
 
 /// The mean loss of `batch` under `params`, in `f64` from `f32` logits.
 fn deep_loss(
-    trainer: &mut StackTrainer<Deep>,
+    trainer: &mut Trainer<Deep>,
     params: &<Deep as Stack>::Params,
     data: &[(DeepInput, usize)],
 ) -> f64 {
@@ -140,7 +140,7 @@ fn a_two_convolution_three_channel_stack_has_the_gradient_of_its_loss() {
             *p = 0.05 + 0.01 * (i % 7) as f32;
         }
     }
-    let mut trainer = StackTrainer::<Deep>::boxed();
+    let mut trainer = Trainer::<Deep>::boxed();
     let batch = [0u32, 1, 2, 3];
     let (_, grads) = trainer.gradient(&params, &data[..], &batch, &mut rng(0)).unwrap();
     let grads = *grads;
@@ -196,7 +196,7 @@ fn a_stack_of_several_channels_learns() {
     let mut params = <Deep as Stack>::Params::ZERO;
     let mut r = rng(2);
     Deep::init_glorot(&mut params, &mut r);
-    let mut trainer = StackTrainer::<Deep>::boxed();
+    let mut trainer = Trainer::<Deep>::boxed();
     trainer.set_dropout(0.25).unwrap();
     let mut adam = Adam::<<Deep as Stack>::Params>::boxed(AdamConfig::KERAS).unwrap();
     let mut order = [0u32; 96];

@@ -5,4 +5,4 @@ mod idx;
 mod samples;
 
 pub use idx::{IdxDataset, IdxImages, IdxLabels};
-pub use samples::{shuffle, split_stratified, Inputs, OneChannel, Samples, Subset};
+pub use samples::{shuffle, split_stratified, Inputs, Samples, Subset};

@@ -193,11 +193,12 @@ pub fn split_stratified<const CLASSES: usize>(
     Ok(n_val)
 }
 
-/// An indexed set of labelled inputs of any map type `I` (for a
-/// [`Stack`](crate::stack::Stack): `[[[f32; C]; W]; H]`), read one at a time.
+/// An indexed set of labelled inputs of a map type `I` (for a
+/// [`Stack`](crate::stack::Stack), its input: `[[f32; W]; H]` for one
+/// channel, `[[[f32; C]; W]; H]` for several), read one at a time.
 ///
-/// Slices of `(input, label)` pairs are sets; a one-channel image set
-/// ([`Samples`]) is one through [`OneChannel`].
+/// Every one-channel image set ([`Samples`]) is one; so are slices of
+/// `(input, label)` pairs of several channels.
 ///
 /// ```
 /// use tinycnn::data::Inputs;
@@ -222,42 +223,30 @@ pub trait Inputs<I> {
     fn read(&self, index: usize, input: &mut I) -> Result<usize, Error>;
 }
 
-impl<I: Copy> Inputs<I> for [(I, usize)] {
+impl<const H: usize, const W: usize, S: Samples<H, W> + ?Sized> Inputs<[[f32; W]; H]> for S {
+    fn len(&self) -> usize {
+        Samples::len(self)
+    }
+
+    fn read(&self, index: usize, input: &mut [[f32; W]; H]) -> Result<usize, Error> {
+        Samples::read(self, index, input)
+    }
+}
+
+/// Inputs of several channels with their labels held in a slice.
+impl<const H: usize, const W: usize, const C: usize> Inputs<[[[f32; C]; W]; H]>
+    for [([[[f32; C]; W]; H], usize)]
+{
     fn len(&self) -> usize {
         <[_]>::len(self)
     }
 
-    fn read(&self, index: usize, input: &mut I) -> Result<usize, Error> {
+    fn read(&self, index: usize, input: &mut [[[f32; C]; W]; H]) -> Result<usize, Error> {
         let (value, label) = self.get(index).ok_or(Error::IndexOutOfRange {
             index,
             len: self.len(),
         })?;
         *input = *value;
         Ok(*label)
-    }
-}
-
-/// One-channel images ([`Samples`]) as the inputs of a stack whose input has
-/// one channel.
-///
-/// ```
-/// use tinycnn::data::{Inputs, OneChannel};
-/// let images = [([[0.25f32; 2]; 2], 3usize)];
-/// let mut input = [[[0.0; 1]; 2]; 2];
-/// assert_eq!(OneChannel(&images[..]).read(0, &mut input), Ok(3));
-/// assert_eq!(input[0][1], [0.25]);
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct OneChannel<'a, S: ?Sized>(pub &'a S);
-
-impl<const H: usize, const W: usize, S: Samples<H, W> + ?Sized> Inputs<[[[f32; 1]; W]; H]>
-    for OneChannel<'_, S>
-{
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn read(&self, index: usize, input: &mut [[[f32; 1]; W]; H]) -> Result<usize, Error> {
-        self.0.read(index, bytemuck::cast_mut(input))
     }
 }

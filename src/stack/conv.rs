@@ -34,6 +34,9 @@ pub struct ConvState<const FLAT: usize> {
     argmax: [u8; FLAT],
 }
 
+// SAFETY: `f32` and `u8` arrays: all zero bytes form a valid value.
+unsafe impl<const FLAT: usize> bytemuck::Zeroable for ConvState<FLAT> {}
+
 impl<const FLAT: usize> Zeroed for ConvState<FLAT> {
     const ZERO: Self = Self {
         pooled: [0.0; FLAT],

@@ -27,6 +27,10 @@ pub struct DenseState<const IN: usize, const OUT: usize> {
     len: usize,
 }
 
+// SAFETY: `f32` and `u16` arrays and a `usize`: all zero bytes form a
+// valid value (no listed cells).
+unsafe impl<const IN: usize, const OUT: usize> bytemuck::Zeroable for DenseState<IN, OUT> {}
+
 impl<const IN: usize, const OUT: usize> Zeroed for DenseState<IN, OUT> {
     const ZERO: Self = Self {
         out: [0.0; OUT],

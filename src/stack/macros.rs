@@ -33,11 +33,27 @@
 ///     pub struct Odd: [7, 7, 1] => { Conv2d(4, 3), Relu, MaxPool2, Flatten, Dense(2) }
 /// }
 /// let mut params = <Odd as tinycnn::stack::Stack>::Params::default();
-/// let mut trainer = tinycnn::train::StackTrainer::<Odd>::boxed();
-/// trainer.predict(&params, &[[[0.0; 1]; 7]; 7]).unwrap();
+/// let mut trainer = tinycnn::Trainer::<Odd>::boxed();
+/// trainer.predict(&params, &[[0.0; 7]; 7]).unwrap();
 /// ```
 #[macro_export]
 macro_rules! stack {
+    // One channel: the input is an image, `[[f32; W]; H]`.
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident : [$h:tt, $w:tt, 1] => { $($layers:tt)* }
+    ) => {
+        $crate::__stack_layers! {
+            head: [$(#[$meta])* $vis $name [[f32; $w]; $h]],
+            shape: [$h, $w, 1],
+            map: [[[f32; $w]; $h]],
+            flat: false,
+            dropout: false,
+            params: [0],
+            layers: [],
+            rest: [$($layers)*]
+        }
+    };
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident : [$h:tt, $w:tt, $c:tt] => { $($layers:tt)* }

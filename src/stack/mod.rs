@@ -46,7 +46,7 @@ pub use conv::ConvState;
 pub use dense::{Dense, DenseState};
 
 use crate::Error;
-use bytemuck::Pod;
+use bytemuck::{Pod, Zeroable};
 use rand_core::RngCore;
 
 /// A value whose every number is zero, as a `const`: what lets a stack's
@@ -81,7 +81,7 @@ pub trait Layer {
     /// The map it writes.
     type Out: Pod;
     /// Its output, and what backward needs of the sample in flight.
-    type State: Zeroed;
+    type State: Zeroed + Zeroable;
     /// How many `f32` parameters it has, kernel then bias.
     const PARAMS: usize;
 
@@ -141,6 +141,10 @@ pub struct ChainState<A: Layer, B: Layer> {
     second: B::State,
     between: A::Out,
 }
+
+// SAFETY: the two states are `Zeroable` and the gradient between them is a
+// `Pod` map: all zero bytes form a valid value of each field.
+unsafe impl<A: Layer, B: Layer> Zeroable for ChainState<A, B> {}
 
 impl<A: Layer, B: Layer> Zeroed for ChainState<A, B>
 where

@@ -7,7 +7,6 @@ pub(crate) mod fit;
 mod head;
 mod optim;
 pub(crate) mod pass;
-mod stacked;
 mod streaming;
 mod trainer;
 
@@ -16,6 +15,5 @@ pub use fit::{Epoch, EpochStats, History, Progress};
 pub use head::{Head, HeadTrainer};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
 pub use pass::DIVERGED_LOSS;
-pub use stacked::StackTrainer;
 pub use streaming::{StreamedParams, StreamingSgdTrainer};
 pub use trainer::Trainer;

@@ -1,8 +1,9 @@
-//! One sample's training pass: forward, the loss, and backward into
-//! caller-owned gradients. Every trainer runs this chain; what trains decides
-//! how far back it goes (the last layer alone stops at
-//! [`last_layer_backward`]), and where dense1's kernel gradient goes (added
-//! up here, or formed later by the schedule from the hidden-layer gradient).
+//! The per-sample pass of the schedules that keep the book's network in
+//! their own shape (streaming SGD; the last layer alone stops at
+//! [`last_layer_backward`]): forward, the loss, and backward into
+//! caller-owned gradients, dense1's kernel gradient left to the schedule,
+//! which forms it from the hidden layer's gradient. [`Trainer`](super::Trainer)
+//! runs the pass over any [`Stack`](crate::stack::Stack) instead.
 //!
 //! Also the one place that checks a batch before a step and its gradient
 //! after: [`batch_scale`] and [`checked_loss`].
@@ -11,9 +12,9 @@ use super::dropout::dropout;
 use crate::error::Divergence;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
 use crate::kernels::dense::nonzero_positions;
-use crate::kernels::{all_finite, conv_relu_pool_input_grad, dense, dense_backward, softmax_cross_entropy};
+use crate::kernels::{all_finite, dense, dense_backward, softmax_cross_entropy};
 use crate::model::layers::{hidden_parts, Layers};
-use crate::model::{Params, Workspace};
+use crate::model::Workspace;
 use crate::Error;
 use rand_core::RngCore;
 
@@ -77,92 +78,15 @@ pub(crate) struct Grads<'a, const K: usize, const FLAT: usize, const HIDDEN: usi
     pub dense2: LayerGrads<'a, HIDDEN, CLASSES>,
 }
 
-impl<'a, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize>
-    Grads<'a, K, FLAT, HIDDEN, CLASSES>
-{
-    /// Every gradient into a buffer of the model's shape; the hidden
-    /// layer's into `hidden`.
-    pub fn of<const H: usize, const W: usize>(
-        grads: &'a mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        hidden: &'a mut [f32; HIDDEN],
-    ) -> Self {
-        Self {
-            conv_kernel: &mut grads.conv_kernel,
-            conv_bias: &mut grads.conv_bias,
-            dense1_kernel: Some(&mut grads.dense1_kernel),
-            dense1_bias: &mut grads.dense1_bias,
-            hidden,
-            dense2: LayerGrads {
-                kernel: &mut grads.dense2_kernel,
-                bias: &mut grads.dense2_bias,
-            },
-        }
-    }
-}
-
-/// The positions of the pooled map's non-zero cells (dense1's rows both
-/// ways, and the cells backward visits): kept from forward to backward by a
-/// pass with RAM to spare for them ([`Kept`]), or listed again on the stack
-/// when backward needs them ([`Relisted`], for the schedule whose point is a
-/// small RAM).
-pub(crate) trait CellList<const FLAT: usize> {
-    /// Where forward lists them, if they are kept.
-    fn keep(&mut self) -> Option<&mut [u16; FLAT]>;
-    /// How many forward listed.
-    fn set_len(&mut self, len: usize);
-    /// `f` of the positions of `pooled`'s non-zero cells.
-    fn with<R>(&self, pooled: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R;
-}
-
-/// The list kept: 2 bytes a cell.
-#[derive(Clone, Debug)]
-#[repr(C)]
-pub(crate) struct Kept<const FLAT: usize> {
-    positions: [u16; FLAT],
-    len: usize,
-}
-
-impl<const FLAT: usize> Kept<FLAT> {
-    pub const fn new() -> Self {
-        Self {
-            positions: [0; FLAT],
-            len: 0,
-        }
-    }
-}
-
-impl<const FLAT: usize> CellList<FLAT> for Kept<FLAT> {
-    fn keep(&mut self) -> Option<&mut [u16; FLAT]> {
-        Some(&mut self.positions)
-    }
-
-    fn set_len(&mut self, len: usize) {
-        self.len = len;
-    }
-
-    fn with<R>(&self, _: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R {
-        f(self.positions.get(..self.len).unwrap_or_default())
-    }
-}
-
-/// No list kept: backward lists the cells again, on the stack.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Relisted;
-
-impl<const FLAT: usize> CellList<FLAT> for Relisted {
-    fn keep(&mut self) -> Option<&mut [u16; FLAT]> {
-        None
-    }
-
-    fn set_len(&mut self, _: usize) {}
-
-    // A frame of its own: the list lives only while backward needs it.
-    #[inline(never)]
-    fn with<R>(&self, pooled: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R {
-        let mut positions = [0u16; FLAT];
-        let len = nonzero_positions(pooled, &mut positions);
-        f(positions.get(..len).unwrap_or_default())
-    }
+/// `f` of the positions of `pooled`'s non-zero cells (dense1's rows both
+/// ways, and the cells backward visits), listed again on the stack when
+/// backward needs them: the streaming schedule's point is a small RAM.
+// A frame of its own: the list lives only while backward needs it.
+#[inline(never)]
+fn relisted<const FLAT: usize, R>(pooled: &[f32; FLAT], f: impl FnOnce(&[u16]) -> R) -> R {
+    let mut positions = [0u16; FLAT];
+    let len = nonzero_positions(pooled, &mut positions);
+    f(positions.get(..len).unwrap_or_default())
 }
 
 /// What the pass keeps of the one sample in flight: the image, the pooled
@@ -180,12 +104,10 @@ pub(crate) struct Pass<
     const FLAT: usize,
     const HIDDEN: usize,
     const CLASSES: usize,
-    L = Kept<FLAT>,
 > {
     pub ws: Workspace<FLAT, HIDDEN, CLASSES>,
     pub image: [[f32; W]; H],
     argmax: [u8; FLAT],
-    cells: L,
     logits_grad: [f32; CLASSES],
     pooled_grad: [f32; FLAT],
 }
@@ -197,15 +119,13 @@ impl<
         const FLAT: usize,
         const HIDDEN: usize,
         const CLASSES: usize,
-        L: CellList<FLAT>,
-    > Pass<H, W, K, FLAT, HIDDEN, CLASSES, L>
+    > Pass<H, W, K, FLAT, HIDDEN, CLASSES>
 {
-    pub const fn new(cells: L) -> Self {
+    pub const fn new() -> Self {
         Self {
             ws: Workspace::new(),
             image: [[0.0; W]; H],
             argmax: [0; FLAT],
-            cells,
             logits_grad: [0.0; CLASSES],
             pooled_grad: [0.0; FLAT],
         }
@@ -225,7 +145,7 @@ impl<
         if !all_finite(self.image.as_flattened()) {
             return Err(Error::NonFinite { what: "image" });
         }
-        let len = hidden_parts(
+        hidden_parts(
             params,
             &self.image,
             &mut self.ws,
@@ -235,16 +155,14 @@ impl<
                     dropout(pooled, rate, rng);
                 }
             },
-            self.cells.keep(),
+            None,
         );
-        self.cells.set_len(len);
         Ok(())
     }
 
     /// The loss of the sample [`forward`](Self::forward) ran and backward
     /// through the whole network into `grads`, with dropout at `rate` (the
-    /// rate forward used); with `image_grad`, also the gradient at each
-    /// pixel. Returns the sample's loss (unscaled).
+    /// rate forward used). Returns the sample's loss (unscaled).
     ///
     /// # Errors
     /// [`Error::LabelOutOfRange`].
@@ -254,7 +172,6 @@ impl<
         target: Target,
         rate: f32,
         grads: Grads<'_, K, FLAT, HIDDEN, CLASSES>,
-        image_grad: Option<&mut [[f32; W]; H]>,
     ) -> Result<f32, Error> {
         let (dense2_kernel, dense2_bias) = params.dense2();
         let loss = last_layer_backward(
@@ -273,12 +190,11 @@ impl<
             ws,
             image,
             argmax,
-            cells,
             pooled_grad,
             ..
         } = self;
         let hidden_grad = &*grads.hidden;
-        cells.with(&ws.pooled, |active| {
+        relisted(&ws.pooled, |active| {
             params.dense1_backward_listed(
                 &ws.pooled,
                 active,
@@ -307,9 +223,6 @@ impl<
                 grads.conv_bias,
             );
         });
-        if let Some(image_grad) = image_grad {
-            conv_relu_pool_input_grad(params.conv().0, &ws.pooled, argmax, pooled_grad, image_grad);
-        }
         Ok(loss)
     }
 }

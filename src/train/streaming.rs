@@ -5,7 +5,7 @@
 use super::dropout::{check_rate, dropout, SampleStream};
 use super::fit::{Epoch, Progress};
 use super::optim::check_learning_rate;
-use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Relisted, Target};
+use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Target};
 use crate::data::Samples;
 use crate::kernels::{add_outer_stochastic, axpy, conv_relu_pool};
 use crate::model::{Network, Params, Params8};
@@ -265,7 +265,7 @@ pub struct StreamingSgdTrainer<
     mask_seeds: [u64; MAX_BATCH],
     /// The pass lists the non-zero cells again in backward rather than
     /// keep the list: this schedule exists for a small RAM.
-    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES, Relisted>,
+    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES>,
     lr: f32,
     dropout: f32,
 }
@@ -335,7 +335,7 @@ impl<
             dense2_bias_grad: [0.0; CLASSES],
             hidden_grads: [[0.0; HIDDEN]; MAX_BATCH],
             mask_seeds: [0; MAX_BATCH],
-            pass: Pass::new(Relisted),
+            pass: Pass::new(),
             lr: 0.0,
             dropout: 0.0,
         }
@@ -401,9 +401,7 @@ impl<
                     bias: &mut self.dense2_bias_grad,
                 },
             };
-            loss_sum += self
-                .pass
-                .backward(params, Target { label, scale }, rate, grads, None)?;
+            loss_sum += self.pass.backward(params, Target { label, scale }, rate, grads)?;
         }
         let loss = checked_loss(
             loss_sum,

@@ -1,26 +1,32 @@
-//! Training the whole network: each sample's pass adds its gradient into
-//! one buffer of the model's size, then the optimizer steps.
+//! Training a whole [`Stack`]: each sample's forward pass over its layers,
+//! its loss and its backward pass add the sample's gradient into one buffer
+//! of the parameters' size; then the optimizer steps. Backward runs right
+//! after each sample's forward pass, so only one sample's maps exist at a
+//! time, whatever the batch size.
 
 use super::dropout::check_rate;
 use super::fit::{Epoch, History, Progress};
 use super::optim::Optimizer;
-use super::pass::{batch_scale, checked_loss, Grads, Kept, Pass, Target};
-use crate::data::Samples;
-use crate::model::{ParamBuffer, Params};
+use super::pass::{batch_scale, checked_loss};
+use crate::data::Inputs;
+use crate::kernels::all_finite;
+use crate::model::{Book, Evaluation, ParamBuffer, Params};
+use crate::stack::{Layer, Logits, Stack, Zeroed};
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
 
-/// Everything training needs besides the parameters, the optimizer and the
-/// data: the gradient of a mini-batch, and what backward keeps of the one
-/// sample in flight. Sizes as in [`Params`].
-///
-/// Backward runs right after each sample's forward pass and adds its
-/// gradient into [`gradients`](Self::gradients); so only one sample's
-/// activations exist at a time, whatever the batch size.
+/// The layers' state of a stack `S`.
+type StateOf<S> = <<S as Stack>::Layers as Layer>::State;
+
+/// Everything training a [`Stack`] needs besides the parameters, the
+/// optimizer and the data: the gradient of a mini-batch, what the pass keeps
+/// of the one sample in flight, and the dropout rate. By default the stack
+/// is the book's network ([`Book`], parameters [`Params`]).
 ///
 /// ```
 /// use rand_core::SeedableRng;
+/// use tinycnn::model::Book;
 /// use tinycnn::train::{Epoch, Sgd, Trainer};
 /// use tinycnn::Params;
 ///
@@ -29,7 +35,7 @@ use rand_core::RngCore;
 /// let mut params = Params::<4, 4, 2, 8, 4, 2>::zeroed();
 /// let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
 /// params.init_glorot(&mut rng);
-/// let mut trainer = Trainer::new();
+/// let mut trainer = Trainer::<Book<4, 4, 2, 8, 4, 2>>::new();
 /// let mut sgd = Sgd::new(0.5).unwrap();
 /// let mut order = [0u32; 40];
 /// let mut losses = Vec::new();
@@ -39,48 +45,62 @@ use rand_core::RngCore;
 /// }
 /// assert!(losses[19] < losses[0] / 4.0);
 /// ```
-#[derive(Clone, Debug)]
+///
+/// A stack of the user's own, declared with [`stack!`](crate::stack!):
+///
+/// ```
+/// use rand_core::SeedableRng;
+/// use tinycnn::stack::Stack;
+/// use tinycnn::train::{Epoch, Sgd, Trainer};
+/// use tinycnn::ParamBuffer;
+///
+/// tinycnn::stack! {
+///     /// Two channels of 8x8, one convolution, two classes.
+///     pub struct Tiny: [8, 8, 2] => { Conv2d(4, 3), Relu, MaxPool2, Flatten, Dense(2) }
+/// }
+/// // Class 0: the first channel lit, class 1: the second; the other dimmer.
+/// let data: Vec<_> = (0..64)
+///     .map(|i| {
+///         let mut pixel = [(i % 5) as f32 / 10.0; 2];
+///         pixel[i % 2] = 1.0;
+///         ([[pixel; 8]; 8], i % 2)
+///     })
+///     .collect();
+/// let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
+/// let mut params = <Tiny as Stack>::Params::ZERO;
+/// Tiny::init_glorot(&mut params, &mut rng);
+/// let mut trainer = Trainer::<Tiny>::boxed();
+/// let mut sgd = Sgd::new(0.5).unwrap();
+/// let mut order = [0u32; 64];
+/// let before = trainer.evaluate(&params, &data[..]).unwrap();
+/// for number in 0..10 {
+///     let epoch = Epoch::new(&mut order, 8, &mut rng).number(number);
+///     trainer.train_epoch(&mut params, &mut sgd, &data[..], epoch).unwrap();
+/// }
+/// let after = trainer.evaluate(&params, &data[..]).unwrap();
+/// assert!(after.loss < before.loss / 2.0 && after.accuracy == 1.0, "{before:?} {after:?}");
+/// ```
 // In the order written, so that where its arrays fall (and so the firmware's
 // instruction counts) does not move with unrelated changes.
 #[repr(C)]
-pub struct Trainer<
-    const H: usize = 28,
-    const W: usize = 28,
-    const K: usize = 10,
-    const FLAT: usize = 1960,
-    const HIDDEN: usize = 100,
-    const CLASSES: usize = 10,
-> {
-    grads: Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES>,
-    /// The sample's gradient at dense1's outputs.
-    hidden_grad: [f32; HIDDEN],
+pub struct Trainer<S: Stack = Book> {
+    grads: S::Params,
+    state: StateOf<S>,
+    input: S::Input,
+    logits_grad: S::Logits,
     dropout: f32,
 }
 
-// SAFETY: a `Params`, a `Pass` (`f32`, `u8` and `u16` arrays and a
-// `usize`), an `f32` array and an `f32`: all zero bytes form a valid value
-// (dropout 0, no active cells).
-unsafe impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Zeroable for Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-}
+// SAFETY: the parameters' buffer, the input and the logits are `Pod`, the
+// layers' state `Zeroable`, the rate an `f32`: all zero bytes form a valid
+// value (dropout 0, no listed cells).
+unsafe impl<S: Stack> Zeroable for Trainer<S> {}
 
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
-{
+impl<S: Stack> Trainer<S> {
+    /// Bytes of this trainer: the batch gradient and one sample's maps,
+    /// lists and gradients.
+    pub const BYTES: usize = size_of::<Self>();
+
     /// A trainer with zero gradients and no dropout, usable in a `static`.
     ///
     /// ```
@@ -91,9 +111,10 @@ impl<
     /// ```
     pub const fn new() -> Self {
         Self {
-            grads: Params::zeroed(),
-            pass: Pass::new(Kept::new()),
-            hidden_grad: [0.0; HIDDEN],
+            grads: <S::Params as ParamBuffer>::ZERO,
+            state: StateOf::<S>::ZERO,
+            input: S::Input::ZERO,
+            logits_grad: S::Logits::ZERO,
             dropout: 0.0,
         }
     }
@@ -104,7 +125,8 @@ impl<
         bytemuck::zeroed_box()
     }
 
-    /// Sets the dropout rate applied to the flattened pooled map in training.
+    /// Sets the dropout rate of the stack's `Dropout` (the book's network:
+    /// on the flattened pooled map) in training.
     ///
     /// ```
     /// let mut trainer = tinycnn::FashionTrainer::boxed();
@@ -125,7 +147,7 @@ impl<
     }
 
     /// The gradient accumulated since the last [`zero_gradients`](Self::zero_gradients).
-    pub const fn gradients(&self) -> &Params<H, W, K, FLAT, HIDDEN, CLASSES> {
+    pub const fn gradients(&self) -> &S::Params {
         &self.grads
     }
 
@@ -140,8 +162,9 @@ impl<
     ///
     /// ```
     /// use rand_core::SeedableRng;
+    /// use tinycnn::model::Book;
     /// let params = tinycnn::Params::<2, 2, 1, 1, 1, 2>::zeroed();
-    /// let mut trainer = tinycnn::Trainer::new();
+    /// let mut trainer = tinycnn::Trainer::<Book<2, 2, 1, 1, 1, 2>>::new();
     /// let mut rng = rand_pcg::Pcg32::seed_from_u64(0);
     /// let loss = trainer.accumulate(&params, &[[0.0; 2]; 2], 1, 1.0, &mut rng).unwrap();
     /// assert!((loss - core::f32::consts::LN_2).abs() < 1e-6);
@@ -149,51 +172,65 @@ impl<
     /// ```
     ///
     /// # Errors
-    /// [`Error::NonFinite`] for a NaN or infinite pixel, [`Error::LabelOutOfRange`].
+    /// [`Error::NonFinite`] for a NaN or infinite input value, [`Error::LabelOutOfRange`].
     pub fn accumulate(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        image: &[[f32; W]; H],
+        params: &S::Params,
+        input: &S::Input,
         label: usize,
         scale: f32,
         rng: &mut impl RngCore,
     ) -> Result<f32, Error> {
-        self.pass.image = *image;
-        self.accumulate_cached(params, Target { label, scale }, rng, None)
+        self.input = *input;
+        self.accumulate_cached(params, label, scale, rng, None)
     }
 
-    /// As [`accumulate`](Self::accumulate), and also writes the gradient of
-    /// the loss with respect to each pixel to `image_grad` (a saliency map).
+    /// As [`accumulate`](Self::accumulate) with `scale` 1, and also writes
+    /// the gradient of the loss with respect to each input value to
+    /// `input_grad` (for an image, a saliency map).
     ///
     /// # Errors
     /// As [`accumulate`](Self::accumulate).
     pub fn accumulate_with_input_grad(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        image: &[[f32; W]; H],
+        params: &S::Params,
+        input: &S::Input,
         label: usize,
         rng: &mut impl RngCore,
-        image_grad: &mut [[f32; W]; H],
+        input_grad: &mut S::Input,
     ) -> Result<f32, Error> {
-        self.pass.image = *image;
-        *image_grad = [[0.0; W]; H];
-        self.accumulate_cached(params, Target { label, scale: 1.0 }, rng, Some(image_grad))
+        self.input = *input;
+        self.accumulate_cached(params, label, 1.0, rng, Some(input_grad))
     }
 
-    /// The pass over the image already in place.
+    /// The pass over the input already in place.
     fn accumulate_cached(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        target: Target,
+        params: &S::Params,
+        label: usize,
+        scale: f32,
         rng: &mut impl RngCore,
-        image_grad: Option<&mut [[f32; W]; H]>,
+        input_grad: Option<&mut S::Input>,
     ) -> Result<f32, Error> {
-        self.pass.forward(params, self.dropout, rng)?;
-        let grads = Grads::of(&mut self.grads, &mut self.hidden_grad);
-        self.pass
-            .backward(params, target, self.dropout, grads, image_grad)
+        let () = S::PARAMS_MATCH;
+        if !all_finite(bytemuck::cast_slice(core::slice::from_ref(&self.input))) {
+            return Err(Error::NonFinite { what: "image" });
+        }
+        let params = params.as_flat();
+        S::Layers::forward(params, &mut self.input, &mut self.state, self.dropout, rng);
+        let loss = S::Layers::output(&self.state).cross_entropy(label, scale, &mut self.logits_grad)?;
+        S::Layers::backward(
+            params,
+            self.grads.as_flat_mut(),
+            &self.input,
+            &mut self.state,
+            &self.logits_grad,
+            None,
+            self.dropout,
+            input_grad,
+        );
+        Ok(loss)
     }
-
     /// One gradient step on the samples at `batch`: the mean gradient of
     /// their losses, then `optimizer`. Returns the batch's mean loss.
     ///
@@ -203,45 +240,63 @@ impl<
     /// `fit` name the epoch and batch in it.
     ///
     /// # Errors
-    /// [`Error::Empty`] for an empty batch, [`Error::Diverged`], and whatever
-    /// reading a sample or [`accumulate`](Self::accumulate) returns.
-    pub fn train_batch<S: Samples<H, W> + ?Sized, O: Optimizer + ?Sized>(
+    /// [`Error::Empty`], [`Error::Diverged`], [`Error::NonFinite`] for an
+    /// input that is not finite, [`Error::LabelOutOfRange`], and whatever
+    /// reading a sample returns.
+    pub fn train_batch<D: Inputs<S::Input> + ?Sized, O: Optimizer + ?Sized>(
         &mut self,
-        params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        params: &mut S::Params,
         optimizer: &mut O,
-        samples: &S,
+        samples: &D,
         batch: &[u32],
         rng: &mut impl RngCore,
     ) -> Result<f32, Error> {
-        let scale = batch_scale(batch, usize::MAX)?;
-        self.zero_gradients();
-        let mut loss_sum = 0.0f32;
-        for &index in batch {
-            let label = samples.read(index as usize, &mut self.pass.image)?;
-            loss_sum += self.accumulate_cached(params, Target { label, scale }, rng, None)?;
-        }
-        let loss = checked_loss(loss_sum, scale, [self.grads.as_flat()])?;
-        optimizer.step(params.as_flat_mut(), self.grads.as_flat())?;
+        let (loss, grads) = self.gradient(params, samples, batch, rng)?;
+        optimizer.step(params.as_flat_mut(), grads.as_flat())?;
         Ok(loss)
     }
 
+    /// The mean loss of the samples at `batch` and its gradient, without a
+    /// step: what [`train_batch`](Self::train_batch) steps along.
+    ///
+    /// # Errors
+    /// As [`train_batch`](Self::train_batch).
+    pub fn gradient<D: Inputs<S::Input> + ?Sized>(
+        &mut self,
+        params: &S::Params,
+        samples: &D,
+        batch: &[u32],
+        rng: &mut impl RngCore,
+    ) -> Result<(f32, &S::Params), Error> {
+        let () = S::PARAMS_MATCH;
+        let scale = batch_scale(batch, usize::MAX)?;
+        self.grads.as_flat_mut().fill(0.0);
+        let mut loss_sum = 0.0f32;
+        for &index in batch {
+            let label = samples.read(index as usize, &mut self.input)?;
+            loss_sum += self.accumulate_cached(params, label, scale, rng, None)?;
+        }
+        let loss = checked_loss(loss_sum, scale, [self.grads.as_flat()])?;
+        Ok((loss, &self.grads))
+    }
+
     /// One pass over `samples` in a fresh random order, in mini-batches of
-    /// `epoch.batch_size`. Returns the mean of the batch losses.
+    /// `epoch.batch_size`; returns the mean of the batch losses.
     ///
     /// # Errors
     /// [`Error::Empty`], [`Error::Length`] for a short `epoch.order`,
     /// [`Error::InvalidConfig`] for a batch size of 0 or above the set's
     /// size, and whatever [`train_batch`](Self::train_batch) returns; on an
     /// error the parameters keep the last good step.
-    pub fn train_epoch<S, O, R, P>(
+    pub fn train_epoch<D, O, R, P>(
         &mut self,
-        params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        params: &mut S::Params,
         optimizer: &mut O,
-        samples: &S,
+        samples: &D,
         mut epoch: Epoch<'_, R, P>,
     ) -> Result<f32, Error>
     where
-        S: Samples<H, W> + ?Sized,
+        D: Inputs<S::Input> + ?Sized,
         O: Optimizer + ?Sized,
         R: RngCore,
         P: Progress,
@@ -251,42 +306,24 @@ impl<
         })
     }
 
-    /// The book's loop: `epochs` epochs of [`train_epoch`](Self::train_epoch)
-    /// from `epoch` on, each followed by an evaluation on `validation`;
-    /// returns the per-epoch statistics.
-    ///
-    /// ```
-    /// use rand_core::SeedableRng;
-    /// use tinycnn::train::{Epoch, History, Sgd, Trainer};
-    /// use tinycnn::Params;
-    /// let data: Vec<_> = (0..64).map(|i| ([[(i % 2) as f32; 4]; 4], i % 2)).collect();
-    /// let mut params = Params::<4, 4, 2, 8, 4, 2>::zeroed();
-    /// let mut rng = rand_pcg::Pcg32::seed_from_u64(2);
-    /// params.init_glorot(&mut rng);
-    /// let mut order = vec![0u32; 48];
-    /// let history: History<8> = Trainer::new()
-    ///     .fit(&mut params, &mut Sgd::new(0.5).unwrap(), &data[..48], &data[48..], 8,
-    ///          Epoch::new(&mut order, 8, &mut rng))
-    ///     .unwrap();
-    /// assert_eq!(history.len(), 8);
-    /// assert_eq!(history[7].validation.accuracy, 1.0);
-    /// ```
+    /// `epochs` epochs of [`train_epoch`](Self::train_epoch) from `epoch` on,
+    /// each followed by an evaluation on `validation`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `epochs > E`, and whatever training or
-    /// evaluation returns.
-    pub fn fit<S, V, O, R, P, const E: usize>(
+    /// As [`train_epoch`](Self::train_epoch) and [`evaluate`](Self::evaluate);
+    /// [`Error::InvalidConfig`] for more epochs than `E`.
+    pub fn fit<D, V, O, R, P, const E: usize>(
         &mut self,
-        params: &mut Params<H, W, K, FLAT, HIDDEN, CLASSES>,
+        params: &mut S::Params,
         optimizer: &mut O,
-        train: &S,
+        train: &D,
         validation: &V,
         epochs: usize,
         epoch: Epoch<'_, R, P>,
     ) -> Result<History<E>, Error>
     where
-        S: Samples<H, W> + ?Sized,
-        V: Samples<H, W> + ?Sized,
+        D: Inputs<S::Input> + ?Sized,
+        V: Inputs<S::Input> + ?Sized,
         O: Optimizer + ?Sized,
         R: RngCore,
         P: Progress,
@@ -297,25 +334,90 @@ impl<
             &mut state,
             |(trainer, params, optimizer), epoch| {
                 epoch.run(train.len(), |batch, rng| {
-                    trainer.train_batch(params, &mut **optimizer, train, batch, rng)
+                    trainer.train_batch(params, *optimizer, train, batch, rng)
                 })
             },
-            |(trainer, params, _)| params.evaluate(validation, &mut trainer.pass.ws),
+            |(trainer, params, _)| trainer.evaluate(params, validation),
         )
+    }
+
+    /// Mean loss and accuracy of `params` on `samples` (no dropout).
+    ///
+    /// # Errors
+    /// [`Error::Empty`], [`Error::NonFinite`], [`Error::LabelOutOfRange`],
+    /// and whatever reading a sample returns.
+    pub fn evaluate<D: Inputs<S::Input> + ?Sized>(
+        &mut self,
+        params: &S::Params,
+        samples: &D,
+    ) -> Result<Evaluation, Error> {
+        if samples.is_empty() {
+            return Err(Error::Empty {
+                what: "evaluation set",
+            });
+        }
+        let (mut loss_sum, mut correct) = (0.0f64, 0);
+        for index in 0..samples.len() {
+            let label = samples.read(index, &mut self.input)?;
+            let logits = self.logits(params)?;
+            loss_sum += f64::from(logits.cross_entropy(label, 1.0, &mut self.logits_grad)?);
+            correct += usize::from(logits.class() == label);
+        }
+        let total = samples.len();
+        Ok(Evaluation {
+            loss: (loss_sum / total as f64) as f32,
+            accuracy: correct as f32 / total as f32,
+            correct,
+            total,
+        })
+    }
+
+    /// The class `params` predicts for `input`.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for an input that is not finite.
+    pub fn predict(&mut self, params: &S::Params, input: &S::Input) -> Result<usize, Error> {
+        self.input = *input;
+        Ok(self.logits(params)?.class())
+    }
+
+    /// The logits of the input in `self.input`, without dropout.
+    fn logits(&mut self, params: &S::Params) -> Result<S::Logits, Error> {
+        let () = S::PARAMS_MATCH;
+        if !all_finite(bytemuck::cast_slice(core::slice::from_ref(&self.input))) {
+            return Err(Error::NonFinite { what: "input" });
+        }
+        S::Layers::forward(
+            params.as_flat(),
+            &mut self.input,
+            &mut self.state,
+            0.0,
+            &mut NoDraws,
+        );
+        Ok(*S::Layers::output(&self.state))
     }
 }
 
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Default for Trainer<H, W, K, FLAT, HIDDEN, CLASSES>
-{
+impl<S: Stack> Default for Trainer<S> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The generator of a pass without dropout, which draws nothing.
+struct NoDraws;
+
+impl RngCore for NoDraws {
+    fn next_u32(&mut self) -> u32 {
+        0
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        0
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        dst.fill(0);
     }
 }
 
@@ -333,7 +435,7 @@ impl<
     /// convolution rows on the stack. The permutation buffer adds 4 bytes per
     /// training sample.
     pub const TRAINING_BYTES_SGD: usize =
-        core::mem::size_of::<Trainer<H, W, K, FLAT, HIDDEN, CLASSES>>() + 2 * K * W * 4;
+        core::mem::size_of::<Trainer<Book<H, W, K, FLAT, HIDDEN, CLASSES>>>() + 2 * K * W * 4;
 
     /// Working memory of training with [`Adam`](super::Adam), beyond the
     /// parameters: [`TRAINING_BYTES_SGD`](Self::TRAINING_BYTES_SGD) plus

@@ -351,7 +351,8 @@ mod tests {
                 "the fast path ran"
             );
             // The same samples one by one, with the same dropout masks.
-            let mut alone: std::boxed::Box<Trainer<8, 8, 3, 48, 20, 3>> = bytemuck::zeroed_box();
+            let mut alone: std::boxed::Box<Trainer<crate::model::Book<8, 8, 3, 48, 20, 3>>> =
+                bytemuck::zeroed_box();
             alone.set_dropout(0.5).unwrap();
             let scale = 1.0 / batch.len() as f32;
             for (&index, &seed) in batch.iter().zip(&parallel.seeds) {
@@ -416,7 +417,8 @@ mod tests {
             let lanes: Vec<_> = parallel.row_lanes.iter().map(read).collect();
             assert!(!lanes.iter().all(|lane| lane.sums_certainly_finite()));
             assert!(lanes.iter().any(|lane| !lane.formed.is_empty()));
-            let mut alone: std::boxed::Box<Trainer<8, 8, 3, 48, 20, 3>> = bytemuck::zeroed_box();
+            let mut alone: std::boxed::Box<Trainer<crate::model::Book<8, 8, 3, 48, 20, 3>>> =
+                bytemuck::zeroed_box();
             for &index in &batch {
                 let (image, label) = &data[index as usize];
                 let scale = 1.0 / batch.len() as f32;
