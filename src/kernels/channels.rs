@@ -1,7 +1,8 @@
 //! Convolution over several input channels with any odd square kernel, fused
-//! with ReLU and 2x2 max-pooling as [`conv_relu_pool`](super::conv_relu_pool)
-//! is: maps are `f32` slices in height-width-channel order (Keras's), the
-//! kernel in Keras's `(ky, kx, in, out)` order, SAME padding, stride 1.
+//! with ReLU and (when `POOL`) 2x2 max-pooling as
+//! [`conv_relu_pool`](super::conv_relu_pool) is: maps are `f32` slices in
+//! height-width-channel order (Keras's), the kernel in Keras's
+//! `(ky, kx, in, out)` order, SAME padding, stride 1.
 //!
 //! Written plainly: the sums over output channels are contiguous, which a
 //! compiler vectorizes, and zero inputs (most of a map that came out of a
@@ -17,7 +18,9 @@ fn source(out: usize, tap: usize, half: usize, len: usize) -> Option<usize> {
 /// Convolution + bias + ReLU + 2x2 max-pool of the `H`x`W`x`CIN` map
 /// `input`, written to `pooled` (`(H/2)`x`(W/2)`x`COUT`); with `argmax`, the
 /// winner of each pooling window (0: top-left, 1: top-right, 2: bottom-left,
-/// 3: bottom-right). `kernel` holds `KS * KS * CIN * COUT` values.
+/// 3: bottom-right). Without `POOL`, convolution + bias + ReLU alone, the
+/// `H`x`W`x`COUT` map in `pooled` (`argmax` untouched). `kernel` holds
+/// `KS * KS * CIN * COUT` values.
 ///
 /// ```
 /// use tinycnn::kernels::conv_relu_pool_channels;
@@ -25,8 +28,11 @@ fn source(out: usize, tap: usize, half: usize, len: usize) -> Option<usize> {
 /// let input = [1.0, 2.0, 3.0, -4.0, 0.5, 0.5, 0.0, 0.0];
 /// let mut pooled = [0.0; 1];
 /// let mut argmax = [0u8; 1];
-/// conv_relu_pool_channels::<2, 2, 2, 1, 1, 1>(&input, &[1.0, 1.0], &[0.0], &mut pooled, Some(&mut argmax));
+/// conv_relu_pool_channels::<2, 2, 2, 1, 1, 1, true>(&input, &[1.0, 1.0], &[0.0], &mut pooled, Some(&mut argmax));
 /// assert_eq!((pooled, argmax), ([3.0], [0]));
+/// let mut map = [0.0; 4];
+/// conv_relu_pool_channels::<2, 2, 2, 1, 1, 4, false>(&input, &[1.0, 1.0], &[0.0], &mut map, None);
+/// assert_eq!(map, [3.0, 0.0, 1.0, 0.0]);
 /// ```
 pub fn conv_relu_pool_channels<
     const H: usize,
@@ -35,6 +41,7 @@ pub fn conv_relu_pool_channels<
     const COUT: usize,
     const KS: usize,
     const FLAT: usize,
+    const POOL: bool,
 >(
     input: &[f32],
     kernel: &[f32],
@@ -42,60 +49,94 @@ pub fn conv_relu_pool_channels<
     pooled: &mut [f32; FLAT],
     mut argmax: Option<&mut [u8; FLAT]>,
 ) {
-    const { check_sizes::<H, W, COUT, KS, FLAT>() };
-    let half = KS / 2;
+    const { check_sizes::<H, W, COUT, KS, FLAT, POOL>() };
     let mut rows = [[[0.0f32; COUT]; W]; 2];
+    if !POOL {
+        for y in 0..H {
+            conv_row::<H, W, CIN, COUT, KS>(input, kernel, bias, y, &mut rows[0]);
+            for (x, sums) in rows[0].iter().enumerate() {
+                let at = (y * W + x) * COUT;
+                for (out, &s) in pooled.iter_mut().skip(at).zip(sums) {
+                    *out = if s > 0.0 { s } else { 0.0 };
+                }
+            }
+        }
+        return;
+    }
     for py in 0..H / 2 {
         for (r, row) in rows.iter_mut().enumerate() {
-            let y = 2 * py + r;
-            for (x, sums) in row.iter_mut().enumerate() {
-                *sums = *bias;
-                for ky in 0..KS {
-                    let Some(iy) = source(y, ky, half, H) else {
+            conv_row::<H, W, CIN, COUT, KS>(input, kernel, bias, 2 * py + r, row);
+        }
+        pool_rows::<W, COUT, FLAT>(&rows, py, pooled, argmax.as_deref_mut());
+    }
+}
+
+/// Row `y` of the convolution (with bias, before ReLU) into `row`.
+#[inline]
+fn conv_row<const H: usize, const W: usize, const CIN: usize, const COUT: usize, const KS: usize>(
+    input: &[f32],
+    kernel: &[f32],
+    bias: &[f32; COUT],
+    y: usize,
+    row: &mut [[f32; COUT]; W],
+) {
+    let half = KS / 2;
+    for (x, sums) in row.iter_mut().enumerate() {
+        *sums = *bias;
+        for ky in 0..KS {
+            let Some(iy) = source(y, ky, half, H) else {
+                continue;
+            };
+            for kx in 0..KS {
+                let Some(ix) = source(x, kx, half, W) else {
+                    continue;
+                };
+                let at = (iy * W + ix) * CIN;
+                let pixel = input.get(at..at + CIN).unwrap_or_default();
+                let taps = (ky * KS + kx) * CIN * COUT;
+                for (ci, &v) in pixel.iter().enumerate() {
+                    if v == 0.0 {
                         continue;
-                    };
-                    for kx in 0..KS {
-                        let Some(ix) = source(x, kx, half, W) else {
-                            continue;
-                        };
-                        let at = (iy * W + ix) * CIN;
-                        let pixel = input.get(at..at + CIN).unwrap_or_default();
-                        let taps = (ky * KS + kx) * CIN * COUT;
-                        for (ci, &v) in pixel.iter().enumerate() {
-                            if v == 0.0 {
-                                continue;
-                            }
-                            let start = taps + ci * COUT;
-                            let weights = kernel.get(start..start + COUT).unwrap_or_default();
-                            for (s, &w) in sums.iter_mut().zip(weights) {
-                                *s += v * w;
-                            }
-                        }
+                    }
+                    let start = taps + ci * COUT;
+                    let weights = kernel.get(start..start + COUT).unwrap_or_default();
+                    for (s, &w) in sums.iter_mut().zip(weights) {
+                        *s += v * w;
                     }
                 }
             }
         }
-        for px in 0..W / 2 {
-            let at = (py * (W / 2) + px) * COUT;
-            let window = [
-                &rows[0][2 * px],
-                &rows[0][2 * px + 1],
-                &rows[1][2 * px],
-                &rows[1][2 * px + 1],
-            ];
-            for co in 0..COUT {
-                let (mut best, mut winner) = (window[0][co], 0u8);
-                for (i, cell) in window.iter().enumerate().skip(1) {
-                    if cell[co] > best {
-                        (best, winner) = (cell[co], i as u8);
-                    }
+    }
+}
+
+/// The ReLU and 2x2 max-pool of two convolution rows into pooled row `py`.
+#[inline]
+fn pool_rows<const W: usize, const COUT: usize, const FLAT: usize>(
+    rows: &[[[f32; COUT]; W]; 2],
+    py: usize,
+    pooled: &mut [f32; FLAT],
+    mut argmax: Option<&mut [u8; FLAT]>,
+) {
+    for px in 0..W / 2 {
+        let at = (py * (W / 2) + px) * COUT;
+        let window = [
+            &rows[0][2 * px],
+            &rows[0][2 * px + 1],
+            &rows[1][2 * px],
+            &rows[1][2 * px + 1],
+        ];
+        for co in 0..COUT {
+            let (mut best, mut winner) = (window[0][co], 0u8);
+            for (i, cell) in window.iter().enumerate().skip(1) {
+                if cell[co] > best {
+                    (best, winner) = (cell[co], i as u8);
                 }
-                if let Some(p) = pooled.get_mut(at + co) {
-                    *p = if best > 0.0 { best } else { 0.0 };
-                }
-                if let Some(a) = argmax.as_deref_mut().and_then(|a| a.get_mut(at + co)) {
-                    *a = winner;
-                }
+            }
+            if let Some(p) = pooled.get_mut(at + co) {
+                *p = if best > 0.0 { best } else { 0.0 };
+            }
+            if let Some(a) = argmax.as_deref_mut().and_then(|a| a.get_mut(at + co)) {
+                *a = winner;
             }
         }
     }
@@ -107,16 +148,21 @@ const fn check_sizes<
     const COUT: usize,
     const KS: usize,
     const FLAT: usize,
+    const POOL: bool,
 >() {
     assert!(
         KS % 2 == 1,
         "a convolution's kernel size must be odd (SAME padding)"
     );
-    assert!(H >= 2 && W >= 2, "a pooled map must be at least 2x2");
-    assert!(FLAT == (H / 2) * (W / 2) * COUT, "FLAT must be (H/2)*(W/2)*COUT");
+    if POOL {
+        assert!(H >= 2 && W >= 2, "a pooled map must be at least 2x2");
+        assert!(FLAT == (H / 2) * (W / 2) * COUT, "FLAT must be (H/2)*(W/2)*COUT");
+    } else {
+        assert!(FLAT == H * W * COUT, "FLAT must be H*W*COUT");
+    }
 }
 
-/// Backward of [`conv_relu_pool_channels`] for one sample: for each pooled
+/// Backward of [`conv_relu_pool_channels`] for one sample: for each output
 /// cell that passed (positive, with a gradient; only the cells at `active`
 /// when given, in increasing order), its gradient added to the bias and
 /// kernel gradients and, with `input_grad`, to the gradient at the input
@@ -127,7 +173,7 @@ const fn check_sizes<
 /// // One 1x1 kernel over two channels; the bottom-right cell won.
 /// let input = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 3.0];
 /// let (mut kernel_grad, mut bias_grad, mut input_grad) = ([0.0; 2], [0.0; 1], [0.0; 8]);
-/// conv_relu_pool_channels_backward::<2, 2, 2, 1, 1, 1>(
+/// conv_relu_pool_channels_backward::<2, 2, 2, 1, 1, 1, true>(
 ///     &input, &[1.0, -1.0], &[5.0], &[3], &[0.5], None,
 ///     &mut kernel_grad, &mut bias_grad, Some(&mut input_grad),
 /// );
@@ -142,6 +188,7 @@ pub fn conv_relu_pool_channels_backward<
     const COUT: usize,
     const KS: usize,
     const FLAT: usize,
+    const POOL: bool,
 >(
     input: &[f32],
     kernel: &[f32],
@@ -153,7 +200,7 @@ pub fn conv_relu_pool_channels_backward<
     bias_grad: &mut [f32; COUT],
     mut input_grad: Option<&mut [f32]>,
 ) {
-    const { check_sizes::<H, W, COUT, KS, FLAT>() };
+    const { check_sizes::<H, W, COUT, KS, FLAT, POOL>() };
     let half = KS / 2;
     let mut cell = |p: usize| {
         let (Some(&value), Some(&g), Some(&winner)) = (pooled.get(p), pooled_grad.get(p), argmax.get(p))
@@ -164,8 +211,12 @@ pub fn conv_relu_pool_channels_backward<
             return;
         }
         let (co, place) = (p % COUT, p / COUT);
-        let (py, px) = (place / (W / 2), place % (W / 2));
-        let (y, x) = (2 * py + usize::from(winner / 2), 2 * px + usize::from(winner % 2));
+        let (y, x) = if POOL {
+            let (py, px) = (place / (W / 2), place % (W / 2));
+            (2 * py + usize::from(winner / 2), 2 * px + usize::from(winner % 2))
+        } else {
+            (place / W, place % W)
+        };
         if let Some(b) = bias_grad.get_mut(co) {
             *b += g;
         }

@@ -4,7 +4,7 @@
 //! fields name the layers.
 
 use super::Params;
-use crate::stack::{Chain, ConvReluPool, Dense, Stack};
+use crate::stack::{Chain, ConvRelu, Dense, MaxPool2, Stack};
 
 /// The book's network at the sizes given ([`Params`]' sizes): the
 /// [`Stack`] that [`Trainer`](crate::Trainer) trains by default. At the
@@ -44,7 +44,7 @@ impl<
     > Stack for Book<H, W, K, FLAT, HIDDEN, CLASSES>
 {
     type Layers = Chain<
-        ConvReluPool<H, W, 1, K, 3, FLAT, [[f32; W]; H]>,
+        ConvRelu<H, W, 1, K, 3, FLAT, [[f32; W]; H], MaxPool2>,
         Chain<
             Dense<FLAT, HIDDEN, [f32; FLAT], true, true>,
             Dense<HIDDEN, CLASSES, [f32; HIDDEN], false, false>,

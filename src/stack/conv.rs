@@ -1,4 +1,4 @@
-//! A convolution fused with the ReLU and the 2x2 max-pool after it.
+//! A convolution fused with the ReLU, and the 2x2 max-pool if any, after it.
 
 use super::dense::{view, view_mut};
 use super::{Layer, Zeroed};
@@ -10,12 +10,13 @@ use core::marker::PhantomData;
 use rand_core::RngCore;
 
 /// `Conv2d(COUT, KS)` (SAME, stride 1, bias) over an `H`x`W`x`CIN` map of
-/// type `I`, then ReLU and a 2x2 max-pool: `FLAT = (H/2)(W/2)COUT` outputs,
-/// height-width-channel. The pooled map is built two convolution rows at a
-/// time; the full-resolution map never exists.
+/// type `I`, then ReLU and the pooling `P` ([`MaxPool2`] or [`Full`]): `FLAT` outputs,
+/// height-width-channel (`(H/2)(W/2)COUT` pooled, `H W COUT` not). The
+/// pooled map is built two convolution rows at a time; the full-resolution
+/// map never exists.
 #[derive(Debug, Clone, Copy, Default)]
 #[allow(clippy::type_complexity)]
-pub struct ConvReluPool<
+pub struct ConvRelu<
     const H: usize,
     const W: usize,
     const CIN: usize,
@@ -23,10 +24,234 @@ pub struct ConvReluPool<
     const KS: usize,
     const FLAT: usize,
     I,
->(PhantomData<I>);
+    P,
+>(PhantomData<(I, P)>);
 
-/// What a [`ConvReluPool`] keeps of a sample: the pooled map and each
-/// pooling window's winner.
+/// Whether a [`ConvRelu`] pools its map: [`MaxPool2`] or [`Full`].
+pub trait Pooling {
+    /// `true` for a 2x2 max-pool.
+    const POOL: bool;
+
+    /// [`conv_relu_pool_channels`] with this pooling.
+    fn channels_forward<
+        const H: usize,
+        const W: usize,
+        const CIN: usize,
+        const COUT: usize,
+        const KS: usize,
+        const FLAT: usize,
+    >(
+        input: &[f32],
+        kernel: &[f32],
+        bias: &[f32; COUT],
+        out: &mut [f32; FLAT],
+        argmax: &mut [u8; FLAT],
+    );
+
+    /// [`conv_relu_pool_channels_backward`] with this pooling.
+    #[allow(clippy::too_many_arguments)]
+    fn channels_backward<
+        const H: usize,
+        const W: usize,
+        const CIN: usize,
+        const COUT: usize,
+        const KS: usize,
+        const FLAT: usize,
+    >(
+        input: &[f32],
+        kernel: &[f32],
+        out: (&[f32; FLAT], &[u8; FLAT]),
+        out_grad: &[f32; FLAT],
+        active: Option<&[u16]>,
+        kernel_grad: &mut [f32],
+        bias_grad: &mut [f32; COUT],
+        input_grad: Option<&mut [f32]>,
+    );
+
+    /// Forward of a one-channel 3x3 convolution on the kernels tuned for it,
+    /// if this pooling has them; `false` if not.
+    fn single_channel_forward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
+        image: &[[f32; W]; H],
+        kernel: &ConvKernel<COUT>,
+        bias: &[f32; COUT],
+        pooled: &mut [f32; FLAT],
+        argmax: &mut [u8; FLAT],
+    ) -> bool;
+
+    /// Its backward, given the next layer's list of the output's non-zero
+    /// cells; `false` if this pooling has no such kernel.
+    fn single_channel_backward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
+        image: &[[f32; W]; H],
+        pooled: (&[f32; FLAT], &[u8; FLAT]),
+        active: &[u16],
+        pooled_grad: &[f32; FLAT],
+        kernel_grad: &mut ConvKernel<COUT>,
+        bias_grad: &mut [f32; COUT],
+    ) -> bool;
+}
+
+/// A 2x2 max-pool after the convolution's ReLU.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaxPool2;
+
+/// No pooling: the convolution's full map, after ReLU.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Full;
+
+impl Pooling for MaxPool2 {
+    const POOL: bool = true;
+
+    #[inline]
+    fn channels_forward<
+        const H: usize,
+        const W: usize,
+        const CIN: usize,
+        const COUT: usize,
+        const KS: usize,
+        const FLAT: usize,
+    >(
+        input: &[f32],
+        kernel: &[f32],
+        bias: &[f32; COUT],
+        out: &mut [f32; FLAT],
+        argmax: &mut [u8; FLAT],
+    ) {
+        conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT, true>(input, kernel, bias, out, Some(argmax));
+    }
+
+    #[inline]
+    fn channels_backward<
+        const H: usize,
+        const W: usize,
+        const CIN: usize,
+        const COUT: usize,
+        const KS: usize,
+        const FLAT: usize,
+    >(
+        input: &[f32],
+        kernel: &[f32],
+        (out, argmax): (&[f32; FLAT], &[u8; FLAT]),
+        out_grad: &[f32; FLAT],
+        active: Option<&[u16]>,
+        kernel_grad: &mut [f32],
+        bias_grad: &mut [f32; COUT],
+        input_grad: Option<&mut [f32]>,
+    ) {
+        conv_relu_pool_channels_backward::<H, W, CIN, COUT, KS, FLAT, true>(
+            input,
+            kernel,
+            out,
+            argmax,
+            out_grad,
+            active,
+            kernel_grad,
+            bias_grad,
+            input_grad,
+        );
+    }
+
+    #[inline]
+    fn single_channel_forward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
+        image: &[[f32; W]; H],
+        kernel: &ConvKernel<COUT>,
+        bias: &[f32; COUT],
+        pooled: &mut [f32; FLAT],
+        argmax: &mut [u8; FLAT],
+    ) -> bool {
+        conv_relu_pool(image, kernel, bias, pooled, Some(argmax));
+        true
+    }
+
+    #[inline]
+    fn single_channel_backward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
+        image: &[[f32; W]; H],
+        (pooled, argmax): (&[f32; FLAT], &[u8; FLAT]),
+        active: &[u16],
+        pooled_grad: &[f32; FLAT],
+        kernel_grad: &mut ConvKernel<COUT>,
+        bias_grad: &mut [f32; COUT],
+    ) -> bool {
+        conv_relu_pool_backward_listed(image, pooled, active, argmax, pooled_grad, kernel_grad, bias_grad);
+        true
+    }
+}
+
+impl Pooling for Full {
+    const POOL: bool = false;
+
+    #[inline]
+    fn channels_forward<
+        const H: usize,
+        const W: usize,
+        const CIN: usize,
+        const COUT: usize,
+        const KS: usize,
+        const FLAT: usize,
+    >(
+        input: &[f32],
+        kernel: &[f32],
+        bias: &[f32; COUT],
+        out: &mut [f32; FLAT],
+        argmax: &mut [u8; FLAT],
+    ) {
+        conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT, false>(input, kernel, bias, out, Some(argmax));
+    }
+
+    #[inline]
+    fn channels_backward<
+        const H: usize,
+        const W: usize,
+        const CIN: usize,
+        const COUT: usize,
+        const KS: usize,
+        const FLAT: usize,
+    >(
+        input: &[f32],
+        kernel: &[f32],
+        (out, argmax): (&[f32; FLAT], &[u8; FLAT]),
+        out_grad: &[f32; FLAT],
+        active: Option<&[u16]>,
+        kernel_grad: &mut [f32],
+        bias_grad: &mut [f32; COUT],
+        input_grad: Option<&mut [f32]>,
+    ) {
+        conv_relu_pool_channels_backward::<H, W, CIN, COUT, KS, FLAT, false>(
+            input,
+            kernel,
+            out,
+            argmax,
+            out_grad,
+            active,
+            kernel_grad,
+            bias_grad,
+            input_grad,
+        );
+    }
+
+    fn single_channel_forward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
+        _: &[[f32; W]; H],
+        _: &ConvKernel<COUT>,
+        _: &[f32; COUT],
+        _: &mut [f32; FLAT],
+        _: &mut [u8; FLAT],
+    ) -> bool {
+        false
+    }
+
+    fn single_channel_backward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
+        _: &[[f32; W]; H],
+        _: (&[f32; FLAT], &[u8; FLAT]),
+        _: &[u16],
+        _: &[f32; FLAT],
+        _: &mut ConvKernel<COUT>,
+        _: &mut [f32; COUT],
+    ) -> bool {
+        false
+    }
+}
+
+/// What a [`ConvRelu`] keeps of a sample: its output map and each pooling
+/// window's winner.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub struct ConvState<const FLAT: usize> {
@@ -52,7 +277,8 @@ impl<
         const KS: usize,
         const FLAT: usize,
         I: Pod,
-    > ConvReluPool<H, W, CIN, COUT, KS, FLAT, I>
+        P: Pooling,
+    > ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>
 {
     const KERNEL: usize = KS * KS * CIN * COUT;
     const SIZES: () = {
@@ -62,12 +288,16 @@ impl<
         );
         assert!(KS % 2 == 1, "Conv2d: the kernel size must be odd (SAME padding)");
         assert!(
-            H.is_multiple_of(2) && W.is_multiple_of(2),
+            !P::POOL || (H.is_multiple_of(2) && W.is_multiple_of(2)),
             "MaxPool2: the height and width must be even"
         );
         assert!(
-            FLAT == H / 2 * (W / 2) * COUT,
-            "MaxPool2: FLAT must be (H/2)*(W/2)*COUT"
+            FLAT == if P::POOL {
+                H / 2 * (W / 2) * COUT
+            } else {
+                H * W * COUT
+            },
+            "Conv2d: FLAT must be H*W*COUT, or (H/2)*(W/2)*COUT pooled"
         );
     };
 
@@ -95,7 +325,8 @@ impl<
         const KS: usize,
         const FLAT: usize,
         I: Pod,
-    > Layer for ConvReluPool<H, W, CIN, COUT, KS, FLAT, I>
+        P: Pooling,
+    > Layer for ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>
 {
     type In = I;
     type Out = [f32; FLAT];
@@ -114,14 +345,16 @@ impl<
         let (kernel, bias) = params.split_at(Self::KERNEL);
         let bias: &[f32; COUT] = view(bias);
         if let Some((image, kernel)) = Self::single_channel(input, kernel) {
-            return conv_relu_pool(image, kernel, bias, &mut state.pooled, Some(&mut state.argmax));
+            if P::single_channel_forward(image, kernel, bias, &mut state.pooled, &mut state.argmax) {
+                return;
+            }
         }
-        conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT>(
+        P::channels_forward::<H, W, CIN, COUT, KS, FLAT>(
             bytemuck::cast_slice(core::slice::from_ref(input)),
             kernel,
             bias,
             &mut state.pooled,
-            Some(&mut state.argmax),
+            &mut state.argmax,
         );
     }
 
@@ -158,26 +391,20 @@ impl<
             (Self::single_channel(input, kernel), active, &input_grad)
         {
             let kernel_grad: &mut ConvKernel<COUT> = view_mut(kernel_grad);
-            return conv_relu_pool_backward_listed(
-                image,
-                &state.pooled,
-                active,
-                &state.argmax,
-                out_grad,
-                kernel_grad,
-                bias_grad,
-            );
+            let pooled = (&state.pooled, &state.argmax);
+            if P::single_channel_backward(image, pooled, active, out_grad, kernel_grad, bias_grad) {
+                return;
+            }
         }
         let input_grad = input_grad.map(|grad| {
             let grad: &mut [f32] = bytemuck::cast_slice_mut(core::slice::from_mut(grad));
             grad.fill(0.0);
             grad
         });
-        conv_relu_pool_channels_backward::<H, W, CIN, COUT, KS, FLAT>(
+        P::channels_backward::<H, W, CIN, COUT, KS, FLAT>(
             bytemuck::cast_slice(core::slice::from_ref(input)),
             kernel,
-            &state.pooled,
-            &state.argmax,
+            (&state.pooled, &state.argmax),
             out_grad,
             active,
             kernel_grad,

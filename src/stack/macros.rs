@@ -88,7 +88,24 @@ macro_rules! __stack_layers {
             flat: false,
             dropout: false,
             params: [$($p)* + $ks * $ks * $c * $cout + $cout],
-            layers: [$($l)* [$crate::stack::ConvReluPool<{ $h }, { $w }, { $c }, { $cout }, { $ks }, { ($h / 2) * ($w / 2) * $cout }, $map>]],
+            layers: [$($l)* [$crate::stack::ConvRelu<{ $h }, { $w }, { $c }, { $cout }, { $ks }, { ($h / 2) * ($w / 2) * $cout }, $map, $crate::stack::MaxPool2>]],
+            rest: [$($($rest)*)?]
+        }
+    };
+    // Conv2d, Relu: the full-resolution map.
+    (
+        head: $head:tt, shape: [$h:tt, $w:tt, $c:tt], map: [$map:ty], flat: false, dropout: false,
+        params: [$($p:tt)*], layers: [$($l:tt)*],
+        rest: [Conv2d($cout:tt, $ks:tt), Relu $(, $($rest:tt)*)?]
+    ) => {
+        $crate::__stack_layers! {
+            head: $head,
+            shape: [$h, $w, $cout],
+            map: [[f32; $h * $w * $cout]],
+            flat: false,
+            dropout: false,
+            params: [$($p)* + $ks * $ks * $c * $cout + $cout],
+            layers: [$($l)* [$crate::stack::ConvRelu<{ $h }, { $w }, { $c }, { $cout }, { $ks }, { $h * $w * $cout }, $map, $crate::stack::Full>]],
             rest: [$($($rest)*)?]
         }
     };
@@ -98,7 +115,7 @@ macro_rules! __stack_layers {
         rest: [Conv2d $args:tt $(, $($rest:tt)*)?]
     ) => {
         ::core::compile_error!(
-            "stack!: a Conv2d takes a map (before Flatten and Dropout) and is followed by `Relu, MaxPool2`"
+            "stack!: a Conv2d takes a map (before Flatten and Dropout) and is followed by `Relu` (and may be by `MaxPool2`)"
         );
     };
     (

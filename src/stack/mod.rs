@@ -22,8 +22,8 @@
 //!
 //! Layers, in the order a stack may hold them:
 //! - `Conv2d(COUT, KS)`: `KS`x`KS` kernel (`KS` odd), SAME padding, stride
-//!   1, bias; it must be followed by `Relu`, and may be by `MaxPool2`, which
-//!   run fused with it (the full-resolution map is never built when pooled);
+//!   1, bias; it is followed by `Relu`, and may be by `MaxPool2`, which run
+//!   fused with it (the full-resolution map is never built when pooled);
 //! - `Flatten`: the map as a vector, in height-width-channel order (Keras's);
 //! - `Dropout`: before a dense layer, at the rate the trainer is given;
 //! - `Dense(OUT)`: with bias; followed by `Relu` but for the last, whose
@@ -41,8 +41,8 @@ mod conv;
 mod dense;
 mod macros;
 
-pub use conv::ConvReluPool;
 pub use conv::ConvState;
+pub use conv::{ConvRelu, Full, MaxPool2, Pooling};
 pub use dense::{Dense, DenseState};
 
 use crate::Error;
