@@ -8,7 +8,10 @@ mod files;
 mod parallel;
 mod safetensors;
 
-pub use self::safetensors::{load_safetensors, params_from_safetensors, safetensors_bytes, save_safetensors};
+pub use self::safetensors::{
+    load_safetensors, load_stack, params_from_safetensors, safetensors_bytes, save_safetensors, save_stack,
+    stack_from_safetensors, stack_safetensors_bytes,
+};
 pub use checkpoint::{checkpoint_from_safetensors, load_checkpoint, save_checkpoint, AdamState, Checkpoint};
 pub use fashion::{FashionMnist, CLASS_NAMES, DATA_DIR_ENV, SYSTEM_DATA_DIR};
 pub use files::{load_blob, read_maybe_gz, save_blob, write_atomically, AlignedBytes};

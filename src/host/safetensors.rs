@@ -3,7 +3,8 @@
 
 use super::{write_atomically, HostError};
 use crate::kernels::all_finite;
-use crate::model::Params;
+use crate::model::{Book, ParamBuffer, Params};
+use crate::stack::Stack;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::boxed::Box;
 use std::collections::HashMap;
@@ -13,7 +14,8 @@ use std::vec::Vec;
 
 /// The parameters as the bytes of a safetensors file: six `F32` tensors named
 /// `conv.kernel`, `conv.bias`, `dense1.kernel`, `dense1.bias`,
-/// `dense2.kernel`, `dense2.bias`, in the Keras shapes.
+/// `dense2.kernel`, `dense2.bias`, in the Keras shapes (the book's network,
+/// [`Book`], as [`stack_safetensors_bytes`] writes it).
 ///
 /// # Errors
 /// A description when the safetensors library refuses the tensors.
@@ -27,7 +29,84 @@ pub fn safetensors_bytes<
 >(
     params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
 ) -> Result<Vec<u8>, String> {
-    serialize_f32(&params_tensors(params), None)
+    stack_safetensors_bytes::<Book<H, W, K, FLAT, HIDDEN, CLASSES>>(params)
+}
+
+/// The parameters of stack `S` as the bytes of a safetensors file: an `F32`
+/// tensor for each kernel and bias, named and shaped as Keras's (the rule is
+/// in [`Tensor`](crate::stack::Tensor)).
+///
+/// ```
+/// use tinycnn::stack::Stack;
+/// use tinycnn::ParamBuffer;
+/// tinycnn::stack! {
+///     pub struct Rgb: [4, 4, 3] => { Conv2d(2, 3), Relu, MaxPool2, Flatten, Dense(2) }
+/// }
+/// let mut params = <Rgb as Stack>::Params::ZERO;
+/// params[5] = 0.5;
+/// let bytes = tinycnn::host::stack_safetensors_bytes::<Rgb>(&params).unwrap();
+/// let back = tinycnn::host::stack_from_safetensors::<Rgb>(&bytes).unwrap();
+/// assert_eq!(back[5], 0.5);
+/// ```
+///
+/// # Errors
+/// A description when the safetensors library refuses the tensors.
+pub fn stack_safetensors_bytes<S: Stack>(params: &S::Params) -> Result<Vec<u8>, String> {
+    let flat = params.as_flat();
+    let mut named = Vec::new();
+    S::for_each_tensor(|t| named.push((t.name::<S>(), t.dims().to_vec(), flat.get(t.at..t.at + t.len()))));
+    let tensors = named
+        .iter()
+        .map(|(name, dims, values)| Ok((name.as_str(), dims.clone(), values.ok_or("parameters too short")?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    serialize_f32(&tensors, None)
+}
+
+/// The parameters of stack `S` from the bytes of a safetensors file; every
+/// tensor of the stack must be there, `F32`, of its shape, finite.
+///
+/// # Errors
+/// A description of the first problem found.
+pub fn stack_from_safetensors<S: Stack>(bytes: &[u8]) -> Result<Box<S::Params>, String> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| std::format!("not a safetensors file ({e})"))?;
+    let mut params = bytemuck::zeroed_box::<S::Params>();
+    let flat = params.as_flat_mut();
+    let mut result = Ok(());
+    S::for_each_tensor(|t| {
+        if result.is_ok() {
+            result = match flat.get_mut(t.at..t.at + t.len()) {
+                Some(values) => read_f32(&file, &t.name::<S>(), t.dims(), values),
+                None => Err("parameters too short".to_string()),
+            };
+        }
+    });
+    result.map(|()| params)
+}
+
+/// Writes the parameters of stack `S` to a safetensors file, atomically.
+///
+/// # Errors
+/// [`HostError::Io`], or [`HostError::Safetensors`].
+pub fn save_stack<S: Stack>(params: &S::Params, path: &Path) -> Result<(), HostError> {
+    let bytes = stack_safetensors_bytes::<S>(params).map_err(|detail| HostError::Safetensors {
+        path: path.to_path_buf(),
+        detail,
+    })?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads the parameters of stack `S` from a safetensors file (such as one
+/// exported from Keras).
+///
+/// # Errors
+/// [`HostError::Io`], or [`HostError::Safetensors`] naming the missing
+/// tensor, the wrong shape or dtype, or NaN and infinite values.
+pub fn load_stack<S: Stack>(path: &Path) -> Result<Box<S::Params>, HostError> {
+    let bytes = super::files::read_file(path)?;
+    stack_from_safetensors::<S>(&bytes).map_err(|detail| HostError::Safetensors {
+        path: path.to_path_buf(),
+        detail,
+    })
 }
 
 /// The parameters as `(name, shape, values)`, in storage order.
@@ -165,11 +244,5 @@ pub fn params_from_safetensors<
 >(
     bytes: &[u8],
 ) -> Result<Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>, String> {
-    let file = SafeTensors::deserialize(bytes).map_err(|e| std::format!("not a safetensors file ({e})"))?;
-    let mut params = bytemuck::zeroed_box::<Params<H, W, K, FLAT, HIDDEN, CLASSES>>();
-    let shapes = Params::<H, W, K, FLAT, HIDDEN, CLASSES>::TENSOR_SHAPES;
-    for ((name, shape, rank), values) in shapes.into_iter().zip(params.tensor_values_mut()) {
-        read_f32(&file, name, &shape[..rank], values)?;
-    }
-    Ok(params)
+    stack_from_safetensors::<Book<H, W, K, FLAT, HIDDEN, CLASSES>>(bytes)
 }

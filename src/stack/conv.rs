@@ -1,7 +1,7 @@
 //! A convolution fused with the ReLU, and the 2x2 max-pool if any, after it.
 
 use super::dense::{view, view_mut};
-use super::{Layer, Zeroed};
+use super::{Layer, Tensor, Zeroed};
 use crate::kernels::conv::conv_relu_pool_backward_listed;
 use crate::kernels::{conv_relu_pool, conv_relu_pool_channels, conv_relu_pool_channels_backward, ConvKernel};
 use crate::model::{fill_uniform, glorot_limit};
@@ -332,6 +332,29 @@ impl<
     type Out = [f32; FLAT];
     type State = ConvState<FLAT>;
     const PARAMS: usize = Self::KERNEL + COUT;
+
+    const CONVS: usize = 1;
+    const DENSES: usize = 0;
+
+    fn tensors(at: usize, convs: usize, _: usize, f: &mut impl FnMut(Tensor)) {
+        let number = convs + 1;
+        f(Tensor {
+            conv: true,
+            number,
+            bias: false,
+            shape: [KS, KS, CIN, COUT],
+            rank: 4,
+            at,
+        });
+        f(Tensor {
+            conv: true,
+            number,
+            bias: true,
+            shape: [COUT, 0, 0, 0],
+            rank: 1,
+            at: at + Self::KERNEL,
+        });
+    }
 
     fn init_glorot(params: &mut [f32], rng: &mut impl RngCore) {
         let (kernel, bias) = params.split_at_mut(Self::KERNEL);

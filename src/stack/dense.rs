@@ -2,7 +2,7 @@
 //! came out of a ReLU), with dropout before it and ReLU after it where the
 //! stack has them.
 
-use super::{Layer, Zeroed};
+use super::{Layer, Tensor, Zeroed};
 use crate::kernels::dense::{dense_backward_listed, dense_listed, nonzero_positions};
 use crate::kernels::relu;
 use crate::model::{fill_uniform, glorot_limit};
@@ -79,6 +79,29 @@ impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT:
     type Out = [f32; OUT];
     type State = DenseState<IN, OUT>;
     const PARAMS: usize = IN * OUT + OUT;
+
+    const CONVS: usize = 0;
+    const DENSES: usize = 1;
+
+    fn tensors(at: usize, _: usize, denses: usize, f: &mut impl FnMut(Tensor)) {
+        let number = denses + 1;
+        f(Tensor {
+            conv: false,
+            number,
+            bias: false,
+            shape: [IN, OUT, 0, 0],
+            rank: 2,
+            at,
+        });
+        f(Tensor {
+            conv: false,
+            number,
+            bias: true,
+            shape: [OUT, 0, 0, 0],
+            rank: 1,
+            at: at + IN * OUT,
+        });
+    }
 
     fn init_glorot(params: &mut [f32], rng: &mut impl RngCore) {
         let (kernel, bias) = params.split_at_mut(IN * OUT);

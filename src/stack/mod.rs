@@ -85,6 +85,16 @@ pub trait Layer {
     /// How many `f32` parameters it has, kernel then bias.
     const PARAMS: usize;
 
+    /// How many convolutions it holds (Keras's `Conv2D` layers).
+    const CONVS: usize;
+    /// How many dense layers it holds.
+    const DENSES: usize;
+
+    /// Each of its tensors, in the parameters' order: `at` is where its
+    /// parameters start in the stack's, `convs` and `denses` how many of
+    /// each layer come before it.
+    fn tensors(at: usize, convs: usize, denses: usize, f: &mut impl FnMut(Tensor));
+
     /// Glorot-uniform initialization of its kernel (Keras's default, one
     /// draw per value in order), its bias zero.
     fn init_glorot(params: &mut [f32], rng: &mut impl RngCore);
@@ -168,6 +178,14 @@ where
     type State = ChainState<A, B>;
     const PARAMS: usize = A::PARAMS + B::PARAMS;
 
+    const CONVS: usize = A::CONVS + B::CONVS;
+    const DENSES: usize = A::DENSES + B::DENSES;
+
+    fn tensors(at: usize, convs: usize, denses: usize, f: &mut impl FnMut(Tensor)) {
+        A::tensors(at, convs, denses, f);
+        B::tensors(at + A::PARAMS, convs + A::CONVS, denses + A::DENSES, f);
+    }
+
     fn init_glorot(params: &mut [f32], rng: &mut impl RngCore) {
         let (first, second) = params.split_at_mut(A::PARAMS.min(params.len()));
         A::init_glorot(first, rng);
@@ -250,6 +268,71 @@ where
     }
 }
 
+/// One tensor of a stack's parameters, as Keras names and shapes it.
+///
+/// The names follow one rule: a stack's convolutions are `conv1`, `conv2`,
+/// ... in order (`conv` when it has one), its dense layers `dense1`,
+/// `dense2`, ...; each has a `kernel` (a convolution's `(ky, kx, in, out)`,
+/// a dense layer's `(in, out)`) and a `bias`. The book's network is `conv`,
+/// `dense1`, `dense2`.
+///
+/// ```
+/// use tinycnn::stack::Stack;
+/// tinycnn::stack! {
+///     pub struct Two: [8, 8, 3] => { Conv2d(4, 3), Relu, MaxPool2, Conv2d(6, 5), Relu, MaxPool2, Flatten, Dense(2) }
+/// }
+/// let mut names = Vec::new();
+/// Two::for_each_tensor(|t| names.push((t.name::<Two>().to_string(), t.dims().to_vec())));
+/// assert_eq!(names[2], ("conv2.kernel".to_string(), vec![5, 5, 4, 6]));
+/// assert_eq!(names[4], ("dense1.kernel".to_string(), vec![2 * 2 * 6, 2]));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tensor {
+    /// A convolution (`true`) or a dense layer.
+    pub conv: bool,
+    /// The layer's number among its kind, from 1.
+    pub number: usize,
+    /// The bias (`true`) or the kernel.
+    pub bias: bool,
+    /// The shape, the first `rank` entries.
+    pub shape: [usize; 4],
+    /// How many entries of `shape` count.
+    pub rank: usize,
+    /// Where its values start in the stack's parameters.
+    pub at: usize,
+}
+
+impl Tensor {
+    /// The shape.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.get(..self.rank).unwrap_or_default()
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.dims().iter().product()
+    }
+
+    /// `true` when it holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its name in stack `S`, such as `conv2.kernel` (see [`Tensor`]).
+    pub fn name<S: Stack>(&self) -> heapless::String<32> {
+        use core::fmt::Write;
+        let mut name = heapless::String::new();
+        let part = if self.bias { "bias" } else { "kernel" };
+        // 32 bytes hold any layer number a stack can have: `write!` cannot fail.
+        let _ = match (self.conv, S::Layers::CONVS) {
+            (true, 1) => write!(name, "conv.{part}"),
+            (true, _) => write!(name, "conv{}.{part}", self.number),
+            (false, _) => write!(name, "dense{}.{part}", self.number),
+        };
+        name
+    }
+}
+
 /// The logits of a stack and its loss: softmax cross-entropy.
 pub trait Logits: Pod + Zeroed {
     /// The number of classes.
@@ -303,6 +386,11 @@ pub trait Stack {
             && Self::PARAMETERS == <Self::Layers as Layer>::PARAMS,
         "the stack's parameter count does not match its layers"
     );
+
+    /// Each tensor of the parameters, in their order (see [`Tensor`]).
+    fn for_each_tensor(mut f: impl FnMut(Tensor)) {
+        Self::Layers::tensors(0, 0, 0, &mut f);
+    }
 
     /// Glorot-uniform initialization of every kernel (Keras's default), one
     /// draw per value in the parameters' order; biases zero.

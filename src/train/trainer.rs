@@ -359,7 +359,7 @@ impl<S: Stack> Trainer<S> {
         let (mut loss_sum, mut correct) = (0.0f64, 0);
         for index in 0..samples.len() {
             let label = samples.read(index, &mut self.input)?;
-            let logits = self.logits(params)?;
+            let logits = self.logits_in_place(params)?;
             loss_sum += f64::from(logits.cross_entropy(label, 1.0, &mut self.logits_grad)?);
             correct += usize::from(logits.class() == label);
         }
@@ -377,12 +377,20 @@ impl<S: Stack> Trainer<S> {
     /// # Errors
     /// [`Error::NonFinite`] for an input that is not finite.
     pub fn predict(&mut self, params: &S::Params, input: &S::Input) -> Result<usize, Error> {
+        Ok(self.logits(params, input)?.class())
+    }
+
+    /// The logits of `input` under `params` (no dropout).
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for an input that is not finite.
+    pub fn logits(&mut self, params: &S::Params, input: &S::Input) -> Result<S::Logits, Error> {
         self.input = *input;
-        Ok(self.logits(params)?.class())
+        self.logits_in_place(params)
     }
 
     /// The logits of the input in `self.input`, without dropout.
-    fn logits(&mut self, params: &S::Params) -> Result<S::Logits, Error> {
+    fn logits_in_place(&mut self, params: &S::Params) -> Result<S::Logits, Error> {
         let () = S::PARAMS_MATCH;
         if !all_finite(bytemuck::cast_slice(core::slice::from_ref(&self.input))) {
             return Err(Error::NonFinite { what: "input" });
