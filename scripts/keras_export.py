@@ -56,23 +56,38 @@ model.fit(x_train, y_train, batch_size=32, epochs=args.epochs, verbose=2)
 _, accuracy = model.evaluate(x_test, y_test, verbose=0)
 print(f"keras accuracy={accuracy:.4f}")
 
-# The README's snippet: Keras -> tinycnn.
-conv, dense1, dense2 = [layer for layer in model.layers if layer.weights]
-save_file(
-    {
-        "conv.kernel": conv.kernel.numpy(),
-        "conv.bias": conv.bias.numpy(),
-        "dense1.kernel": dense1.kernel.numpy(),
-        "dense1.bias": dense1.bias.numpy(),
-        "dense2.kernel": dense2.kernel.numpy(),
-        "dense2.bias": dense2.bias.numpy(),
-    },
-    args.out,
-)
+# Keras -> tinycnn, for any Sequential model of Conv2D, MaxPooling2D,
+# Flatten, Dropout and Dense layers: the convolutions are conv1, conv2, ...
+# (conv when there is one), the dense layers dense1, dense2, ...
+
+
+def tinycnn_names(model):
+    convs = [l for l in model.layers if isinstance(l, tf.keras.layers.Conv2D)]
+    denses = [l for l in model.layers if isinstance(l, tf.keras.layers.Dense)]
+    names = {}
+    for i, layer in enumerate(convs):
+        names["conv" if len(convs) == 1 else f"conv{i + 1}"] = layer
+    for i, layer in enumerate(denses):
+        names[f"dense{i + 1}"] = layer
+    return names
+
+
+def export(model, path):
+    tensors = {}
+    for name, layer in tinycnn_names(model).items():
+        tensors[f"{name}.kernel"] = layer.kernel.numpy()
+        tensors[f"{name}.bias"] = layer.bias.numpy()
+    save_file(tensors, path)
+
+
+def load(model, path):
+    t = load_file(path)
+    for name, layer in tinycnn_names(model).items():
+        layer.set_weights([t[f"{name}.kernel"], t[f"{name}.bias"]])
+
+
+export(model, args.out)
 # And back: tinycnn -> Keras gives the same accuracy.
-t = load_file(args.out)
-conv.set_weights([t["conv.kernel"], t["conv.bias"]])
-dense1.set_weights([t["dense1.kernel"], t["dense1.bias"]])
-dense2.set_weights([t["dense2.kernel"], t["dense2.bias"]])
+load(model, args.out)
 _, again = model.evaluate(x_test, y_test, verbose=0)
 print(f"keras accuracy after reloading={again:.4f}")

@@ -137,6 +137,10 @@ impl core::error::Error for Error {}
 /// assert_eq!(e.to_string(), "training diverged at epoch 3, batch 12: loss 3.1e22");
 /// let step = Divergence { epoch: 0, batch: 0, loss: f32::NAN };
 /// assert_eq!(step.to_string(), "training diverged: loss NaN");
+/// let just_over = Divergence { epoch: 1, batch: 2, loss: 1001.0 };
+/// assert_eq!(just_over.to_string(), "training diverged at epoch 1, batch 2: loss 1.0e3");
+/// let small = Divergence { epoch: 1, batch: 2, loss: -0.0999 };
+/// assert_eq!(small.to_string(), "training diverged at epoch 1, batch 2: loss -1.0e-1");
 /// ```
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -173,14 +177,38 @@ impl Eq for Divergence {}
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.epoch == 0 {
-            write!(f, "training diverged: loss {:.1e}", self.loss)
+            write!(f, "training diverged: loss {}", Scientific(self.loss))
         } else {
             write!(
                 f,
-                "training diverged at epoch {}, batch {}: loss {:.1e}",
-                self.epoch, self.batch, self.loss
+                "training diverged at epoch {}, batch {}: loss {}",
+                self.epoch,
+                self.batch,
+                Scientific(self.loss)
             )
         }
+    }
+}
+
+/// A value as `3.1e22`: one decimal and a power of ten, printed with the
+/// fixed-point and integer formatting firmware links anyway (`{:e}` would
+/// add its own code, kilobytes a full flash does not have).
+struct Scientific(f32);
+
+impl fmt::Display for Scientific {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = self.0;
+        if !value.is_finite() || value == 0.0 {
+            return write!(f, "{value}");
+        }
+        let mut exponent = libm::floorf(libm::log10f(libm::fabsf(value))) as i32;
+        let mut mantissa = value / libm::powf(10.0, exponent as f32);
+        // One decimal: 9.96 reads 1.0 at the next power.
+        if libm::fabsf(mantissa) >= 9.95 {
+            mantissa /= 10.0;
+            exponent += 1;
+        }
+        write!(f, "{mantissa:.1}e{exponent}")
     }
 }
 
