@@ -78,7 +78,7 @@ where
     let mut trainer = Trainer::<S>::boxed();
     let mut logits = Vec::new();
     for (input, _) in &data {
-        let out = trainer.logits(&params, input).unwrap();
+        let out = *trainer.logits(&params, input).unwrap();
         logits.extend_from_slice(bytemuck::cast_slice(core::slice::from_ref(&out)));
     }
     assert_eq!(logits.len(), 8 * <S::Logits as Logits>::CLASSES);

@@ -142,3 +142,45 @@ fn the_readme_states_the_constants() {
         .collect();
     assert_eq!(figures, names, "{line}");
 }
+
+tinycnn::stack! {
+    /// Three channels of 16x16, two convolutions (3x3 and 5x5), a hidden layer.
+    struct Deep: [16, 16, 3] => {
+        Conv2d(8, 3), Relu, MaxPool2, Conv2d(12, 5), Relu, MaxPool2,
+        Flatten, Dropout, Dense(20), Relu, Dense(4)
+    }
+}
+
+#[test]
+fn a_stacks_constants_are_what_its_types_hold() {
+    use tinycnn::stack::{Stack, Workspace};
+    use tinycnn::Trainer;
+    let conv1 = 3 * 3 * 3 * 8 + 8;
+    let conv2 = 5 * 5 * 8 * 12 + 12;
+    let flat = 4 * 4 * 12;
+    let parameters = conv1 + conv2 + flat * 20 + 20 + 20 * 4 + 4;
+    assert_eq!(<Deep as Stack>::PARAMETERS, parameters);
+    assert_eq!(<Deep as Stack>::PARAMETER_BYTES, F32 * parameters);
+    assert_eq!(size_of::<<Deep as Stack>::Params>(), F32 * parameters);
+
+    // Each layer's output and state: the convolutions' pooled maps and pool
+    // winners (u8); each dense layer's outputs and listed inputs (u16 and a
+    // count); the input.
+    let maps = F32 * (8 * 8 * 8 + 4 * 4 * 12 + 20 + 4) + (8 * 8 * 8 + flat);
+    let lists = 2 * (flat + 20) + 2 * size_of::<usize>();
+    let input = F32 * 16 * 16 * 3;
+    // The largest kernel buffer on the stack: two rows of the first
+    // convolution (16 wide, 8 channels) against the second's (8 wide, 12).
+    let frame = F32 * 2 * (16 * 8).max(8 * 12);
+    let padded = |n: usize| n.div_ceil(align_of::<usize>()) * align_of::<usize>();
+    // The chain's gradients where layers meet: the two pooled maps, the hidden layer.
+    let between = F32 * (8 * 8 * 8 + flat + 20);
+    let workspace = size_of::<Workspace<Deep>>();
+    assert_eq!(workspace, padded(maps + lists + between + input));
+    assert_eq!(Workspace::<Deep>::BYTES, workspace + frame);
+    // Training adds the batch gradient, the logits' gradient and the rate.
+    assert_eq!(
+        Trainer::<Deep>::BYTES,
+        padded(F32 * parameters + workspace + F32 * (4 + 1)) + frame
+    );
+}

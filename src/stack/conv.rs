@@ -333,6 +333,8 @@ impl<
     type State = ConvState<FLAT>;
     const PARAMS: usize = Self::KERNEL + COUT;
 
+    // Two convolution rows, in either kernel.
+    const FRAME_BYTES: usize = 2 * W * COUT * 4;
     const CONVS: usize = 1;
     const DENSES: usize = 0;
 

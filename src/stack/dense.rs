@@ -80,6 +80,7 @@ impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT:
     type State = DenseState<IN, OUT>;
     const PARAMS: usize = IN * OUT + OUT;
 
+    const FRAME_BYTES: usize = 0;
     const CONVS: usize = 0;
     const DENSES: usize = 1;
 

@@ -40,10 +40,12 @@
 mod conv;
 mod dense;
 mod macros;
+mod workspace;
 
 pub use conv::ConvState;
 pub use conv::{ConvRelu, Full, MaxPool2, Pooling};
 pub use dense::{Dense, DenseState};
+pub use workspace::Workspace;
 
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
@@ -85,6 +87,8 @@ pub trait Layer {
     /// How many `f32` parameters it has, kernel then bias.
     const PARAMS: usize;
 
+    /// The largest buffer its kernels keep on the stack, in bytes.
+    const FRAME_BYTES: usize;
     /// How many convolutions it holds (Keras's `Conv2D` layers).
     const CONVS: usize;
     /// How many dense layers it holds.
@@ -178,6 +182,11 @@ where
     type State = ChainState<A, B>;
     const PARAMS: usize = A::PARAMS + B::PARAMS;
 
+    const FRAME_BYTES: usize = if A::FRAME_BYTES > B::FRAME_BYTES {
+        A::FRAME_BYTES
+    } else {
+        B::FRAME_BYTES
+    };
     const CONVS: usize = A::CONVS + B::CONVS;
     const DENSES: usize = A::DENSES + B::DENSES;
 
@@ -377,6 +386,8 @@ pub trait Stack {
     type Params: crate::ParamBuffer;
     /// The number of parameters.
     const PARAMETERS: usize;
+    /// Bytes the parameters occupy.
+    const PARAMETER_BYTES: usize = 4 * Self::PARAMETERS;
 
     /// Fails to evaluate, when the crate builds, if the parameters' array
     /// and the layers disagree.

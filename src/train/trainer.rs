@@ -9,15 +9,11 @@ use super::fit::{Epoch, History, Progress};
 use super::optim::Optimizer;
 use super::pass::{batch_scale, checked_loss};
 use crate::data::Inputs;
-use crate::kernels::all_finite;
 use crate::model::{Book, Evaluation, ParamBuffer, Params};
-use crate::stack::{Layer, Logits, Stack, Zeroed};
+use crate::stack::{Layer, Logits, Stack, Workspace, Zeroed};
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
-
-/// The layers' state of a stack `S`.
-type StateOf<S> = <<S as Stack>::Layers as Layer>::State;
 
 /// Everything training a [`Stack`] needs besides the parameters, the
 /// optimizer and the data: the gradient of a mini-batch, what the pass keeps
@@ -85,8 +81,7 @@ type StateOf<S> = <<S as Stack>::Layers as Layer>::State;
 #[repr(C)]
 pub struct Trainer<S: Stack = Book> {
     grads: S::Params,
-    state: StateOf<S>,
-    input: S::Input,
+    ws: Workspace<S>,
     logits_grad: S::Logits,
     dropout: f32,
 }
@@ -97,9 +92,12 @@ pub struct Trainer<S: Stack = Book> {
 unsafe impl<S: Stack> Zeroable for Trainer<S> {}
 
 impl<S: Stack> Trainer<S> {
-    /// Bytes of this trainer: the batch gradient and one sample's maps,
-    /// lists and gradients.
-    pub const BYTES: usize = size_of::<Self>();
+    /// Bytes of working memory of training with plain SGD, beyond the
+    /// parameters: this trainer (the batch gradient and one sample's maps,
+    /// lists and gradients) and the largest buffer a layer's kernel keeps
+    /// on the stack. The permutation adds 4 bytes per training sample, Adam
+    /// its two moments.
+    pub const BYTES: usize = size_of::<Self>() + S::Layers::FRAME_BYTES;
 
     /// A trainer with zero gradients and no dropout, usable in a `static`.
     ///
@@ -112,8 +110,7 @@ impl<S: Stack> Trainer<S> {
     pub const fn new() -> Self {
         Self {
             grads: <S::Params as ParamBuffer>::ZERO,
-            state: StateOf::<S>::ZERO,
-            input: S::Input::ZERO,
+            ws: Workspace::ZERO,
             logits_grad: S::Logits::ZERO,
             dropout: 0.0,
         }
@@ -181,7 +178,7 @@ impl<S: Stack> Trainer<S> {
         scale: f32,
         rng: &mut impl RngCore,
     ) -> Result<f32, Error> {
-        self.input = *input;
+        self.ws.input = *input;
         self.accumulate_cached(params, label, scale, rng, None)
     }
 
@@ -199,7 +196,7 @@ impl<S: Stack> Trainer<S> {
         rng: &mut impl RngCore,
         input_grad: &mut S::Input,
     ) -> Result<f32, Error> {
-        self.input = *input;
+        self.ws.input = *input;
         self.accumulate_cached(params, label, 1.0, rng, Some(input_grad))
     }
 
@@ -212,18 +209,16 @@ impl<S: Stack> Trainer<S> {
         rng: &mut impl RngCore,
         input_grad: Option<&mut S::Input>,
     ) -> Result<f32, Error> {
-        let () = S::PARAMS_MATCH;
-        if !all_finite(bytemuck::cast_slice(core::slice::from_ref(&self.input))) {
-            return Err(Error::NonFinite { what: "image" });
-        }
+        self.ws.check_input()?;
         let params = params.as_flat();
-        S::Layers::forward(params, &mut self.input, &mut self.state, self.dropout, rng);
-        let loss = S::Layers::output(&self.state).cross_entropy(label, scale, &mut self.logits_grad)?;
+        let Workspace { state, input } = &mut self.ws;
+        S::Layers::forward(params, input, state, self.dropout, rng);
+        let loss = S::Layers::output(state).cross_entropy(label, scale, &mut self.logits_grad)?;
         S::Layers::backward(
             params,
             self.grads.as_flat_mut(),
-            &self.input,
-            &mut self.state,
+            input,
+            state,
             &self.logits_grad,
             None,
             self.dropout,
@@ -273,7 +268,7 @@ impl<S: Stack> Trainer<S> {
         self.grads.as_flat_mut().fill(0.0);
         let mut loss_sum = 0.0f32;
         for &index in batch {
-            let label = samples.read(index as usize, &mut self.input)?;
+            let label = samples.read(index as usize, &mut self.ws.input)?;
             loss_sum += self.accumulate_cached(params, label, scale, rng, None)?;
         }
         let loss = checked_loss(loss_sum, scale, [self.grads.as_flat()])?;
@@ -341,91 +336,40 @@ impl<S: Stack> Trainer<S> {
         )
     }
 
-    /// Mean loss and accuracy of `params` on `samples` (no dropout).
+    /// Mean loss and accuracy of `params` on `samples` (no dropout), in
+    /// this trainer's memory.
     ///
     /// # Errors
-    /// [`Error::Empty`], [`Error::NonFinite`], [`Error::LabelOutOfRange`],
-    /// and whatever reading a sample returns.
+    /// As [`Workspace::evaluate`].
     pub fn evaluate<D: Inputs<S::Input> + ?Sized>(
         &mut self,
         params: &S::Params,
         samples: &D,
     ) -> Result<Evaluation, Error> {
-        if samples.is_empty() {
-            return Err(Error::Empty {
-                what: "evaluation set",
-            });
-        }
-        let (mut loss_sum, mut correct) = (0.0f64, 0);
-        for index in 0..samples.len() {
-            let label = samples.read(index, &mut self.input)?;
-            let logits = self.logits_in_place(params)?;
-            loss_sum += f64::from(logits.cross_entropy(label, 1.0, &mut self.logits_grad)?);
-            correct += usize::from(logits.class() == label);
-        }
-        let total = samples.len();
-        Ok(Evaluation {
-            loss: (loss_sum / total as f64) as f32,
-            accuracy: correct as f32 / total as f32,
-            correct,
-            total,
-        })
+        self.ws.evaluate(params, samples)
     }
 
-    /// The class `params` predicts for `input`.
+    /// The class `params` predicts for `input`, in this trainer's memory.
     ///
     /// # Errors
-    /// [`Error::NonFinite`] for an input that is not finite.
+    /// As [`Workspace::predict`].
     pub fn predict(&mut self, params: &S::Params, input: &S::Input) -> Result<usize, Error> {
-        Ok(self.logits(params, input)?.class())
+        self.ws.predict(params, input)
     }
 
-    /// The logits of `input` under `params` (no dropout).
+    /// The logits of `input` under `params` (no dropout), in this trainer's
+    /// memory.
     ///
     /// # Errors
-    /// [`Error::NonFinite`] for an input that is not finite.
-    pub fn logits(&mut self, params: &S::Params, input: &S::Input) -> Result<S::Logits, Error> {
-        self.input = *input;
-        self.logits_in_place(params)
-    }
-
-    /// The logits of the input in `self.input`, without dropout.
-    fn logits_in_place(&mut self, params: &S::Params) -> Result<S::Logits, Error> {
-        let () = S::PARAMS_MATCH;
-        if !all_finite(bytemuck::cast_slice(core::slice::from_ref(&self.input))) {
-            return Err(Error::NonFinite { what: "input" });
-        }
-        S::Layers::forward(
-            params.as_flat(),
-            &mut self.input,
-            &mut self.state,
-            0.0,
-            &mut NoDraws,
-        );
-        Ok(*S::Layers::output(&self.state))
+    /// As [`Workspace::logits`].
+    pub fn logits(&mut self, params: &S::Params, input: &S::Input) -> Result<&S::Logits, Error> {
+        self.ws.logits(params, input)
     }
 }
 
 impl<S: Stack> Default for Trainer<S> {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// The generator of a pass without dropout, which draws nothing.
-struct NoDraws;
-
-impl RngCore for NoDraws {
-    fn next_u32(&mut self) -> u32 {
-        0
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        0
-    }
-
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        dst.fill(0);
     }
 }
 
@@ -442,8 +386,7 @@ impl<
     /// [`Trainer`] (the batch gradient and one sample's activations) and the
     /// convolution rows on the stack. The permutation buffer adds 4 bytes per
     /// training sample.
-    pub const TRAINING_BYTES_SGD: usize =
-        core::mem::size_of::<Trainer<Book<H, W, K, FLAT, HIDDEN, CLASSES>>>() + 2 * K * W * 4;
+    pub const TRAINING_BYTES_SGD: usize = Trainer::<Book<H, W, K, FLAT, HIDDEN, CLASSES>>::BYTES;
 
     /// Working memory of training with [`Adam`](super::Adam), beyond the
     /// parameters: [`TRAINING_BYTES_SGD`](Self::TRAINING_BYTES_SGD) plus
