@@ -1,7 +1,6 @@
 //! The network's parameters, its inference working memory, and the forward pass.
 
 mod batch;
-mod book;
 mod int8_kernel;
 pub(crate) mod layers;
 mod params8;
@@ -13,7 +12,6 @@ use bytemuck::{Pod, Zeroable};
 use rand_core::RngCore;
 
 pub use batch::BatchWorkspace;
-pub use book::Book;
 pub use int8_kernel::Int8Kernel;
 pub use params8::Params8;
 

@@ -128,19 +128,6 @@ fn the_readme_states_the_constants() {
         rows += 1;
     }
     assert_eq!(rows, 8, "rows of the memory table checked");
-
-    // The headline table's memory row: `a / b / c bytes | `X`, `Y`, `Z``.
-    let line = readme
-        .lines()
-        .find(|l| l.starts_with("| parameters / inference working memory"))
-        .expect("the headline memory row");
-    let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-    let figures: Vec<usize> = cells[2].split(" / ").map(number).collect();
-    let names: Vec<usize> = cells[3]
-        .split(", ")
-        .map(|n| constant(n.trim_matches('`')))
-        .collect();
-    assert_eq!(figures, names, "{line}");
 }
 
 tinycnn::stack! {

@@ -3,8 +3,8 @@
 
 use super::{write_atomically, HostError};
 use crate::kernels::all_finite;
-use crate::model::{Book, ParamBuffer, Params};
-use crate::stack::Stack;
+use crate::model::{ParamBuffer, Params};
+use crate::stack::{Book, Stack};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::boxed::Box;
 use std::collections::HashMap;

@@ -18,6 +18,7 @@
 mod channels;
 pub(crate) mod conv;
 pub(crate) mod dense;
+pub(crate) mod dropout;
 mod dsp;
 mod int8;
 pub(crate) mod paired;

@@ -4,9 +4,9 @@
 
 use super::{Layer, Tensor, Zeroed};
 use crate::kernels::dense::{dense_backward_listed, dense_listed, nonzero_positions};
+use crate::kernels::dropout::dropout;
 use crate::kernels::relu;
 use crate::model::{fill_uniform, glorot_limit};
-use crate::train::dropout::dropout;
 use bytemuck::Pod;
 use core::marker::PhantomData;
 use rand_core::RngCore;

@@ -37,11 +37,13 @@
 //! then its bias; a convolution's kernel `(ky, kx, in, out)`, a dense
 //! layer's `(in, out)`), so optimizers step them as one slice.
 
+mod book;
 mod conv;
 mod dense;
 mod macros;
 mod workspace;
 
+pub use book::Book;
 pub use conv::ConvState;
 pub use conv::{ConvRelu, Full, MaxPool2, Pooling};
 pub use dense::{Dense, DenseState};
@@ -397,6 +399,13 @@ pub trait Stack {
             && Self::PARAMETERS == <Self::Layers as Layer>::PARAMS,
         "the stack's parameter count does not match its layers"
     );
+
+    /// Zero parameters on the heap, never built on the stack: initialize
+    /// with [`init_glorot`](Self::init_glorot) or a weight file.
+    #[cfg(feature = "std")]
+    fn boxed_params() -> std::boxed::Box<Self::Params> {
+        bytemuck::zeroed_box()
+    }
 
     /// Each tensor of the parameters, in their order (see [`Tensor`]).
     fn for_each_tensor(mut f: impl FnMut(Tensor)) {

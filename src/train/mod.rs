@@ -2,7 +2,6 @@
 //! that run it (the whole network, the last layer alone, streaming SGD),
 //! optimizers, dropout, and the loop that drives epochs.
 
-pub(crate) mod dropout;
 pub(crate) mod fit;
 mod head;
 mod optim;
@@ -10,7 +9,7 @@ pub(crate) mod pass;
 mod streaming;
 mod trainer;
 
-pub use dropout::dropout;
+pub use crate::kernels::dropout::dropout;
 pub use fit::{Epoch, EpochStats, History, Progress};
 pub use head::{Head, HeadTrainer};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};

@@ -8,10 +8,10 @@
 //! Also the one place that checks a batch before a step and its gradient
 //! after: [`batch_scale`] and [`checked_loss`].
 
-use super::dropout::dropout;
 use crate::error::Divergence;
 use crate::kernels::conv::conv_relu_pool_backward_listed;
 use crate::kernels::dense::nonzero_positions;
+use crate::kernels::dropout::dropout;
 use crate::kernels::{all_finite, dense, dense_backward, softmax_cross_entropy};
 use crate::model::layers::{hidden_parts, Layers};
 use crate::model::Workspace;

@@ -2,11 +2,11 @@
 //! (99% of the parameters) is applied sample by sample from what the batch
 //! kept, so training fits beside the parameters in a small RAM.
 
-use super::dropout::{check_rate, dropout, SampleStream};
 use super::fit::{Epoch, Progress};
 use super::optim::check_learning_rate;
 use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Target};
 use crate::data::Samples;
+use crate::kernels::dropout::{check_rate, dropout, SampleStream};
 use crate::kernels::{add_outer_stochastic, axpy, conv_relu_pool};
 use crate::model::{Network, Params, Params8};
 use crate::Error;

@@ -4,13 +4,13 @@
 //! after each sample's forward pass, so only one sample's maps exist at a
 //! time, whatever the batch size.
 
-use super::dropout::check_rate;
 use super::fit::{Epoch, History, Progress};
 use super::optim::Optimizer;
 use super::pass::{batch_scale, checked_loss};
 use crate::data::Inputs;
-use crate::model::{Book, Evaluation, ParamBuffer, Params};
-use crate::stack::{Layer, Logits, Stack, Workspace, Zeroed};
+use crate::kernels::dropout::check_rate;
+use crate::model::{Evaluation, ParamBuffer, Params};
+use crate::stack::{Book, Layer, Logits, Stack, Workspace, Zeroed};
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
@@ -22,7 +22,7 @@ use rand_core::RngCore;
 ///
 /// ```
 /// use rand_core::SeedableRng;
-/// use tinycnn::model::Book;
+/// use tinycnn::stack::Book;
 /// use tinycnn::train::{Epoch, Sgd, Trainer};
 /// use tinycnn::Params;
 ///
@@ -159,7 +159,7 @@ impl<S: Stack> Trainer<S> {
     ///
     /// ```
     /// use rand_core::SeedableRng;
-    /// use tinycnn::model::Book;
+    /// use tinycnn::stack::Book;
     /// let params = tinycnn::Params::<2, 2, 1, 1, 1, 2>::zeroed();
     /// let mut trainer = tinycnn::Trainer::<Book<2, 2, 1, 1, 1, 2>>::new();
     /// let mut rng = rand_pcg::Pcg32::seed_from_u64(0);

@@ -24,8 +24,8 @@ use self::partition::{balanced_rows, dense1_kernel_range, owned_rows};
 use self::regroup::RowLane;
 use self::run::{Driver, Lane, Run, Sample};
 use crate::data::Samples;
+use crate::kernels::dropout::check_rate;
 use crate::model::{ParamBuffer, Params};
-use crate::train::dropout::check_rate;
 use crate::train::fit::Batches;
 use crate::train::pass::batch_scale;
 use crate::train::{Epoch, Optimizer, Progress};
@@ -299,8 +299,8 @@ impl<
 mod tests {
     use super::meeting::read;
     use super::*;
+    use crate::kernels::dropout::SampleStream;
     use crate::kernels::{all_finite, axpy};
-    use crate::train::dropout::SampleStream;
     use crate::train::{Sgd, Trainer};
     use rand_core::SeedableRng;
 
@@ -351,7 +351,7 @@ mod tests {
                 "the fast path ran"
             );
             // The same samples one by one, with the same dropout masks.
-            let mut alone: std::boxed::Box<Trainer<crate::model::Book<8, 8, 3, 48, 20, 3>>> =
+            let mut alone: std::boxed::Box<Trainer<crate::stack::Book<8, 8, 3, 48, 20, 3>>> =
                 bytemuck::zeroed_box();
             alone.set_dropout(0.5).unwrap();
             let scale = 1.0 / batch.len() as f32;
@@ -417,7 +417,7 @@ mod tests {
             let lanes: Vec<_> = parallel.row_lanes.iter().map(read).collect();
             assert!(!lanes.iter().all(|lane| lane.sums_certainly_finite()));
             assert!(lanes.iter().any(|lane| !lane.formed.is_empty()));
-            let mut alone: std::boxed::Box<Trainer<crate::model::Book<8, 8, 3, 48, 20, 3>>> =
+            let mut alone: std::boxed::Box<Trainer<crate::stack::Book<8, 8, 3, 48, 20, 3>>> =
                 bytemuck::zeroed_box();
             for &index in &batch {
                 let (image, label) = &data[index as usize];

@@ -12,7 +12,7 @@ use wide::{f32x8, i32x8, u16x8};
 /// RNG state gives the same mask; the probability of a zero is `rate` rounded
 /// to a multiple of 2^-16.
 ///
-/// `rate` must be in `[0, 1)`; [`Trainer::set_dropout`](super::Trainer::set_dropout) checks it.
+/// `rate` must be in `[0, 1)`; the trainers' `set_dropout` checks it.
 ///
 /// ```
 /// use rand_core::SeedableRng;

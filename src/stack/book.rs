@@ -3,8 +3,8 @@
 //! the dense layer of the logits. Its parameters are [`Params`], whose
 //! fields name the layers.
 
-use super::Params;
-use crate::stack::{Chain, ConvRelu, Dense, MaxPool2, Stack};
+use super::{Chain, ConvRelu, Dense, MaxPool2, Stack};
+use crate::model::Params;
 
 /// The book's network at the sizes given ([`Params`]' sizes): the
 /// [`Stack`] that [`Trainer`](crate::Trainer) trains by default. At the
@@ -20,8 +20,7 @@ use crate::stack::{Chain, ConvRelu, Dense, MaxPool2, Stack};
 /// parameters.
 ///
 /// ```
-/// use tinycnn::model::Book;
-/// use tinycnn::stack::Stack;
+/// use tinycnn::stack::{Book, Stack};
 /// assert_eq!(<Book as Stack>::PARAMETERS, 197_210);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
