@@ -1,10 +1,26 @@
 //! # tinycnn
 //!
-//! A small convolutional neural network that infers **and trains** without a
+//! Small convolutional neural networks that infer **and train** without a
 //! heap, from a laptop to a Cortex-M microcontroller, with every byte of
 //! memory known at compile time.
 //!
-//! The network (default sizes, the classic Fashion-MNIST CNN):
+//! A network is a stack of layers declared with [`stack!`]; [`Trainer`]
+//! trains any stack with SGD or Adam:
+//!
+//! ```
+//! tinycnn::stack! {
+//!     /// RGB 32x32 images, two convolutions, ten classes.
+//!     pub struct Cifar: [32, 32, 3] => {
+//!         Conv2d(16, 3), Relu, MaxPool2, Conv2d(32, 3), Relu, MaxPool2,
+//!         Flatten, Dropout, Dense(64), Relu, Dense(10)
+//!     }
+//! }
+//! let trainer = tinycnn::Trainer::<Cifar>::boxed();
+//! assert_eq!(tinycnn::Trainer::<Cifar>::BYTES % 4, 0);
+//! ```
+//!
+//! The default network is the classic Fashion-MNIST CNN ([`stack::Book`],
+//! parameters [`Params`] with named fields):
 //! `28x28x1 -> Conv2D 10x3x3 SAME + bias -> ReLU -> MaxPool 2x2 -> Flatten (1960)
 //! -> Dropout (training) -> Dense 100 + ReLU -> Dense 10 -> softmax cross-entropy`.
 //!
@@ -12,7 +28,7 @@
 //! use rand_core::SeedableRng;
 //! use tinycnn::{FashionParams, Workspace};
 //!
-//! let mut params = FashionParams::boxed(); // 788,840 bytes: on the heap here, a `static` on firmware
+//! let mut params = FashionParams::boxed(); // on the heap here, a `static` on firmware
 //! params.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(0));
 //! let image = [[0.5f32; 28]; 28];
 //! let class = params.predict(&image, &mut Workspace::new()).unwrap();
@@ -21,17 +37,19 @@
 //!
 //! Layers of the crate, each using only those below it:
 //! - [`kernels`]: pure functions on arrays, each SIMD kernel beside its scalar twin;
-//! - [`model`] and [`data`]: parameters, forward pass, IDX parsing, samples;
-//! - [`train`] and [`weights`]: backward, optimizers, the fit loop; the flash blob;
+//! - [`model`] and [`data`]: the book's parameters and forward pass, IDX parsing, samples;
+//! - [`mod@stack`]: layers, their forward and backward, the chain, [`stack!`];
+//! - [`train`] and [`weights`]: trainers, optimizers, the fit loop; the flash blob;
 //! - `host` (feature `std`): files, gzip, safetensors, checkpoints, data-parallel training.
 //!
-//! Memory at the default sizes (bytes): parameters [`Params::BYTES`] = 788,840;
-//! inference working memory [`Params::INFERENCE_BYTES`]; training working
-//! memory [`Params::TRAINING_BYTES_SGD`] and [`Params::TRAINING_BYTES_ADAM`].
-//! With dense1's kernel in 8 bits ([`Params8`], trained in place by
-//! [`train::StreamingSgdTrainer`] with stochastic rounding) the parameters take
-//! [`Params8::BYTES`] = 201,240 and training [`Params8::TRAINING_BYTES_SGD`] =
-//! 41,400 more: the whole network trains in 256 KiB of RAM.
+//! Memory: for any stack `S`, [`stack::Stack::PARAMETER_BYTES`],
+//! [`stack::Workspace::BYTES`] (inference) and [`Trainer::BYTES`] (training
+//! with SGD); for the book's network [`Params::BYTES`],
+//! [`Params::INFERENCE_BYTES`], [`Params::TRAINING_BYTES_SGD`] and
+//! [`Params::TRAINING_BYTES_ADAM`]. With dense1's kernel in 8 bits
+//! ([`Params8`], trained in place by [`train::StreamingSgdTrainer`] with
+//! stochastic rounding), [`Params8::BYTES`] and
+//! [`Params8::TRAINING_BYTES_SGD`]: the whole network trains in 256 KiB of RAM.
 //!
 //! Features: `std` (host conveniences), `defmt` (derives `defmt::Format` on
 //! the error and report types).
