@@ -76,7 +76,10 @@ pub trait Pooling {
         bias: &[f32; COUT],
         pooled: &mut [f32; FLAT],
         argmax: &mut [u8; FLAT],
-    ) -> bool;
+    ) -> bool {
+        let _ = (image, kernel, bias, pooled, argmax);
+        false
+    }
 
     /// Its backward, given the next layer's list of the output's non-zero
     /// cells; `false` if this pooling has no such kernel.
@@ -87,7 +90,10 @@ pub trait Pooling {
         pooled_grad: &[f32; FLAT],
         kernel_grad: &mut ConvKernel<COUT>,
         bias_grad: &mut [f32; COUT],
-    ) -> bool;
+    ) -> bool {
+        let _ = (image, pooled, active, pooled_grad, kernel_grad, bias_grad);
+        false
+    }
 }
 
 /// A 2x2 max-pool after the convolution's ReLU.
@@ -98,57 +104,71 @@ pub struct MaxPool2;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Full;
 
+/// The multi-channel kernels with pooling `$pool` (a literal: a const
+/// argument cannot name `Self::POOL`).
+macro_rules! channel_kernels {
+    ($pool:literal) => {
+        #[inline]
+        fn channels_forward<
+            const H: usize,
+            const W: usize,
+            const CIN: usize,
+            const COUT: usize,
+            const KS: usize,
+            const FLAT: usize,
+        >(
+            input: &[f32],
+            kernel: &[f32],
+            bias: &[f32; COUT],
+            out: &mut [f32; FLAT],
+            argmax: &mut [u8; FLAT],
+        ) {
+            conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT, $pool>(
+                input,
+                kernel,
+                bias,
+                out,
+                Some(argmax),
+            );
+        }
+
+        #[inline]
+        fn channels_backward<
+            const H: usize,
+            const W: usize,
+            const CIN: usize,
+            const COUT: usize,
+            const KS: usize,
+            const FLAT: usize,
+        >(
+            input: &[f32],
+            kernel: &[f32],
+            (out, argmax): (&[f32; FLAT], &[u8; FLAT]),
+            out_grad: &[f32; FLAT],
+            active: Option<&[u16]>,
+            kernel_grad: &mut [f32],
+            bias_grad: &mut [f32; COUT],
+            input_grad: Option<&mut [f32]>,
+        ) {
+            conv_relu_pool_channels_backward::<H, W, CIN, COUT, KS, FLAT, $pool>(
+                input,
+                kernel,
+                out,
+                argmax,
+                out_grad,
+                active,
+                kernel_grad,
+                bias_grad,
+                input_grad,
+            );
+        }
+    };
+}
+
 impl Pooling for MaxPool2 {
     const POOL: bool = true;
 
-    #[inline]
-    fn channels_forward<
-        const H: usize,
-        const W: usize,
-        const CIN: usize,
-        const COUT: usize,
-        const KS: usize,
-        const FLAT: usize,
-    >(
-        input: &[f32],
-        kernel: &[f32],
-        bias: &[f32; COUT],
-        out: &mut [f32; FLAT],
-        argmax: &mut [u8; FLAT],
-    ) {
-        conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT, true>(input, kernel, bias, out, Some(argmax));
-    }
-
-    #[inline]
-    fn channels_backward<
-        const H: usize,
-        const W: usize,
-        const CIN: usize,
-        const COUT: usize,
-        const KS: usize,
-        const FLAT: usize,
-    >(
-        input: &[f32],
-        kernel: &[f32],
-        (out, argmax): (&[f32; FLAT], &[u8; FLAT]),
-        out_grad: &[f32; FLAT],
-        active: Option<&[u16]>,
-        kernel_grad: &mut [f32],
-        bias_grad: &mut [f32; COUT],
-        input_grad: Option<&mut [f32]>,
-    ) {
-        conv_relu_pool_channels_backward::<H, W, CIN, COUT, KS, FLAT, true>(
-            input,
-            kernel,
-            out,
-            argmax,
-            out_grad,
-            active,
-            kernel_grad,
-            bias_grad,
-            input_grad,
-        );
-    }
+    channel_kernels!(true);
 
     #[inline]
     fn single_channel_forward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
@@ -179,75 +199,7 @@ impl Pooling for MaxPool2 {
 impl Pooling for Full {
     const POOL: bool = false;
 
-    #[inline]
-    fn channels_forward<
-        const H: usize,
-        const W: usize,
-        const CIN: usize,
-        const COUT: usize,
-        const KS: usize,
-        const FLAT: usize,
-    >(
-        input: &[f32],
-        kernel: &[f32],
-        bias: &[f32; COUT],
-        out: &mut [f32; FLAT],
-        argmax: &mut [u8; FLAT],
-    ) {
-        conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT, false>(input, kernel, bias, out, Some(argmax));
-    }
-
-    #[inline]
-    fn channels_backward<
-        const H: usize,
-        const W: usize,
-        const CIN: usize,
-        const COUT: usize,
-        const KS: usize,
-        const FLAT: usize,
-    >(
-        input: &[f32],
-        kernel: &[f32],
-        (out, argmax): (&[f32; FLAT], &[u8; FLAT]),
-        out_grad: &[f32; FLAT],
-        active: Option<&[u16]>,
-        kernel_grad: &mut [f32],
-        bias_grad: &mut [f32; COUT],
-        input_grad: Option<&mut [f32]>,
-    ) {
-        conv_relu_pool_channels_backward::<H, W, CIN, COUT, KS, FLAT, false>(
-            input,
-            kernel,
-            out,
-            argmax,
-            out_grad,
-            active,
-            kernel_grad,
-            bias_grad,
-            input_grad,
-        );
-    }
-
-    fn single_channel_forward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
-        _: &[[f32; W]; H],
-        _: &ConvKernel<COUT>,
-        _: &[f32; COUT],
-        _: &mut [f32; FLAT],
-        _: &mut [u8; FLAT],
-    ) -> bool {
-        false
-    }
-
-    fn single_channel_backward<const H: usize, const W: usize, const COUT: usize, const FLAT: usize>(
-        _: &[[f32; W]; H],
-        _: (&[f32; FLAT], &[u8; FLAT]),
-        _: &[u16],
-        _: &[f32; FLAT],
-        _: &mut ConvKernel<COUT>,
-        _: &mut [f32; COUT],
-    ) -> bool {
-        false
-    }
+    channel_kernels!(false);
 }
 
 /// What a [`ConvRelu`] keeps of a sample: its output map and each pooling
