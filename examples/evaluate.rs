@@ -14,6 +14,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tinycnn::data::Samples;
+use tinycnn::stack::{Deep, Workspace};
 
 /// Evaluate a weight file on the Fashion-MNIST test set.
 #[derive(Parser, Debug)]
@@ -25,6 +26,10 @@ struct Args {
     /// Directory with the four Fashion-MNIST IDX files (.gz or raw).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The network the weights are of: `book` (safetensors, weight blobs,
+    /// int8 blobs) or `deep` (`tinycnn::stack::Deep`, safetensors).
+    #[arg(long, default_value = "book")]
+    model: String,
 }
 
 fn main() -> ExitCode {
@@ -35,7 +40,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let data = common::load_data(args.data.as_deref())?;
     let test = data.test();
     let bytes = std::fs::read(&args.weights).map_err(|e| format!("{}: {e}", args.weights.display()))?;
-    let matrix = if bytes.starts_with(&tinycnn::quant::MAGIC) {
+    let matrix = if args.model == "deep" {
+        let params = tinycnn::host::load_stack::<Deep>(&args.weights)?;
+        println!("weights: {} (the deep model)", args.weights.display());
+        let mut ws = Workspace::<Deep>::boxed();
+        common::confusion_with(&test, |image| ws.predict(&params, image))?
+    } else if args.model != "book" {
+        return Err(format!("--model {}: the models are book and deep", args.model).into());
+    } else if bytes.starts_with(&tinycnn::quant::MAGIC) {
         // An int8 blob: viewed in place, so copy it to 4-byte aligned storage first.
         let aligned = tinycnn::host::AlignedBytes::new(&bytes);
         let model = tinycnn::quant::QuantModel::<28, 28, 10, 1960, 100, 10>::from_blob(aligned.as_bytes())

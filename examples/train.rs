@@ -18,12 +18,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-use tinycnn::data::{split_stratified, Samples, Subset};
+use tinycnn::data::{split_stratified, IdxDataset, Samples, Subset};
 use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint, ParallelTrainer};
+use tinycnn::stack::{Deep, Stack, Workspace};
 use tinycnn::train::{
     Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State, StreamingSgdTrainer,
 };
-use tinycnn::{FashionParams, FashionParams8, FashionTrainer, FashionWorkspace};
+use tinycnn::{FashionParams, FashionParams8, FashionTrainer, FashionWorkspace, Trainer};
 
 /// The largest batch `--recipe sgd8` takes (its trainer keeps each sample's
 /// hidden-layer gradient until the batch's second pass).
@@ -44,6 +45,15 @@ enum Recipe {
     Sgd8,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Model {
+    /// The book's network: one convolution (10 kernels), Dense 100, Dense 10.
+    Book,
+    /// Two convolutions (16 and 32 kernels) before Dense 100 and Dense 10
+    /// (`tinycnn::stack::Deep`).
+    Deep,
+}
+
 /// Train the Fashion-MNIST CNN.
 #[derive(Parser, Debug)]
 #[command(about)]
@@ -51,6 +61,9 @@ struct Args {
     /// Training recipe.
     #[arg(long, value_enum, default_value = "adam")]
     recipe: Recipe,
+    /// The network to train.
+    #[arg(long, value_enum, default_value = "book")]
+    model: Model,
     /// Passes over the training set (at least 1).
     #[arg(long, default_value_t = 20, allow_negative_numbers = true, value_parser = at_least_one)]
     epochs: usize,
@@ -106,6 +119,18 @@ struct Bar {
     batch_size: usize,
 }
 
+impl Bar {
+    /// The bar of epoch `epoch` (from 0): `batches` batches of `batch_size`.
+    fn new(epoch: usize, batches: usize, batch_size: usize) -> Result<Self, Box<dyn std::error::Error>> {
+        let bar = ProgressBar::new((batches * batch_size) as u64);
+        bar.set_style(ProgressStyle::with_template(
+            "epoch {prefix:>3} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta} {msg}",
+        )?);
+        bar.set_prefix(format!("{}", epoch + 1));
+        Ok(Self { bar, batch_size })
+    }
+}
+
 impl Progress for Bar {
     fn batch_done(&mut self, _epoch: usize, batch: usize, _batches: usize, loss: f32) {
         self.bar.inc(self.batch_size as u64);
@@ -130,10 +155,26 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // file is read or written.
     Sgd::new(lr)?;
     let recipe_name = format!("{:?}", args.recipe).to_lowercase();
+    if args.model == Model::Deep {
+        // The deep model trains through `Trainer`, on one thread, without checkpoints.
+        if matches!(args.recipe, Recipe::Sgd8) {
+            return Err("--recipe sgd8 trains the book's model (--model book)".into());
+        }
+        if args.threads > 1 {
+            return Err("--model deep trains on one thread".into());
+        }
+        if args.resume {
+            return Err("--model deep writes no checkpoint to --resume from".into());
+        }
+    }
+    let run_name = match args.model {
+        Model::Book => recipe_name.clone(),
+        Model::Deep => format!("deep-{recipe_name}"),
+    };
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| Path::new("runs").join(&recipe_name));
+        .unwrap_or_else(|| Path::new("runs").join(&run_name));
     std::fs::create_dir_all(&out)
         .map_err(|e| format!("{}: cannot create output directory: {e}", out.display()))?;
     let checkpoint_path = out.join("checkpoint.safetensors");
@@ -178,6 +219,18 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.epochs,
         args.seed
     );
+    if args.model == Model::Deep {
+        let run = StackRun {
+            args: &args,
+            name: &run_name,
+            batch_size,
+            lr,
+            dropout,
+            out: &out,
+            compared: compared.as_ref(),
+        };
+        return run.train::<Deep>(&train, &validation, &test);
+    }
 
     // What a checkpoint must agree on to be resumed: all but the learning
     // rate, which a run that diverged resumes with lowered.
@@ -268,20 +321,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut order = vec![0u32; train.len()];
     let mut ws = FashionWorkspace::new();
     let batches = train.len() / batch_size;
-    println!(
-        "\n{:>5} {:>10} {:>10} {:>9} {:>8} {:>9}",
-        "epoch", "train_loss", "val_loss", "val_acc", "seconds", "images/s"
-    );
+    println!("\n{}", EpochRow::HEADER);
     for row in &rows {
         println!("{}", row.table_line(None));
     }
     for epoch in first_epoch..args.epochs {
-        let bar = ProgressBar::new((batches * batch_size) as u64);
-        bar.set_style(ProgressStyle::with_template(
-            "epoch {prefix:>3} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta} {msg}",
-        )?);
-        bar.set_prefix(format!("{}", epoch + 1));
-        let mut progress = Bar { bar, batch_size };
+        let mut progress = Bar::new(epoch, batches, batch_size)?;
         let start = Instant::now();
         // Each epoch draws from its own stream, so a resumed run repeats an
         // uninterrupted one bit for bit.
@@ -311,13 +356,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     .progress(&mut progress),
             ),
         };
-        let train_loss = trained.map_err(|e| match e {
-            tinycnn::Error::Diverged(_) if epoch > 0 => {
-                format!("{e}; lower --lr (--resume continues from the checkpoint of epoch {epoch})")
-            }
-            tinycnn::Error::Diverged(_) => format!("{e}; lower --lr"),
-            e => e.to_string(),
-        })?;
+        let train_loss = trained.map_err(|e| training_error(e, epoch))?;
         let train_seconds = start.elapsed().as_secs_f64();
         progress.bar.finish_and_clear();
         let val = match &int8 {
@@ -359,15 +398,40 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let accuracy = common::report(&matrix);
     tinycnn::host::save_safetensors(&params, &out.join("model.safetensors"))?;
-    tinycnn::host::write_atomically(&out.join("history.csv"), history_csv(&rows).as_bytes())?;
-    if let Err(e) = plot(&out.join("training.png"), &rows, &recipe_name, compared.as_ref()) {
+    finish(
+        &out,
+        &rows,
+        &recipe_name,
+        compared.as_ref(),
+        accuracy,
+        "checkpoint.safetensors",
+    )
+}
+
+/// Writes `history.csv` and `training.png` beside the model, says so, prints
+/// the test accuracy, and warns when validation stayed at chance.
+fn finish(
+    out: &Path,
+    rows: &[EpochRow],
+    name: &str,
+    compared: Option<&(String, Vec<EpochRow>)>,
+    accuracy: f64,
+    checkpoint: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    tinycnn::host::write_atomically(&out.join("history.csv"), history_csv(rows).as_bytes())?;
+    if let Err(e) = plot(&out.join("training.png"), rows, name, compared) {
         eprintln!(
             "warning: {}: plot not written: {e}",
             out.join("training.png").display()
         );
     }
+    let checkpoint = if checkpoint.is_empty() {
+        String::new()
+    } else {
+        format!(", {checkpoint}")
+    };
     println!(
-        "\nwrote {}/{{model.safetensors, history.csv, training.png, checkpoint.safetensors}}",
+        "\nwrote {}/{{model.safetensors, history.csv, training.png{checkpoint}}}",
         out.display()
     );
     println!("test accuracy={accuracy:.4}");
@@ -378,6 +442,89 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// A training error as the one line the run ends with: a divergence with
+/// what to do about it.
+fn training_error(e: tinycnn::Error, epoch: usize) -> String {
+    match e {
+        tinycnn::Error::Diverged(_) if epoch > 0 => {
+            format!("{e}; lower --lr (--resume continues from the checkpoint of epoch {epoch})")
+        }
+        tinycnn::Error::Diverged(_) => format!("{e}; lower --lr"),
+        e => e.to_string(),
+    }
+}
+
+/// A run of a stack other than the book's: `Trainer` with SGD or Adam on
+/// one thread, each epoch's row, the model in the stack's Keras layout.
+struct StackRun<'a> {
+    args: &'a Args,
+    name: &'a str,
+    batch_size: usize,
+    lr: f32,
+    dropout: f32,
+    out: &'a Path,
+    compared: Option<&'a (String, Vec<EpochRow>)>,
+}
+
+impl StackRun<'_> {
+    fn train<S>(
+        &self,
+        train: &Subset<'_, IdxDataset<'_>>,
+        validation: &Subset<'_, IdxDataset<'_>>,
+        test: &IdxDataset<'_>,
+    ) -> Result<(), Box<dyn std::error::Error>>
+    where
+        S: Stack<Input = [[f32; 28]; 28]>,
+    {
+        let mut params = S::boxed_params();
+        S::init_glorot(&mut params, &mut Pcg32::seed_from_u64(self.args.seed));
+        let mut trainer = Trainer::<S>::boxed();
+        trainer.set_dropout(self.dropout)?;
+        let mut optimizer: Box<dyn Optimizer> = match self.args.recipe {
+            Recipe::Adam => Adam::<S::Params>::boxed(AdamConfig {
+                lr: self.lr,
+                ..AdamConfig::KERAS
+            })?,
+            Recipe::Sgd | Recipe::Sgd8 => Box::new(Sgd::new(self.lr)?),
+        };
+        let mut order = vec![0u32; train.len()];
+        let batches = train.len() / self.batch_size;
+        let mut rows = Vec::new();
+        println!("\n{}", EpochRow::HEADER);
+        for epoch in 0..self.args.epochs {
+            let mut progress = Bar::new(epoch, batches, self.batch_size)?;
+            let start = Instant::now();
+            let mut rng = epoch_rng(self.args.seed, epoch);
+            let epoch_of = Epoch::new(&mut order, self.batch_size, &mut rng)
+                .number(epoch)
+                .progress(&mut progress);
+            let train_loss = trainer
+                .train_epoch(&mut params, &mut *optimizer, train, epoch_of)
+                .map_err(|e| training_error(e, 0))?;
+            let train_seconds = start.elapsed().as_secs_f64();
+            progress.bar.finish_and_clear();
+            let val = trainer.evaluate(&params, validation)?;
+            let row = EpochRow {
+                epoch: epoch + 1,
+                train_loss,
+                val_loss: val.loss,
+                val_accuracy: val.accuracy,
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            println!(
+                "{}",
+                row.table_line(Some((batches * self.batch_size) as f64 / train_seconds))
+            );
+            rows.push(row);
+        }
+        let mut ws = Workspace::<S>::boxed();
+        let matrix = common::confusion_with(test, |image| ws.predict(&params, image))?;
+        let accuracy = common::report(&matrix);
+        tinycnn::host::save_stack::<S>(&params, &self.out.join("model.safetensors"))?;
+        finish(self.out, &rows, self.name, self.compared, accuracy, "")
+    }
 }
 
 /// The validation accuracy at or under which a run has learned nothing:
@@ -428,6 +575,9 @@ impl Optimizer for Opt {
 }
 
 impl EpochRow {
+    /// The column names of [`table_line`](Self::table_line).
+    const HEADER: &str = "epoch train_loss   val_loss   val_acc  seconds  images/s";
+
     fn table_line(&self, images_per_second: Option<f64>) -> String {
         let speed = images_per_second.map_or("-".to_string(), |v| format!("{v:.0}"));
         format!(

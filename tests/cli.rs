@@ -273,6 +273,18 @@ fn settings_out_of_range() {
         run(&["--recipe", "sgd8", "--batch", "300"]),
         "error: batch has length 300, expected 256"
     );
+    assert_eq!(
+        run(&["--model", "deep", "--recipe", "sgd8"]),
+        "error: --recipe sgd8 trains the book's model (--model book)"
+    );
+    assert_eq!(
+        run(&["--model", "deep", "--threads", "2"]),
+        "error: --model deep trains on one thread"
+    );
+    assert_eq!(
+        run(&["--model", "deep", "--resume"]),
+        "error: --model deep writes no checkpoint to --resume from"
+    );
     let missing = format!("{out}/no-such-run/history.csv");
     assert!(run(&["--compare", &missing]).starts_with(&format!("error: {missing}: ")));
 }
@@ -388,4 +400,46 @@ fn a_run_that_ends_at_chance_says_so() {
     let (code, stderr) = train(&scratch("alive"), &["--recipe", "sgd", "--epochs", "1"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn the_deep_model_trains_and_its_file_is_read_as_the_deep_model_only() {
+    let out = scratch("deep");
+    let (code, stderr) = train(&out, &["--model", "deep", "--recipe", "adam", "--epochs", "2"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    let losses: Vec<f32> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(losses[1] < losses[0], "{history}");
+    let model = out.join("model.safetensors");
+    let evaluated = Command::new(common::example_binary("evaluate"))
+        .args(["--model", "deep", "--data", SUBSET, "--weights"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        evaluated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&evaluated.stderr)
+    );
+    let accuracy = String::from_utf8_lossy(&evaluated.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy=").map(|a| a.parse::<f32>().unwrap()))
+        .unwrap();
+    assert!(accuracy > 0.6, "{accuracy}");
+    // The deep model's file is not the book's, nor the book's the deep one's.
+    let model = model.to_str().unwrap();
+    let line = fails("evaluate", &["--data", SUBSET, "--weights", model]);
+    assert_eq!(line, format!("error: {model}: tensor `conv.kernel` is missing"));
+    let line = fails(
+        "evaluate",
+        &["--model", "deep", "--data", SUBSET, "--weights", FIXTURE],
+    );
+    assert_eq!(
+        line,
+        format!("error: {FIXTURE}: tensor `conv1.kernel` is missing")
+    );
 }

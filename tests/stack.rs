@@ -287,3 +287,57 @@ fn the_multi_channel_convolution_is_the_one_channel_kernel_on_one_channel() {
     );
     assert_all_close(&bias_grad2, &bias_grad, 1e-5, 1e-5, "bias gradient");
 }
+
+/// The multi-channel backward against its scalar twin: the same sums in
+/// another order, pooled and not, with and without the input's gradient.
+#[test]
+fn the_multi_channel_backward_is_its_scalar_twin() {
+    use tinycnn::kernels::{
+        conv_relu_pool_channels, conv_relu_pool_channels_backward, conv_relu_pool_channels_backward_scalar,
+    };
+    fn check<const POOL: bool, const FLAT: usize>(seed: u64) {
+        const H: usize = 6;
+        const W: usize = 8;
+        let mut r = rng(seed);
+        let input: Vec<f32> = random_vec(&mut r, H * W * 3, -1.0, 1.0);
+        let kernel: Vec<f32> = random_vec(&mut r, 5 * 5 * 3 * 4, -1.0, 1.0);
+        let bias: [f32; 4] = random_array(&mut r, -0.2, 0.2);
+        let (mut out, mut argmax) = ([0.0f32; FLAT], [0u8; FLAT]);
+        conv_relu_pool_channels::<H, W, 3, 4, 5, FLAT, POOL>(
+            &input,
+            &kernel,
+            &bias,
+            &mut out,
+            Some(&mut argmax),
+        );
+        let grad: [f32; FLAT] = random_array(&mut r, -1.0, 1.0);
+        let run = |scalar: bool| {
+            let (mut kernel_grad, mut bias_grad, mut input_grad) =
+                (vec![0.0f32; kernel.len()], [0.0f32; 4], vec![0.0f32; input.len()]);
+            let f = if scalar {
+                conv_relu_pool_channels_backward_scalar::<H, W, 3, 4, 5, FLAT, POOL>
+            } else {
+                conv_relu_pool_channels_backward::<H, W, 3, 4, 5, FLAT, POOL>
+            };
+            f(
+                &input,
+                &kernel,
+                &out,
+                &argmax,
+                &grad,
+                None,
+                &mut kernel_grad,
+                &mut bias_grad,
+                Some(&mut input_grad),
+            );
+            (kernel_grad, bias_grad, input_grad)
+        };
+        let (fast, scalar) = (run(false), run(true));
+        assert!(fast.0.iter().any(|&g| g != 0.0), "no gradient reached the kernel");
+        assert_all_close(&fast.0, &scalar.0, 1e-5, 1e-5, "kernel gradient");
+        assert_all_close(&fast.1, &scalar.1, 1e-5, 1e-5, "bias gradient");
+        assert_all_close(&fast.2, &scalar.2, 1e-5, 1e-5, "input gradient");
+    }
+    check::<true, { 3 * 4 * 4 }>(1);
+    check::<false, { 6 * 8 * 4 }>(2);
+}

@@ -62,12 +62,20 @@ pub fn confusion<S: Samples<28, 28> + ?Sized>(
     params: &impl Predict,
     samples: &S,
 ) -> Result<[[usize; 10]; 10], tinycnn::Error> {
-    let mut matrix = [[0usize; 10]; 10];
     let mut ws = FashionWorkspace::new();
+    confusion_with(samples, |image| params.predict(image, &mut ws))
+}
+
+/// The confusion matrix of `predict`'s classes over `samples`.
+pub fn confusion_with<S: Samples<28, 28> + ?Sized>(
+    samples: &S,
+    mut predict: impl FnMut(&[[f32; 28]; 28]) -> Result<usize, tinycnn::Error>,
+) -> Result<[[usize; 10]; 10], tinycnn::Error> {
+    let mut matrix = [[0usize; 10]; 10];
     let mut image = [[0.0f32; 28]; 28];
     for i in 0..samples.len() {
         let label = samples.read(i, &mut image)?;
-        let predicted = params.predict(&image, &mut ws)?;
+        let predicted = predict(&image)?;
         matrix[label][predicted] += 1;
     }
     Ok(matrix)

@@ -8,6 +8,8 @@
 //! compiler vectorizes, and zero inputs (most of a map that came out of a
 //! ReLU) are skipped.
 
+use super::vector::{axpy, dot};
+
 /// The position in a `KS`-wide window of output cell `out` that reads input
 /// cell `out + tap - KS / 2`, when that is inside `0..len`.
 #[inline]
@@ -82,7 +84,9 @@ fn conv_row<const H: usize, const W: usize, const CIN: usize, const COUT: usize,
 ) {
     let half = KS / 2;
     for (x, sums) in row.iter_mut().enumerate() {
-        *sums = *bias;
+        // The sums stay in registers over the taps; no branch on zero
+        // inputs, whose pattern a predictor cannot learn.
+        let mut acc = *bias;
         for ky in 0..KS {
             let Some(iy) = source(y, ky, half, H) else {
                 continue;
@@ -94,18 +98,15 @@ fn conv_row<const H: usize, const W: usize, const CIN: usize, const COUT: usize,
                 let at = (iy * W + ix) * CIN;
                 let pixel = input.get(at..at + CIN).unwrap_or_default();
                 let taps = (ky * KS + kx) * CIN * COUT;
-                for (ci, &v) in pixel.iter().enumerate() {
-                    if v == 0.0 {
-                        continue;
-                    }
-                    let start = taps + ci * COUT;
-                    let weights = kernel.get(start..start + COUT).unwrap_or_default();
-                    for (s, &w) in sums.iter_mut().zip(weights) {
+                let weights = kernel.get(taps..taps + CIN * COUT).unwrap_or_default();
+                for (&v, weights) in pixel.iter().zip(weights.chunks_exact(COUT)) {
+                    for (s, &w) in acc.iter_mut().zip(weights) {
                         *s += v * w;
                     }
                 }
             }
         }
+        *sums = acc;
     }
 }
 
@@ -163,10 +164,16 @@ const fn check_sizes<
 }
 
 /// Backward of [`conv_relu_pool_channels`] for one sample: for each output
-/// cell that passed (positive, with a gradient; only the cells at `active`
-/// when given, in increasing order), its gradient added to the bias and
-/// kernel gradients and, with `input_grad`, to the gradient at the input
-/// (`input_grad` is added to, not overwritten).
+/// cell that passed (positive, with a gradient), its gradient added to the
+/// bias and kernel gradients and, with `input_grad`, to the gradient at the
+/// input (`input_grad` is added to, not overwritten). `active` (the
+/// positions of the output's non-zero cells, if the next layer listed them)
+/// is not needed here.
+///
+/// The cells of a convolution position are taken together: their gradients
+/// as one vector over the output channels, so the kernel's gradient grows by
+/// `input * vector` and the input's by `kernel . vector`, both contiguous.
+/// [`conv_relu_pool_channels_backward_scalar`] takes them cell by cell.
 ///
 /// ```
 /// use tinycnn::kernels::conv_relu_pool_channels_backward;
@@ -182,6 +189,87 @@ const fn check_sizes<
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn conv_relu_pool_channels_backward<
+    const H: usize,
+    const W: usize,
+    const CIN: usize,
+    const COUT: usize,
+    const KS: usize,
+    const FLAT: usize,
+    const POOL: bool,
+>(
+    input: &[f32],
+    kernel: &[f32],
+    pooled: &[f32; FLAT],
+    argmax: &[u8; FLAT],
+    pooled_grad: &[f32; FLAT],
+    _active: Option<&[u16]>,
+    kernel_grad: &mut [f32],
+    bias_grad: &mut [f32; COUT],
+    mut input_grad: Option<&mut [f32]>,
+) {
+    const { check_sizes::<H, W, COUT, KS, FLAT, POOL>() };
+    let (rows, cols) = if POOL { (H / 2, W / 2) } else { (H, W) };
+    let half = KS / 2;
+    for (place, ((cells, grads), winners)) in pooled
+        .chunks_exact(COUT)
+        .zip(pooled_grad.chunks_exact(COUT))
+        .zip(argmax.chunks_exact(COUT))
+        .enumerate()
+        .take(rows * cols)
+    {
+        // The gradient at each of the (up to four) convolution positions
+        // this output place pooled.
+        let mut at_position = [[0.0f32; COUT]; 4];
+        let mut used = [false; 4];
+        for (co, ((&value, &g), &winner)) in cells.iter().zip(grads).zip(winners).enumerate() {
+            if value > 0.0 && g != 0.0 {
+                let w = if POOL { usize::from(winner & 3) } else { 0 };
+                at_position[w][co] = g;
+                used[w] = true;
+            }
+        }
+        let (oy, ox) = (place / cols, place % cols);
+        for (w, g) in at_position.iter().enumerate().filter(|&(w, _)| used[w]) {
+            let (y, x) = if POOL {
+                (2 * oy + w / 2, 2 * ox + w % 2)
+            } else {
+                (oy, ox)
+            };
+            for (b, &d) in bias_grad.iter_mut().zip(g) {
+                *b += d;
+            }
+            for ky in 0..KS {
+                let Some(iy) = source(y, ky, half, H) else {
+                    continue;
+                };
+                for kx in 0..KS {
+                    let Some(ix) = source(x, kx, half, W) else {
+                        continue;
+                    };
+                    let at = (iy * W + ix) * CIN;
+                    let taps = (ky * KS + kx) * CIN * COUT;
+                    let pixel = input.get(at..at + CIN).unwrap_or_default();
+                    let rows = kernel_grad.get_mut(taps..taps + CIN * COUT).unwrap_or_default();
+                    for (&v, row) in pixel.iter().zip(rows.chunks_exact_mut(COUT)) {
+                        axpy(v, g, row);
+                    }
+                    if let Some(grad) = input_grad.as_deref_mut().and_then(|d| d.get_mut(at..at + CIN)) {
+                        let weights = kernel.get(taps..taps + CIN * COUT).unwrap_or_default();
+                        for (d, row) in grad.iter_mut().zip(weights.chunks_exact(COUT)) {
+                            *d += dot(row, g);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scalar twin of [`conv_relu_pool_channels_backward`]: cell by cell (only
+/// the cells at `active` when given, in increasing order), each adding to
+/// one output channel's kernel column.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_relu_pool_channels_backward_scalar<
     const H: usize,
     const W: usize,
     const CIN: usize,

@@ -28,6 +28,8 @@ mod softmax;
 mod update;
 pub(crate) mod vector;
 
+#[doc(hidden)]
+pub use channels::conv_relu_pool_channels_backward_scalar;
 pub use channels::{conv_relu_pool_channels, conv_relu_pool_channels_backward};
 pub use conv::{conv_relu_pool, conv_relu_pool_backward, conv_relu_pool_input_grad, ConvKernel};
 pub use dense::{dense, dense_backward, relu};

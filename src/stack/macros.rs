@@ -29,12 +29,15 @@
 /// naming the layer:
 ///
 /// ```compile_fail
+/// use tinycnn::ParamBuffer;
 /// tinycnn::stack! {
 ///     pub struct Odd: [7, 7, 1] => { Conv2d(4, 3), Relu, MaxPool2, Flatten, Dense(2) }
 /// }
-/// let mut params = <Odd as tinycnn::stack::Stack>::Params::default();
-/// let mut trainer = tinycnn::Trainer::<Odd>::boxed();
-/// trainer.predict(&params, &[[0.0; 7]; 7]).unwrap();
+/// // error: evaluation panicked: MaxPool2: the height and width must be even
+/// // (evaluation of `ConvRelu::<7, 7, 1, 4, 3, 36, [[f32; 7]; 7], MaxPool2>::SIZES`)
+/// let params = <Odd as tinycnn::stack::Stack>::Params::ZERO;
+/// let mut ws = tinycnn::stack::Workspace::<Odd>::new();
+/// ws.predict(&params, &[[0.0; 7]; 7]).unwrap();
 /// ```
 #[macro_export]
 macro_rules! stack {

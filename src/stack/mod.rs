@@ -39,6 +39,7 @@
 
 mod book;
 mod conv;
+mod deep;
 mod dense;
 mod macros;
 mod workspace;
@@ -46,6 +47,7 @@ mod workspace;
 pub use book::Book;
 pub use conv::ConvState;
 pub use conv::{ConvRelu, Full, MaxPool2, Pooling};
+pub use deep::Deep;
 pub use dense::{Dense, DenseState};
 pub use workspace::Workspace;
 
