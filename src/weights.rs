@@ -17,6 +17,7 @@
 
 use crate::kernels::all_finite;
 use crate::model::{ParamBuffer, Params, Params8};
+use crate::stack::{Layer, Logits, Stack};
 use crate::Error;
 
 /// The first four bytes of every blob.
@@ -281,5 +282,90 @@ impl<
         floats(&self.dense1_bias, &mut f);
         floats(self.dense2_kernel.as_flattened(), &mut f);
         floats(&self.dense2_bias, &mut f);
+    }
+}
+
+/// The first four bytes of a [`Stack`]'s weight blob.
+pub const STACK_MAGIC: [u8; 4] = *b"TCNS";
+
+const STACK_BLOB: BlobFormat = BlobFormat {
+    magic: STACK_MAGIC,
+    version: VERSION,
+    what: "stack weight blob",
+};
+
+/// A stack's weight blob: the layout of the book's (magic `b"TCNS"`), its
+/// five size words the stack's parameter count, input values,
+/// convolutions, dense layers and classes; the payload its parameters in
+/// order.
+///
+/// ```
+/// use tinycnn::stack::Stack;
+/// use tinycnn::weights::{Aligned, StackBlob};
+/// use tinycnn::ParamBuffer;
+/// tinycnn::stack! {
+///     pub struct Rgb: [4, 4, 3] => { Conv2d(2, 3), Relu, MaxPool2, Flatten, Dense(2) }
+/// }
+/// let mut params = <Rgb as Stack>::Params::ZERO;
+/// params[7] = 0.25;
+/// let mut out = Aligned([0u8; 1024]);
+/// let len = StackBlob::<Rgb>::write(&params, &mut out.0).unwrap();
+/// assert_eq!(len, StackBlob::<Rgb>::BYTES);
+/// assert_eq!(StackBlob::<Rgb>::view(&out.0[..len]).unwrap()[7], 0.25);
+/// ```
+pub struct StackBlob<S>(core::marker::PhantomData<S>);
+
+impl<S: Stack> StackBlob<S> {
+    /// Size of the blob in bytes.
+    pub const BYTES: usize = HEADER_BYTES + S::PARAMETER_BYTES;
+
+    fn size_words() -> [u32; 5] {
+        let input = size_of::<S::Input>() / 4;
+        let classes = <S::Logits as Logits>::CLASSES;
+        [S::PARAMETERS, input, S::Layers::CONVS, S::Layers::DENSES, classes].map(|v| v as u32)
+    }
+
+    /// Writes the blob of `params` to the start of `out`; returns its length.
+    ///
+    /// # Errors
+    /// [`Error::Length`] when `out` is shorter than [`BYTES`](Self::BYTES).
+    pub fn write(params: &S::Params, out: &mut [u8]) -> Result<usize, Error> {
+        let found = out.len();
+        let out = out.get_mut(..Self::BYTES).ok_or(Error::Length {
+            what: "blob buffer",
+            expected: Self::BYTES,
+            found,
+        })?;
+        let (header, payload) = out.split_at_mut(HEADER_BYTES);
+        for (chunk, value) in payload.chunks_exact_mut(4).zip(params.as_flat()) {
+            chunk.copy_from_slice(&value.to_le_bytes());
+        }
+        STACK_BLOB.write_header(header, Self::size_words(), payload);
+        Ok(Self::BYTES)
+    }
+
+    /// Checks a blob and views its payload as the stack's parameters,
+    /// without copying.
+    ///
+    /// # Errors
+    /// As [`Params::from_blob`]; [`Error::Dimensions`] when the blob is of
+    /// another stack.
+    pub fn view(blob: &[u8]) -> Result<&S::Params, Error> {
+        let payload = STACK_BLOB.payload(blob, Self::size_words(), S::PARAMETER_BYTES)?;
+        if cfg!(target_endian = "big") {
+            return Err(Error::Dimensions {
+                what: "stack weight blob",
+                detail: "zero-copy needs a little-endian target",
+            });
+        }
+        let params: &S::Params = bytemuck::try_from_bytes(payload).map_err(|_| Error::Misaligned {
+            needed: core::mem::align_of::<S::Params>(),
+        })?;
+        if !all_finite(params.as_flat()) {
+            return Err(Error::NonFinite {
+                what: "stack weight blob",
+            });
+        }
+        Ok(params)
     }
 }

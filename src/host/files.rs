@@ -89,6 +89,20 @@ pub fn save_blob<
     write_atomically(path, &bytes)
 }
 
+/// Writes the weight blob of stack `S`'s parameters (see
+/// [`StackBlob`](crate::weights::StackBlob)) to a file, atomically.
+///
+/// # Errors
+/// [`HostError::Io`].
+pub fn save_stack_blob<S: crate::stack::Stack>(params: &S::Params, path: &Path) -> Result<(), HostError> {
+    let mut bytes = std::vec![0u8; crate::weights::StackBlob::<S>::BYTES];
+    crate::weights::StackBlob::<S>::write(params, &mut bytes).map_err(|error| HostError::Invalid {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    write_atomically(path, &bytes)
+}
+
 /// Reads a weight blob from a file into a boxed copy of the parameters.
 ///
 /// # Errors

@@ -14,7 +14,7 @@ pub use self::safetensors::{
 };
 pub use checkpoint::{checkpoint_from_safetensors, load_checkpoint, save_checkpoint, AdamState, Checkpoint};
 pub use fashion::{FashionMnist, CLASS_NAMES, DATA_DIR_ENV, SYSTEM_DATA_DIR};
-pub use files::{load_blob, read_maybe_gz, save_blob, write_atomically, AlignedBytes};
+pub use files::{load_blob, read_maybe_gz, save_blob, save_stack_blob, write_atomically, AlignedBytes};
 pub use parallel::ParallelTrainer;
 
 use std::fmt;
