@@ -13,10 +13,10 @@
 
 mod board;
 
-use board::{build_setting, out, Meter};
+use board::{build_setting, out, Log};
 use rand_core::SeedableRng;
 use static_cell::ConstStaticCell;
-use tinycnn::train::{Adam, AdamConfig, Epoch, Progress};
+use tinycnn::train::{Adam, AdamConfig};
 use tinycnn::{FashionParams, FashionTrainer, Workspace};
 
 /// Training images (the first ones of the training set; at most 2,000 are embedded).
@@ -25,23 +25,6 @@ const IMAGES: usize = build_setting(option_env!("TINYCNN_IMAGES"), 2000);
 const EPOCHS: usize = build_setting(option_env!("TINYCNN_EPOCHS"), 2);
 const BATCH: usize = 32;
 const SEED: u64 = 1;
-
-/// Logs every 8th batch so a long run shows it is alive.
-struct Log;
-
-impl Progress for Log {
-    fn batch_done(&mut self, epoch: usize, batch: usize, batches: usize, loss: f32) {
-        if batch % 8 == 7 {
-            out!(
-                "epoch {} batch {}/{} loss {:.4}",
-                epoch + 1,
-                batch + 1,
-                batches,
-                loss
-            );
-        }
-    }
-}
 
 #[cfg_attr(target_os = "none", cortex_m_rt::entry)]
 fn main() -> ! {
@@ -77,27 +60,13 @@ fn run() -> bool {
         EPOCHS,
         BATCH
     );
-    let (mut loss, mut instructions) = (f32::NAN, 0u64);
-    for epoch in 0..EPOCHS {
-        let meter = Meter::start();
-        match trainer.train_epoch(
-            params,
-            adam,
-            &train,
-            Epoch::new(order, BATCH, &mut rng)
-                .number(epoch)
-                .progress(&mut Log),
-        ) {
-            Ok(epoch_loss) => loss = epoch_loss,
-            Err(e) => {
-                out!("error: {}", e);
-                return false;
-            }
-        }
-        instructions += meter.read();
-        out!("epoch {} train_loss {:.6}", epoch + 1, loss);
-    }
-    let trained = (IMAGES / BATCH * BATCH * EPOCHS) as u64;
+    let Some((loss, instructions_per_image)) =
+        board::train_epochs(EPOCHS, IMAGES, BATCH, order, &mut rng, Log, |epoch| {
+            trainer.train_epoch(params, adam, &train, epoch)
+        })
+    else {
+        return false;
+    };
     let accuracy = match params.score(&test, workspace) {
         Ok(a) => a,
         Err(e) => {
@@ -112,7 +81,7 @@ fn run() -> bool {
         EPOCHS,
         loss,
         accuracy,
-        instructions / trained.max(1),
+        instructions_per_image,
         statics,
         stack
     );

@@ -26,7 +26,7 @@ status=0
 # board alias example: grouped by board, since changing TINYCNN_BOARD rebuilds.
 runs=(
     "mps2 m4 m4_infer" "mps2 m4 m4_infer_deep" "mps2 m33 m33_infer" "mps2 m0 m0_infer" "mps2 m4 m4_infer_int8"
-    "mps2 m0 m0_infer_int8" "mps2 m4 m4_train" "mps2 m4 m4_train_sgd" "mps2 m4 m4_train_256k" "mps2 m4 m4_finetune"
+    "mps2 m0 m0_infer_int8" "mps2 m4 m4_train" "mps2 m4 m4_train_deep" "mps2 m4 m4_train_sgd" "mps2 m4 m4_train_256k" "mps2 m4 m4_finetune"
     "netduinoplus2 netduino m4_infer" "netduinoplus2 netduino m4_infer_deep" "netduinoplus2 netduino m4_infer_int8"
     "netduinoplus2 netduino m4_finetune"
     "microbit microbit microbit_infer_int8"

@@ -249,11 +249,49 @@ pub fn train_streaming<const BATCH: usize, P>(
 where
     P: tinycnn::train::StreamedParams<28, 28, 10, 1960, 100, 10>,
 {
+    train_epochs(epochs, train.len(), BATCH, order, rng, (), |epoch| {
+        trainer.train_epoch(params, train, epoch)
+    })
+}
+
+/// Logs every 8th batch so a long run shows it is alive.
+#[derive(Clone, Copy)]
+pub struct Log;
+
+impl tinycnn::train::Progress for Log {
+    fn batch_done(&mut self, epoch: usize, batch: usize, batches: usize, loss: f32) {
+        if batch % 8 == 7 {
+            out!(
+                "epoch {} batch {}/{} loss {:.4}",
+                epoch + 1,
+                batch + 1,
+                batches,
+                loss
+            );
+        }
+    }
+}
+
+/// `epochs` epochs of `train_epoch` over `images` images in batches of
+/// `batch`, telling `progress` of each batch and printing each epoch's loss;
+/// returns the last epoch's loss and the instructions per training image,
+/// or `None` after printing the error.
+pub fn train_epochs<R: rand_core::RngCore, P: tinycnn::train::Progress + Copy>(
+    epochs: usize,
+    images: usize,
+    batch: usize,
+    order: &mut [u32],
+    rng: &mut R,
+    progress: P,
+    mut train_epoch: impl FnMut(tinycnn::train::Epoch<'_, R, P>) -> Result<f32, Error>,
+) -> Option<(f32, u64)> {
     let (mut loss, mut instructions) = (f32::NAN, 0u64);
     for epoch in 0..epochs {
         let meter = Meter::start();
-        let this_epoch = tinycnn::train::Epoch::new(order, BATCH, rng).number(epoch);
-        match trainer.train_epoch(params, train, this_epoch) {
+        let this_epoch = tinycnn::train::Epoch::new(order, batch, rng)
+            .number(epoch)
+            .progress(progress);
+        match train_epoch(this_epoch) {
             Ok(epoch_loss) => loss = epoch_loss,
             Err(e) => {
                 out!("error: {}", e);
@@ -263,8 +301,8 @@ where
         instructions += meter.read();
         out!("epoch {} train_loss {:.6}", epoch + 1, loss);
     }
-    let images = train.len() / BATCH * BATCH * epochs;
-    Some((loss, instructions / images.max(1) as u64))
+    let trained = images / batch * batch * epochs;
+    Some((loss, instructions / trained.max(1) as u64))
 }
 
 #[cfg(target_os = "none")]
