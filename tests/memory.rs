@@ -160,14 +160,15 @@ fn a_stacks_constants_are_what_its_types_hold() {
     // convolution (16 wide, 8 channels; the second's are 8 wide, 12).
     let frame = F32 * 2 * 16 * 8;
     let padded = |n: usize| n.div_ceil(align_of::<usize>()) * align_of::<usize>();
-    // The chain's gradients where layers meet: the two pooled maps, the hidden layer.
-    let between = F32 * (8 * 8 * 8 + flat + 20);
     let workspace = size_of::<Workspace<Deep>>();
-    assert_eq!(workspace, padded(maps + lists + between + input));
+    assert_eq!(workspace, padded(maps + lists + input));
     assert_eq!(Workspace::<Deep>::BYTES, workspace + frame);
-    // Training adds the batch gradient, the logits' gradient and the rate.
+    // Training adds the batch gradient, the gradients where the layers meet
+    // (the two pooled maps, the hidden layer), the logits' gradient and the
+    // rate.
+    let junctions = F32 * (8 * 8 * 8 + flat + 20);
     assert_eq!(
         Trainer::<Deep>::BYTES,
-        padded(F32 * parameters + workspace + F32 * (4 + 1)) + frame
+        padded(F32 * parameters + workspace + junctions + F32 * (4 + 1)) + frame
     );
 }

@@ -282,6 +282,7 @@ impl<
 {
     type In = I;
     type Out = [f32; FLAT];
+    type Junctions = ();
     type State = ConvState<FLAT>;
     const PARAMS: usize = Self::KERNEL + COUT;
 
@@ -355,7 +356,8 @@ impl<
         params: &[f32],
         grads: &mut [f32],
         input: &I,
-        state: &mut Self::State,
+        state: &Self::State,
+        _: &mut (),
         out_grad: &Self::Out,
         active: Option<&[u16]>,
         _rate: f32,

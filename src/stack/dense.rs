@@ -77,6 +77,7 @@ impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT:
 {
     type In = I;
     type Out = [f32; OUT];
+    type Junctions = ();
     type State = DenseState<IN, OUT>;
     const PARAMS: usize = IN * OUT + OUT;
 
@@ -147,7 +148,8 @@ impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT:
         params: &[f32],
         grads: &mut [f32],
         input: &I,
-        state: &mut Self::State,
+        state: &Self::State,
+        _: &mut (),
         out_grad: &Self::Out,
         _active: Option<&[u16]>,
         rate: f32,

@@ -88,6 +88,10 @@ pub trait Layer {
     type Out: Pod;
     /// Its output, and what backward needs of the sample in flight.
     type State: Zeroed + Zeroable;
+    /// The gradients backward passes between its parts, where they meet
+    /// (none for a single layer): training memory that inference does not
+    /// hold.
+    type Junctions: Zeroed + Zeroable;
     /// How many `f32` parameters it has, kernel then bias.
     const PARAMS: usize;
 
@@ -132,13 +136,15 @@ pub trait Layer {
     /// at `rate`): the gradient at the output (zero where it is zero) is
     /// `out_grad`, non-zero at most at `active` when given; adds its
     /// parameters' gradient to `grads` and with `input_grad` writes the
-    /// gradient at its input there (zero where the input is).
+    /// gradient at its input there (zero where the input is). The gradients
+    /// between its parts go through `junctions`.
     #[allow(clippy::too_many_arguments)]
     fn backward(
         params: &[f32],
         grads: &mut [f32],
         input: &Self::In,
-        state: &mut Self::State,
+        state: &Self::State,
+        junctions: &mut Self::Junctions,
         out_grad: &Self::Out,
         active: Option<&[u16]>,
         rate: f32,
@@ -150,29 +156,52 @@ pub trait Layer {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Chain<A, B>(A, B);
 
-/// What a [`Chain`] keeps: both layers' states and the gradient where they
-/// meet.
+/// What a [`Chain`] keeps of a sample: both layers' states.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub struct ChainState<A: Layer, B: Layer> {
     first: A::State,
     second: B::State,
+}
+
+// SAFETY: the two states are `Zeroable`: all zero bytes form a valid value
+// of each field.
+unsafe impl<A: Layer, B: Layer> Zeroable for ChainState<A, B> {}
+
+impl<A: Layer, B: Layer> Zeroed for ChainState<A, B> {
+    const ZERO: Self = Self {
+        first: A::State::ZERO,
+        second: B::State::ZERO,
+    };
+}
+
+/// The gradients inside a [`Chain`]: both layers' junctions and the
+/// gradient where the two meet (at `A`'s output).
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub struct ChainJunctions<A: Layer, B: Layer> {
+    first: A::Junctions,
+    second: B::Junctions,
     between: A::Out,
 }
 
-// SAFETY: the two states are `Zeroable` and the gradient between them is a
+// SAFETY: the junctions are `Zeroable` and the gradient between them is a
 // `Pod` map: all zero bytes form a valid value of each field.
-unsafe impl<A: Layer, B: Layer> Zeroable for ChainState<A, B> {}
+unsafe impl<A: Layer, B: Layer> Zeroable for ChainJunctions<A, B> {}
 
-impl<A: Layer, B: Layer> Zeroed for ChainState<A, B>
+impl<A: Layer, B: Layer> Zeroed for ChainJunctions<A, B>
 where
     A::Out: Zeroed,
 {
     const ZERO: Self = Self {
-        first: A::State::ZERO,
-        second: B::State::ZERO,
+        first: A::Junctions::ZERO,
+        second: B::Junctions::ZERO,
         between: <A::Out as Zeroed>::ZERO,
     };
+}
+
+impl Zeroed for () {
+    const ZERO: Self = ();
 }
 
 impl<A, B> Layer for Chain<A, B>
@@ -184,6 +213,7 @@ where
     type In = A::In;
     type Out = B::Out;
     type State = ChainState<A, B>;
+    type Junctions = ChainJunctions<A, B>;
     const PARAMS: usize = A::PARAMS + B::PARAMS;
 
     const FRAME_BYTES: usize = if A::FRAME_BYTES > B::FRAME_BYTES {
@@ -244,7 +274,8 @@ where
         params: &[f32],
         grads: &mut [f32],
         input: &Self::In,
-        state: &mut Self::State,
+        state: &Self::State,
+        junctions: &mut Self::Junctions,
         out_grad: &Self::Out,
         active: Option<&[u16]>,
         rate: f32,
@@ -253,16 +284,18 @@ where
         let split = A::PARAMS.min(params.len()).min(grads.len());
         let (first_params, second_params) = params.split_at(split);
         let (first_grads, second_grads) = grads.split_at_mut(split);
-        let ChainState {
-            first,
-            second,
+        let ChainState { first, second } = state;
+        let ChainJunctions {
+            first: first_junctions,
+            second: second_junctions,
             between,
-        } = state;
+        } = junctions;
         B::backward(
             second_params,
             second_grads,
             A::output(first),
             second,
+            second_junctions,
             out_grad,
             active,
             rate,
@@ -273,6 +306,7 @@ where
             first_grads,
             input,
             first,
+            first_junctions,
             between,
             B::listed(second),
             rate,

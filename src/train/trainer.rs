@@ -82,13 +82,14 @@ use rand_core::RngCore;
 pub struct Trainer<S: Stack = Book> {
     grads: S::Params,
     ws: Workspace<S>,
+    junctions: <S::Layers as Layer>::Junctions,
     logits_grad: S::Logits,
     dropout: f32,
 }
 
-// SAFETY: the parameters' buffer, the input and the logits are `Pod`, the
-// layers' state `Zeroable`, the rate an `f32`: all zero bytes form a valid
-// value (dropout 0, no listed cells).
+// SAFETY: the parameters' buffer and the logits are `Pod`, the workspace
+// and the layers' junctions `Zeroable`, the rate an `f32`: all zero bytes
+// form a valid value (dropout 0, no listed cells).
 unsafe impl<S: Stack> Zeroable for Trainer<S> {}
 
 impl<S: Stack> Trainer<S> {
@@ -111,6 +112,7 @@ impl<S: Stack> Trainer<S> {
         Self {
             grads: <S::Params as ParamBuffer>::ZERO,
             ws: Workspace::ZERO,
+            junctions: Zeroed::ZERO,
             logits_grad: S::Logits::ZERO,
             dropout: 0.0,
         }
@@ -219,6 +221,7 @@ impl<S: Stack> Trainer<S> {
             self.grads.as_flat_mut(),
             input,
             state,
+            &mut self.junctions,
             &self.logits_grad,
             None,
             self.dropout,
