@@ -56,7 +56,23 @@ use bytemuck::{Pod, Zeroable};
 use rand_core::RngCore;
 
 /// A value whose every number is zero, as a `const`: what lets a stack's
-/// buffers live in a `static`.
+/// buffers live in a `static`. Every value a stack `S` needs has it under
+/// this one name: its parameters and gradients (`S::Params`),
+/// [`Workspace<S>`], [`Trainer<S>`](crate::Trainer) and the optimizers'
+/// state ([`Adam<S::Params>`](crate::train::Adam)).
+///
+/// ```
+/// use static_cell::ConstStaticCell;
+/// use tinycnn::stack::{Deep, Stack, Workspace, Zeroed};
+/// use tinycnn::train::Adam;
+/// use tinycnn::Trainer;
+/// type Params = <Deep as Stack>::Params;
+/// static PARAMS: ConstStaticCell<Params> = ConstStaticCell::new(Zeroed::ZERO);
+/// static TRAINER: ConstStaticCell<Trainer<Deep>> = ConstStaticCell::new(Zeroed::ZERO);
+/// static ADAM: ConstStaticCell<Adam<Params>> = ConstStaticCell::new(Zeroed::ZERO);
+/// static WORKSPACE: ConstStaticCell<Workspace<Deep>> = ConstStaticCell::new(Zeroed::ZERO);
+/// assert_eq!(TRAINER.take().dropout(), 0.0);
+/// ```
 pub trait Zeroed: Sized {
     /// The all-zero value.
     const ZERO: Self;

@@ -2,6 +2,7 @@
 
 use crate::kernels::{adam_update, all_finite, axpy, momentum_update, AdamStep};
 use crate::model::ParamBuffer;
+use crate::stack::Zeroed;
 use crate::Error;
 use bytemuck::Zeroable;
 
@@ -627,4 +628,15 @@ impl<P: ParamBuffer> Optimizer for Adam<P> {
         };
         Ok((schedule, state))
     }
+}
+
+/// The same value as [`Adam::zeroed_state`], under the name every value a
+/// stack needs has for its zero: [`Zeroed::ZERO`].
+impl<P: ParamBuffer> Zeroed for Adam<P> {
+    const ZERO: Self = Self::zeroed_state();
+}
+
+/// The same value as [`SgdMomentum::zeroed_state`], as [`Zeroed::ZERO`].
+impl<P: ParamBuffer> Zeroed for SgdMomentum<P> {
+    const ZERO: Self = Self::zeroed_state();
 }

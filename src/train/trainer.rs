@@ -370,6 +370,11 @@ impl<S: Stack> Trainer<S> {
     }
 }
 
+/// The same value as [`Trainer::new`], as [`Zeroed::ZERO`].
+impl<S: Stack> Zeroed for Trainer<S> {
+    const ZERO: Self = Self::new();
+}
+
 impl<S: Stack> Default for Trainer<S> {
     fn default() -> Self {
         Self::new()
