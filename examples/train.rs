@@ -19,12 +19,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, IdxDataset, Samples, Subset};
-use tinycnn::host::{load_checkpoint, save_checkpoint, Checkpoint, ParallelTrainer};
+use tinycnn::host::{
+    load_checkpoint, load_stack_checkpoint, save_checkpoint, save_stack_checkpoint, AdamState, Checkpoint,
+    ParallelTrainer,
+};
 use tinycnn::stack::{Deep, Stack, Workspace};
 use tinycnn::train::{
     Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State, StreamingSgdTrainer,
 };
-use tinycnn::{FashionParams, FashionParams8, FashionTrainer, FashionWorkspace, Trainer};
+use tinycnn::{FashionParams, FashionParams8, FashionTrainer, FashionWorkspace, ParamBuffer, Trainer};
 
 /// The largest batch `--recipe sgd8` takes (its trainer keeps each sample's
 /// hidden-layer gradient until the batch's second pass).
@@ -156,15 +159,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Sgd::new(lr)?;
     let recipe_name = format!("{:?}", args.recipe).to_lowercase();
     if args.model == Model::Deep {
-        // The deep model trains through `Trainer`, on one thread, without checkpoints.
+        // The deep model trains through `Trainer`, on one thread.
         if matches!(args.recipe, Recipe::Sgd8) {
             return Err("--recipe sgd8 trains the book's model (--model book)".into());
         }
         if args.threads > 1 {
             return Err("--model deep trains on one thread".into());
-        }
-        if args.resume {
-            return Err("--model deep writes no checkpoint to --resume from".into());
         }
     }
     let run_name = match args.model {
@@ -219,22 +219,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.epochs,
         args.seed
     );
-    if args.model == Model::Deep {
-        let run = StackRun {
-            args: &args,
-            name: &run_name,
-            batch_size,
-            lr,
-            dropout,
-            out: &out,
-            compared: compared.as_ref(),
-        };
-        return run.train::<Deep>(&train, &validation, &test);
-    }
-
     // What a checkpoint must agree on to be resumed: all but the learning
     // rate, which a run that diverged resumes with lowered.
-    let settings = BTreeMap::from([
+    let mut settings = BTreeMap::from([
         ("recipe".to_string(), recipe_name.clone()),
         ("seed".to_string(), args.seed.to_string()),
         ("batch".to_string(), batch_size.to_string()),
@@ -245,6 +232,25 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             format!("{} {} {}", train.len(), validation.len(), data.dir().display()),
         ),
     ]);
+    if args.model == Model::Deep {
+        // The book's checkpoints have no model entry: resumed as the deep
+        // model they are refused for it.
+        settings.insert("model".to_string(), "deep".to_string());
+    }
+    if args.model == Model::Deep {
+        let run = StackRun {
+            args: &args,
+            name: &run_name,
+            batch_size,
+            lr,
+            dropout,
+            out: &out,
+            compared: compared.as_ref(),
+            settings: &settings,
+        };
+        return run.train::<Deep>(&train, &validation, &test);
+    }
+
     let mut params = FashionParams::boxed();
     params.init_glorot(&mut Pcg32::seed_from_u64(args.seed));
     let mut trainer = FashionTrainer::boxed();
@@ -266,30 +272,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => None,
     };
-    let mut optimizer = match args.recipe {
-        Recipe::Sgd | Recipe::Sgd8 => Opt::Sgd(Sgd::new(lr)?),
-        Recipe::Adam => {
-            let adam = Adam::<FashionParams>::boxed(AdamConfig {
-                lr,
-                ..AdamConfig::KERAS
-            })?;
-            Opt::Adam(adam)
-        }
-    };
+    let mut optimizer = Opt::<FashionParams>::of(args.recipe, lr)?;
     let mut rows = Vec::new();
     let mut first_epoch = 0;
     if args.resume {
         let checkpoint: Checkpoint = load_checkpoint(&checkpoint_path)?;
-        for (key, value) in settings.iter().filter(|(key, _)| *key != "lr") {
-            let saved = checkpoint.info.get(key).map(String::as_str).unwrap_or("nothing");
-            if saved != value {
-                return Err(format!(
-                    "{}: written with {key} {saved}, this run has {value}",
-                    checkpoint_path.display()
-                )
-                .into());
-            }
-        }
+        check_settings(&checkpoint_path, &checkpoint.info, &settings, lr)?;
         if let Some((params8, _)) = &mut int8 {
             // The checkpoint holds the f32 export and the scales it was taken with.
             let scales = checkpoint
@@ -300,22 +288,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             params8.restore(&checkpoint.params, &scales)?;
         }
         params = checkpoint.params;
-        if let (Opt::Adam(adam), Some(state)) = (&mut optimizer, &checkpoint.adam) {
-            adam.restore(state.steps, &state.m, &state.v)?;
-        }
+        optimizer.restore(checkpoint.adam.as_ref())?;
         rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
         first_epoch = checkpoint.epochs_done;
-        println!(
-            "resuming after epoch {first_epoch} from {}",
-            checkpoint_path.display()
-        );
-        if let Some(saved) = checkpoint
-            .info
-            .get("lr")
-            .filter(|saved| **saved != lr.to_string())
-        {
-            println!("learning rate {lr} (the checkpoint's run had {saved})");
-        }
     }
 
     let mut order = vec![0u32; train.len()];
@@ -377,10 +352,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         rows.push(row);
         let mut info = settings.clone();
         info.insert("history".to_string(), history_csv(&rows));
-        let adam = match &optimizer {
-            Opt::Adam(adam) => Some(&**adam),
-            Opt::Sgd(_) => None,
-        };
+        let adam = optimizer.adam();
         if let Some((params8, _)) = &int8 {
             params8.to_params(&mut params);
             info.insert(SCALES_KEY.to_string(), scales_text(&params8.dense1_kernel.scales));
@@ -398,14 +370,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let accuracy = common::report(&matrix);
     tinycnn::host::save_safetensors(&params, &out.join("model.safetensors"))?;
-    finish(
-        &out,
-        &rows,
-        &recipe_name,
-        compared.as_ref(),
-        accuracy,
-        "checkpoint.safetensors",
-    )
+    finish(&out, &rows, &recipe_name, compared.as_ref(), accuracy)
 }
 
 /// Writes `history.csv` and `training.png` beside the model, says so, prints
@@ -416,7 +381,6 @@ fn finish(
     name: &str,
     compared: Option<&(String, Vec<EpochRow>)>,
     accuracy: f64,
-    checkpoint: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     tinycnn::host::write_atomically(&out.join("history.csv"), history_csv(rows).as_bytes())?;
     if let Err(e) = plot(&out.join("training.png"), rows, name, compared) {
@@ -425,13 +389,8 @@ fn finish(
             out.join("training.png").display()
         );
     }
-    let checkpoint = if checkpoint.is_empty() {
-        String::new()
-    } else {
-        format!(", {checkpoint}")
-    };
     println!(
-        "\nwrote {}/{{model.safetensors, history.csv, training.png{checkpoint}}}",
+        "\nwrote {}/{{model.safetensors, history.csv, training.png, checkpoint.safetensors}}",
         out.display()
     );
     println!("test accuracy={accuracy:.4}");
@@ -440,6 +399,32 @@ fn finish(
             "warning: validation accuracy {:.4} is chance for 10 classes: the network learned nothing (its units dead after too large a step?); lower --lr",
             last.val_accuracy
         );
+    }
+    Ok(())
+}
+
+/// Refuses a checkpoint written with other settings than `settings` (but
+/// for the learning rate, which a resumed run may lower), and says where the
+/// run resumes.
+fn check_settings(
+    path: &Path,
+    info: &BTreeMap<String, String>,
+    settings: &BTreeMap<String, String>,
+    lr: f32,
+) -> Result<(), String> {
+    for (key, value) in settings.iter().filter(|(key, _)| *key != "lr") {
+        let saved = info.get(key).map(String::as_str).unwrap_or("nothing");
+        if saved != value {
+            return Err(format!(
+                "{}: written with {key} {saved}, this run has {value}",
+                path.display()
+            ));
+        }
+    }
+    let done = info.get("history").map_or(0, |h| parse_history(h).len());
+    println!("resuming after epoch {done} from {}", path.display());
+    if let Some(saved) = info.get("lr").filter(|saved| **saved != lr.to_string()) {
+        println!("learning rate {lr} (the checkpoint's run had {saved})");
     }
     Ok(())
 }
@@ -466,6 +451,7 @@ struct StackRun<'a> {
     dropout: f32,
     out: &'a Path,
     compared: Option<&'a (String, Vec<EpochRow>)>,
+    settings: &'a BTreeMap<String, String>,
 }
 
 impl StackRun<'_> {
@@ -482,18 +468,24 @@ impl StackRun<'_> {
         S::init_glorot(&mut params, &mut Pcg32::seed_from_u64(self.args.seed));
         let mut trainer = Trainer::<S>::boxed();
         trainer.set_dropout(self.dropout)?;
-        let mut optimizer: Box<dyn Optimizer> = match self.args.recipe {
-            Recipe::Adam => Adam::<S::Params>::boxed(AdamConfig {
-                lr: self.lr,
-                ..AdamConfig::KERAS
-            })?,
-            Recipe::Sgd | Recipe::Sgd8 => Box::new(Sgd::new(self.lr)?),
-        };
+        let mut optimizer = Opt::<S::Params>::of(self.args.recipe, self.lr)?;
+        let checkpoint_path = self.out.join("checkpoint.safetensors");
+        let (mut rows, mut first_epoch) = (Vec::new(), 0);
+        if self.args.resume {
+            let checkpoint = load_stack_checkpoint::<S>(&checkpoint_path)?;
+            check_settings(&checkpoint_path, &checkpoint.info, self.settings, self.lr)?;
+            params = checkpoint.params;
+            optimizer.restore(checkpoint.adam.as_ref())?;
+            rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
+            first_epoch = checkpoint.epochs_done;
+        }
         let mut order = vec![0u32; train.len()];
         let batches = train.len() / self.batch_size;
-        let mut rows = Vec::new();
         println!("\n{}", EpochRow::HEADER);
-        for epoch in 0..self.args.epochs {
+        for row in &rows {
+            println!("{}", row.table_line(None));
+        }
+        for epoch in first_epoch..self.args.epochs {
             let mut progress = Bar::new(epoch, batches, self.batch_size)?;
             let start = Instant::now();
             let mut rng = epoch_rng(self.args.seed, epoch);
@@ -501,8 +493,8 @@ impl StackRun<'_> {
                 .number(epoch)
                 .progress(&mut progress);
             let train_loss = trainer
-                .train_epoch(&mut params, &mut *optimizer, train, epoch_of)
-                .map_err(|e| training_error(e, 0))?;
+                .train_epoch(&mut params, &mut optimizer, train, epoch_of)
+                .map_err(|e| training_error(e, epoch))?;
             let train_seconds = start.elapsed().as_secs_f64();
             progress.bar.finish_and_clear();
             let val = trainer.evaluate(&params, validation)?;
@@ -518,12 +510,15 @@ impl StackRun<'_> {
                 row.table_line(Some((batches * self.batch_size) as f64 / train_seconds))
             );
             rows.push(row);
+            let mut info = self.settings.clone();
+            info.insert("history".to_string(), history_csv(&rows));
+            save_stack_checkpoint::<S>(&checkpoint_path, &params, optimizer.adam(), epoch + 1, &info)?;
         }
         let mut ws = Workspace::<S>::boxed();
         let matrix = common::confusion_with(test, |image| ws.predict(&params, image))?;
         let accuracy = common::report(&matrix);
         tinycnn::host::save_stack::<S>(&params, &self.out.join("model.safetensors"))?;
-        finish(self.out, &rows, self.name, self.compared, accuracy, "")
+        finish(self.out, &rows, self.name, self.compared, accuracy)
     }
 }
 
@@ -560,12 +555,41 @@ fn epoch_rng(seed: u64, epoch: usize) -> Pcg32 {
 }
 
 /// The recipes' optimizers, so a checkpoint can reach Adam's state.
-enum Opt {
+enum Opt<P = FashionParams> {
     Sgd(Sgd),
-    Adam(Box<Adam<FashionParams>>),
+    Adam(Box<Adam<P>>),
 }
 
-impl Optimizer for Opt {
+impl<P: ParamBuffer> Opt<P> {
+    /// The recipe's optimizer at learning rate `lr`.
+    fn of(recipe: Recipe, lr: f32) -> Result<Self, tinycnn::Error> {
+        Ok(match recipe {
+            Recipe::Sgd | Recipe::Sgd8 => Opt::Sgd(Sgd::new(lr)?),
+            Recipe::Adam => Opt::Adam(Adam::boxed(AdamConfig {
+                lr,
+                ..AdamConfig::KERAS
+            })?),
+        })
+    }
+
+    /// Adam, when the recipe has it: what a checkpoint keeps.
+    fn adam(&self) -> Option<&Adam<P>> {
+        match self {
+            Opt::Adam(adam) => Some(adam),
+            Opt::Sgd(_) => None,
+        }
+    }
+
+    /// Adam's state from a checkpoint, when the recipe has Adam.
+    fn restore(&mut self, state: Option<&AdamState>) -> Result<(), tinycnn::Error> {
+        if let (Opt::Adam(adam), Some(state)) = (self, state) {
+            adam.restore(state.steps, &state.m, &state.v)?;
+        }
+        Ok(())
+    }
+}
+
+impl<P: ParamBuffer> Optimizer for Opt<P> {
     fn schedule(&mut self, len: usize) -> Result<(Schedule<'_>, State<'_>), tinycnn::Error> {
         match self {
             Opt::Sgd(sgd) => sgd.schedule(len),

@@ -281,10 +281,6 @@ fn settings_out_of_range() {
         run(&["--model", "deep", "--threads", "2"]),
         "error: --model deep trains on one thread"
     );
-    assert_eq!(
-        run(&["--model", "deep", "--resume"]),
-        "error: --model deep writes no checkpoint to --resume from"
-    );
     let missing = format!("{out}/no-such-run/history.csv");
     assert!(run(&["--compare", &missing]).starts_with(&format!("error: {missing}: ")));
 }
@@ -430,6 +426,41 @@ fn the_deep_model_trains_and_its_file_is_read_as_the_deep_model_only() {
         .find_map(|l| l.strip_prefix("accuracy=").map(|a| a.parse::<f32>().unwrap()))
         .unwrap();
     assert!(accuracy > 0.6, "{accuracy}");
+    // Its checkpoint resumes it (not as the book's model).
+    let (code, stderr) = train(
+        &out,
+        &["--model", "deep", "--recipe", "adam", "--epochs", "3", "--resume"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 4, "{history}");
+    let whole = scratch("deep-whole");
+    let (code, stderr) = train(&whole, &["--model", "deep", "--recipe", "adam", "--epochs", "3"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        std::fs::read(whole.join("model.safetensors")).unwrap()
+            == std::fs::read(out.join("model.safetensors")).unwrap(),
+        "the resumed run's model differs from the uninterrupted one's"
+    );
+    let checkpoint = out.join("checkpoint.safetensors");
+    let line = fails(
+        "train",
+        &[
+            "--recipe",
+            "adam",
+            "--epochs",
+            "3",
+            "--resume",
+            "--data",
+            SUBSET,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        line,
+        format!("error: {}: tensor `conv.kernel` is missing", checkpoint.display())
+    );
     // The deep model's file is not the book's, nor the book's the deep one's.
     let model = model.to_str().unwrap();
     let line = fails("evaluate", &["--data", SUBSET, "--weights", model]);

@@ -1,9 +1,10 @@
 //! Training checkpoints: everything a run needs to continue exactly where it
 //! stopped, in one safetensors file written atomically.
 
-use super::safetensors::{params_tensors, read_f32, serialize_f32};
+use super::safetensors::{read_f32, serialize_f32};
 use super::{write_atomically, HostError};
-use crate::model::Params;
+use crate::model::{ParamBuffer, Params};
+use crate::stack::{Book, Stack};
 use crate::train::Adam;
 use safetensors::SafeTensors;
 use std::boxed::Box;
@@ -46,6 +47,19 @@ pub struct Checkpoint<
     pub info: BTreeMap<String, String>,
 }
 
+/// A training run of stack `S` as saved after an epoch.
+#[derive(Debug, Clone)]
+pub struct StackCheckpoint<S: Stack> {
+    /// The parameters after `epochs_done` epochs.
+    pub params: Box<S::Params>,
+    /// Adam's state, when the run uses Adam.
+    pub adam: Option<AdamState>,
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// The caller's own entries (settings, history, ...).
+    pub info: BTreeMap<String, String>,
+}
+
 /// Writes a checkpoint atomically: a reader (or a run killed while writing)
 /// sees the previous checkpoint or this one, never a mix.
 ///
@@ -76,14 +90,40 @@ pub fn save_checkpoint<
     epochs_done: usize,
     info: &BTreeMap<String, String>,
 ) -> Result<(), HostError> {
-    let mut tensors = params_tensors(params);
+    save_stack_checkpoint::<Book<H, W, K, FLAT, HIDDEN, CLASSES>>(path, params, adam, epochs_done, info)
+}
+
+/// [`save_checkpoint`] for any stack: its tensors under the stack's names
+/// (see [`Tensor`](crate::stack::Tensor)), Adam's moments, and `info`.
+///
+/// # Errors
+/// [`HostError::Io`] or [`HostError::Safetensors`], naming the file.
+pub fn save_stack_checkpoint<S: Stack>(
+    path: &Path,
+    params: &S::Params,
+    adam: Option<&Adam<S::Params>>,
+    epochs_done: usize,
+    info: &BTreeMap<String, String>,
+) -> Result<(), HostError> {
+    let flat = params.as_flat();
+    let mut named = Vec::new();
+    S::for_each_tensor(|t| named.push((t.name::<S>(), t.dims().to_vec(), t.at..t.at + t.len())));
+    let mut tensors: Vec<(&str, Vec<usize>, &[f32])> = named
+        .iter()
+        .map(|(name, dims, range)| {
+            (
+                name.as_str(),
+                dims.clone(),
+                flat.get(range.clone()).unwrap_or_default(),
+            )
+        })
+        .collect();
     let mut metadata: HashMap<String, String> = info.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     metadata.insert(EPOCHS_DONE.to_string(), epochs_done.to_string());
     if let Some(adam) = adam {
         let (m, v) = adam.moments();
-        let count = Params::<H, W, K, FLAT, HIDDEN, CLASSES>::COUNT;
-        tensors.push(("adam.m", std::vec![count], crate::ParamBuffer::as_flat(m)));
-        tensors.push(("adam.v", std::vec![count], crate::ParamBuffer::as_flat(v)));
+        tensors.push(("adam.m", std::vec![S::PARAMETERS], m.as_flat()));
+        tensors.push(("adam.v", std::vec![S::PARAMETERS], v.as_flat()));
         metadata.insert(ADAM_STEPS.to_string(), adam.steps().to_string());
     }
     let bytes = serialize_f32(&tensors, Some(metadata)).map_err(|detail| HostError::Safetensors {
@@ -114,6 +154,19 @@ pub fn load_checkpoint<
     })
 }
 
+/// Reads a checkpoint of stack `S` written by [`save_stack_checkpoint`].
+///
+/// # Errors
+/// [`HostError::Io`], or [`HostError::Safetensors`] for a malformed file or
+/// one of another stack (naming the tensor missing or misshapen).
+pub fn load_stack_checkpoint<S: Stack>(path: &Path) -> Result<StackCheckpoint<S>, HostError> {
+    let bytes = super::files::read_file(path)?;
+    stack_checkpoint_from_safetensors::<S>(&bytes).map_err(|detail| HostError::Safetensors {
+        path: path.to_path_buf(),
+        detail,
+    })
+}
+
 /// A checkpoint from the bytes of its file.
 ///
 /// # Errors
@@ -128,7 +181,26 @@ pub fn checkpoint_from_safetensors<
 >(
     bytes: &[u8],
 ) -> Result<Checkpoint<H, W, K, FLAT, HIDDEN, CLASSES>, String> {
-    let params = super::params_from_safetensors(bytes)?;
+    let StackCheckpoint {
+        params,
+        adam,
+        epochs_done,
+        info,
+    } = stack_checkpoint_from_safetensors::<Book<H, W, K, FLAT, HIDDEN, CLASSES>>(bytes)?;
+    Ok(Checkpoint {
+        params,
+        adam,
+        epochs_done,
+        info,
+    })
+}
+
+/// A checkpoint of stack `S` from the bytes of its file.
+///
+/// # Errors
+/// A description of the first problem found.
+pub fn stack_checkpoint_from_safetensors<S: Stack>(bytes: &[u8]) -> Result<StackCheckpoint<S>, String> {
+    let params = super::stack_from_safetensors::<S>(bytes)?;
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| std::format!("not a safetensors file ({e})"))?;
     let mut info: BTreeMap<String, String> = header
@@ -151,7 +223,7 @@ pub fn checkpoint_from_safetensors<
         Some(steps) => {
             let file =
                 SafeTensors::deserialize(bytes).map_err(|e| std::format!("not a safetensors file ({e})"))?;
-            let count = Params::<H, W, K, FLAT, HIDDEN, CLASSES>::COUNT;
+            let count = S::PARAMETERS;
             let (mut m, mut v) = (std::vec![0.0; count], std::vec![0.0; count]);
             read_f32(&file, "adam.m", &[count], &mut m)?;
             read_f32(&file, "adam.v", &[count], &mut v)?;
@@ -159,7 +231,7 @@ pub fn checkpoint_from_safetensors<
             Some(AdamState { steps, m, v })
         }
     };
-    Ok(Checkpoint {
+    Ok(StackCheckpoint {
         params,
         adam,
         epochs_done,

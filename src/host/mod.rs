@@ -12,7 +12,10 @@ pub use self::safetensors::{
     load_safetensors, load_stack, params_from_safetensors, safetensors_bytes, save_safetensors, save_stack,
     stack_from_safetensors, stack_safetensors_bytes,
 };
-pub use checkpoint::{checkpoint_from_safetensors, load_checkpoint, save_checkpoint, AdamState, Checkpoint};
+pub use checkpoint::{
+    checkpoint_from_safetensors, load_checkpoint, load_stack_checkpoint, save_checkpoint,
+    save_stack_checkpoint, stack_checkpoint_from_safetensors, AdamState, Checkpoint, StackCheckpoint,
+};
 pub use fashion::{FashionMnist, CLASS_NAMES, DATA_DIR_ENV, SYSTEM_DATA_DIR};
 pub use files::{load_blob, read_maybe_gz, save_blob, save_stack_blob, write_atomically, AlignedBytes};
 pub use parallel::ParallelTrainer;

@@ -109,24 +109,6 @@ pub fn load_stack<S: Stack>(path: &Path) -> Result<Box<S::Params>, HostError> {
     })
 }
 
-/// The parameters as `(name, shape, values)`, in storage order.
-pub(crate) fn params_tensors<
-    const H: usize,
-    const W: usize,
-    const K: usize,
-    const FLAT: usize,
-    const HIDDEN: usize,
-    const CLASSES: usize,
->(
-    params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-) -> Vec<(&'static str, Vec<usize>, &[f32])> {
-    params
-        .tensors()
-        .iter()
-        .map(|t| (t.name, t.dims().to_vec(), t.values))
-        .collect()
-}
-
 /// `F32` tensors (stored little-endian) and optional metadata as safetensors bytes.
 pub(crate) fn serialize_f32(
     tensors: &[(&str, Vec<usize>, &[f32])],
