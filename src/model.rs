@@ -5,7 +5,7 @@ mod int8_kernel;
 pub(crate) mod layers;
 mod params8;
 
-use crate::data::Samples;
+use crate::data::{Inputs, Samples};
 use crate::kernels::{all_finite, argmax, softmax, softmax_cross_entropy, ConvKernel};
 use crate::Error;
 use bytemuck::{Pod, Zeroable};
@@ -395,19 +395,33 @@ pub(crate) fn evaluate_logits<
     image: &mut [[f32; W]; H],
     mut logits_of: impl FnMut(&[[f32; W]; H]) -> Result<[f32; CLASSES], Error>,
 ) -> Result<Evaluation, Error> {
+    let mut grad = [0.0f32; CLASSES];
+    evaluate_each(samples, image, |image, label| {
+        let logits = logits_of(image)?;
+        let loss = softmax_cross_entropy(&logits, label, 1.0, &mut grad)?;
+        Ok((loss, argmax(&logits) == label))
+    })
+}
+
+/// Mean loss and accuracy over `samples`, read one at a time into `input`,
+/// with `score` giving each sample's loss and whether it was classed right.
+pub(crate) fn evaluate_each<I, D: Inputs<I> + ?Sized>(
+    samples: &D,
+    input: &mut I,
+    mut score: impl FnMut(&mut I, usize) -> Result<(f32, bool), Error>,
+) -> Result<Evaluation, Error> {
     if samples.is_empty() {
         return Err(Error::Empty {
             what: "evaluation set",
         });
     }
-    let mut grad = [0.0f32; CLASSES];
     let mut loss_sum = 0.0f64;
     let mut correct = 0;
     for index in 0..samples.len() {
-        let label = samples.read(index, image)?;
-        let logits = logits_of(image)?;
-        loss_sum += f64::from(softmax_cross_entropy(&logits, label, 1.0, &mut grad)?);
-        correct += usize::from(argmax(&logits) == label);
+        let label = samples.read(index, input)?;
+        let (loss, right) = score(input, label)?;
+        loss_sum += f64::from(loss);
+        correct += usize::from(right);
     }
     let total = samples.len();
     Ok(Evaluation {

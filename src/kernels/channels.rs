@@ -5,13 +5,13 @@
 //! `(ky, kx, in, out)` order, SAME padding, stride 1.
 //!
 //! Written plainly: the sums over output channels are contiguous, which a
-//! compiler vectorizes, and zero inputs (most of a map that came out of a
-//! ReLU) are skipped.
+//! compiler vectorizes, and the forward pass has no branch on zero inputs,
+//! whose pattern after a ReLU no predictor learns.
 
 use super::vector::{axpy, dot};
 
-/// The position in a `KS`-wide window of output cell `out` that reads input
-/// cell `out + tap - KS / 2`, when that is inside `0..len`.
+/// The input cell that tap `tap` of output cell `out` reads,
+/// `out + tap - half`, when that is inside `0..len`.
 #[inline]
 fn source(out: usize, tap: usize, half: usize, len: usize) -> Option<usize> {
     (out + tap).checked_sub(half).filter(|&i| i < len)
@@ -84,8 +84,7 @@ fn conv_row<const H: usize, const W: usize, const CIN: usize, const COUT: usize,
 ) {
     let half = KS / 2;
     for (x, sums) in row.iter_mut().enumerate() {
-        // The sums stay in registers over the taps; no branch on zero
-        // inputs, whose pattern a predictor cannot learn.
+        // The sums stay in registers over the taps.
         let mut acc = *bias;
         for ky in 0..KS {
             let Some(iy) = source(y, ky, half, H) else {

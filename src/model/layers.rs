@@ -39,15 +39,13 @@ pub trait Layers<
     fn dense1(&self, input: &mut [f32; FLAT], out: &mut [f32; HIDDEN]);
 
     /// Backward through dense1 at the listed inputs: its bias gradient
-    /// added to `bias_grad`, its kernel gradient to `kernel_grad` if given
-    /// (an 8-bit kernel takes its update from the schedule instead), and
-    /// the gradient at its input written to `input_grad`.
+    /// added to `bias_grad` and the gradient at its input written to
+    /// `input_grad`; its kernel's update is the schedule's to form.
     fn dense1_backward_listed(
         &self,
         input: &[f32; FLAT],
         active: &[u16],
         out_grad: &[f32; HIDDEN],
-        kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
         bias_grad: &mut [f32; HIDDEN],
         input_grad: &mut [f32; FLAT],
     );
@@ -86,7 +84,6 @@ impl<
         input: &[f32; FLAT],
         active: &[u16],
         out_grad: &[f32; HIDDEN],
-        kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
         bias_grad: &mut [f32; HIDDEN],
         input_grad: &mut [f32; FLAT],
     ) {
@@ -95,7 +92,7 @@ impl<
             active,
             &self.dense1_kernel,
             out_grad,
-            kernel_grad,
+            None,
             bias_grad,
             Some(input_grad),
         );
@@ -144,7 +141,6 @@ impl<
         _input: &[f32; FLAT],
         active: &[u16],
         out_grad: &[f32; HIDDEN],
-        _kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
         bias_grad: &mut [f32; HIDDEN],
         input_grad: &mut [f32; FLAT],
     ) {
@@ -293,10 +289,9 @@ impl<
         input: &[f32; FLAT],
         active: &[u16],
         out_grad: &[f32; HIDDEN],
-        kernel_grad: Option<&mut [[f32; HIDDEN]; FLAT]>,
         bias_grad: &mut [f32; HIDDEN],
         input_grad: &mut [f32; FLAT],
     ) {
-        (**self).dense1_backward_listed(input, active, out_grad, kernel_grad, bias_grad, input_grad);
+        (**self).dense1_backward_listed(input, active, out_grad, bias_grad, input_grad);
     }
 }

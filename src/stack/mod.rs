@@ -30,8 +30,9 @@
 //!   outputs are the logits of a softmax cross-entropy.
 //!
 //! Every layer but the first takes a map that came out of a ReLU: its zeros
-//! pass no gradient, so each layer lists its input's non-zero cells and works
-//! on those alone, forward and backward.
+//! pass no gradient, so a dense layer lists its input's non-zero cells and
+//! works on those alone, forward and backward, and a convolution's backward
+//! passes gradient only where its output was positive.
 //!
 //! Parameters are one flat `[f32; N]` in Keras's order (each layer's kernel
 //! then its bias; a convolution's kernel `(ky, kx, in, out)`, a dense

@@ -3,7 +3,7 @@
 use super::{Layer, Logits, Stack, Zeroed};
 use crate::data::Inputs;
 use crate::kernels::all_finite;
-use crate::model::{Evaluation, ParamBuffer};
+use crate::model::{evaluate_each, Evaluation, ParamBuffer};
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
@@ -93,50 +93,47 @@ impl<S: Stack> Workspace<S> {
         params: &S::Params,
         samples: &D,
     ) -> Result<Evaluation, Error> {
-        if samples.is_empty() {
-            return Err(Error::Empty {
-                what: "evaluation set",
-            });
-        }
-        let (mut loss_sum, mut correct) = (0.0f64, 0);
         let mut grad = S::Logits::ZERO;
-        for index in 0..samples.len() {
-            let label = samples.read(index, &mut self.input)?;
-            let logits = self.logits_in_place(params)?;
-            loss_sum += f64::from(logits.cross_entropy(label, 1.0, &mut grad)?);
-            correct += usize::from(logits.class() == label);
-        }
-        let total = samples.len();
-        Ok(Evaluation {
-            loss: (loss_sum / total as f64) as f32,
-            accuracy: correct as f32 / total as f32,
-            correct,
-            total,
+        let Self { state, input } = self;
+        evaluate_each(samples, input, |input, label| {
+            let logits = forward_no_dropout::<S>(params, input, state)?;
+            Ok((
+                logits.cross_entropy(label, 1.0, &mut grad)?,
+                logits.class() == label,
+            ))
         })
     }
 
     /// Checks the input in place, for a forward pass.
     pub(crate) fn check_input(&self) -> Result<(), Error> {
-        let () = S::PARAMS_MATCH;
-        if all_finite(bytemuck::cast_slice(core::slice::from_ref(&self.input))) {
-            Ok(())
-        } else {
-            Err(Error::NonFinite { what: "image" })
-        }
+        check_input::<S>(&self.input)
     }
 
     /// The logits of the input in place, without dropout.
     fn logits_in_place(&mut self, params: &S::Params) -> Result<&S::Logits, Error> {
-        self.check_input()?;
-        S::Layers::forward(
-            params.as_flat(),
-            &mut self.input,
-            &mut self.state,
-            0.0,
-            &mut NoDraws,
-        );
-        Ok(S::Layers::output(&self.state))
+        forward_no_dropout::<S>(params, &mut self.input, &mut self.state)
     }
+}
+
+/// Refuses an input that is not finite.
+fn check_input<S: Stack>(input: &S::Input) -> Result<(), Error> {
+    let () = S::PARAMS_MATCH;
+    if all_finite(bytemuck::cast_slice(core::slice::from_ref(input))) {
+        Ok(())
+    } else {
+        Err(Error::NonFinite { what: "image" })
+    }
+}
+
+/// The logits of `input`, without dropout, in `state`.
+fn forward_no_dropout<'s, S: Stack>(
+    params: &S::Params,
+    input: &mut S::Input,
+    state: &'s mut StateOf<S>,
+) -> Result<&'s S::Logits, Error> {
+    check_input::<S>(input)?;
+    S::Layers::forward(params.as_flat(), input, state, 0.0, &mut NoDraws);
+    Ok(S::Layers::output(state))
 }
 
 /// The generator of a pass without dropout, which draws nothing.

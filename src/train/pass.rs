@@ -65,14 +65,12 @@ pub(crate) fn last_layer_backward<const HIDDEN: usize, const CLASSES: usize>(
     Ok(loss)
 }
 
-/// Where the whole network's gradient goes. `hidden` receives the sample's
-/// gradient at dense1's outputs; without `dense1_kernel` the pass leaves
-/// dense1's kernel gradient to the schedule, which forms it from `hidden`
+/// Where the network's gradient goes but dense1's kernel's, which the
+/// schedule forms from `hidden` (the sample's gradient at dense1's outputs)
 /// and the pooled map.
 pub(crate) struct Grads<'a, const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> {
     pub conv_kernel: &'a mut [[[f32; K]; 3]; 3],
     pub conv_bias: &'a mut [f32; K],
-    pub dense1_kernel: Option<&'a mut [[f32; HIDDEN]; FLAT]>,
     pub dense1_bias: &'a mut [f32; HIDDEN],
     pub hidden: &'a mut [f32; HIDDEN],
     pub dense2: LayerGrads<'a, HIDDEN, CLASSES>,
@@ -195,14 +193,7 @@ impl<
         } = self;
         let hidden_grad = &*grads.hidden;
         relisted(&ws.pooled, |active| {
-            params.dense1_backward_listed(
-                &ws.pooled,
-                active,
-                hidden_grad,
-                grads.dense1_kernel,
-                grads.dense1_bias,
-                pooled_grad,
-            );
+            params.dense1_backward_listed(&ws.pooled, active, hidden_grad, grads.dense1_bias, pooled_grad);
             if rate > 0.0 {
                 // Kept values were scaled by 1 / (1 - rate) on the way forward;
                 // the gradient elsewhere is zero.

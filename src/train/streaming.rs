@@ -393,7 +393,6 @@ impl<
             let grads = Grads {
                 conv_kernel: &mut self.conv_kernel_grad,
                 conv_bias: &mut self.conv_bias_grad,
-                dense1_kernel: None,
                 dense1_bias: &mut self.dense1_bias_grad,
                 hidden: hidden_grad,
                 dense2: LayerGrads {
