@@ -80,7 +80,7 @@ fn epoch_seconds<S: Samples<28, 28> + Sync + ?Sized>(recipe: Recipe, threads: us
         trainer.set_dropout(dropout).expect("the recipe's rate");
         epoch!(trainer);
     } else {
-        epoch!(ParallelTrainer::new(threads, dropout).expect("threads"));
+        epoch!(ParallelTrainer::<tinycnn::stack::Book>::new(threads, dropout).expect("threads"));
     }
     start.elapsed().as_secs_f64()
 }

@@ -23,7 +23,7 @@ use tinycnn::host::{
     load_checkpoint, load_stack_checkpoint, save_checkpoint, save_stack_checkpoint, AdamState, Checkpoint,
     ParallelTrainer,
 };
-use tinycnn::stack::{Deep, Stack, Workspace};
+use tinycnn::stack::{Deep, Split, Stack, Workspace};
 use tinycnn::train::{
     Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State, StreamingSgdTrainer,
 };
@@ -158,14 +158,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // file is read or written.
     Sgd::new(lr)?;
     let recipe_name = format!("{:?}", args.recipe).to_lowercase();
-    if args.model == Model::Deep {
-        // The deep model trains through `Trainer`, on one thread.
-        if matches!(args.recipe, Recipe::Sgd8) {
-            return Err("--recipe sgd8 trains the book's model (--model book)".into());
-        }
-        if args.threads > 1 {
-            return Err("--model deep trains on one thread".into());
-        }
+    if args.model == Model::Deep && matches!(args.recipe, Recipe::Sgd8) {
+        return Err("--recipe sgd8 trains the book's model (--model book)".into());
     }
     let run_name = match args.model {
         Model::Book => recipe_name.clone(),
@@ -257,7 +251,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     trainer.set_dropout(dropout)?;
     let mut parallel = match args.threads {
         1 => None,
-        threads => Some(ParallelTrainer::new(threads, dropout)?),
+        threads => Some(ParallelTrainer::<tinycnn::stack::Book>::new(threads, dropout)?),
     };
     // The 8-bit recipe: its parameters, and the schedule that trains them
     // without a gradient of dense1's kernel.
@@ -463,11 +457,16 @@ impl StackRun<'_> {
     ) -> Result<(), Box<dyn std::error::Error>>
     where
         S: Stack<Input = [[f32; 28]; 28]>,
+        S::Layers: Split,
     {
         let mut params = S::boxed_params();
         S::init_glorot(&mut params, &mut Pcg32::seed_from_u64(self.args.seed));
         let mut trainer = Trainer::<S>::boxed();
         trainer.set_dropout(self.dropout)?;
+        let mut parallel = match self.args.threads {
+            1 => None,
+            threads => Some(ParallelTrainer::<S>::new(threads, self.dropout)?),
+        };
         let mut optimizer = Opt::<S::Params>::of(self.args.recipe, self.lr)?;
         let checkpoint_path = self.out.join("checkpoint.safetensors");
         let (mut rows, mut first_epoch) = (Vec::new(), 0);
@@ -492,9 +491,11 @@ impl StackRun<'_> {
             let epoch_of = Epoch::new(&mut order, self.batch_size, &mut rng)
                 .number(epoch)
                 .progress(&mut progress);
-            let train_loss = trainer
-                .train_epoch(&mut params, &mut optimizer, train, epoch_of)
-                .map_err(|e| training_error(e, epoch))?;
+            let trained = match &mut parallel {
+                Some(parallel) => parallel.train_epoch(&mut params, &mut optimizer, train, epoch_of),
+                None => trainer.train_epoch(&mut params, &mut optimizer, train, epoch_of),
+            };
+            let train_loss = trained.map_err(|e| training_error(e, epoch))?;
             let train_seconds = start.elapsed().as_secs_f64();
             progress.bar.finish_and_clear();
             let val = trainer.evaluate(&params, validation)?;

@@ -277,10 +277,6 @@ fn settings_out_of_range() {
         run(&["--model", "deep", "--recipe", "sgd8"]),
         "error: --recipe sgd8 trains the book's model (--model book)"
     );
-    assert_eq!(
-        run(&["--model", "deep", "--threads", "2"]),
-        "error: --model deep trains on one thread"
-    );
     let missing = format!("{out}/no-such-run/history.csv");
     assert!(run(&["--compare", &missing]).starts_with(&format!("error: {missing}: ")));
 }
@@ -396,6 +392,37 @@ fn a_run_that_ends_at_chance_says_so() {
     let (code, stderr) = train(&scratch("alive"), &["--recipe", "sgd", "--epochs", "1"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+/// The training losses in `out`'s history.
+fn train_losses(out: &Path) -> Vec<f32> {
+    let history = std::fs::read_to_string(out.join("history.csv")).unwrap();
+    history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_deep_model_trains_on_two_threads() {
+    let out = scratch("deep-threads");
+    let (code, stderr) = train(
+        &out,
+        &[
+            "--model",
+            "deep",
+            "--recipe",
+            "adam",
+            "--epochs",
+            "2",
+            "--threads",
+            "2",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let losses = train_losses(&out);
+    assert!(losses[1] < losses[0] && losses[0] < 2.0, "{losses:?}");
 }
 
 #[test]

@@ -202,6 +202,32 @@ impl Pooling for Full {
     channel_kernels!(false);
 }
 
+/// A [`ConvRelu`]'s parameters: `kernel` `(ky, kx, in, out)` and `bias`,
+/// as Keras shapes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct ConvParams<const KS: usize, const CIN: usize, const COUT: usize> {
+    /// The kernel.
+    pub kernel: [[[[f32; COUT]; CIN]; KS]; KS],
+    /// The bias.
+    pub bias: [f32; COUT],
+}
+
+// SAFETY: `repr(C)` and only `f32` arrays: no padding, every bit pattern valid.
+unsafe impl<const KS: usize, const CIN: usize, const COUT: usize> bytemuck::Zeroable
+    for ConvParams<KS, CIN, COUT>
+{
+}
+// SAFETY: as above; the type is `Copy` and `'static`.
+unsafe impl<const KS: usize, const CIN: usize, const COUT: usize> Pod for ConvParams<KS, CIN, COUT> {}
+
+impl<const KS: usize, const CIN: usize, const COUT: usize> Zeroed for ConvParams<KS, CIN, COUT> {
+    const ZERO: Self = Self {
+        kernel: [[[[0.0; COUT]; CIN]; KS]; KS],
+        bias: [0.0; COUT],
+    };
+}
+
 /// What a [`ConvRelu`] keeps of a sample: its output map and each pooling
 /// window's winner.
 #[derive(Debug, Clone)]
@@ -276,7 +302,7 @@ impl<
         const COUT: usize,
         const KS: usize,
         const FLAT: usize,
-        I: Pod,
+        I: Pod + Send + Sync,
         P: Pooling,
     > Layer for ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>
 {
@@ -284,6 +310,7 @@ impl<
     type Out = [f32; FLAT];
     type Junctions = ();
     type State = ConvState<FLAT>;
+    type Params = ConvParams<KS, CIN, COUT>;
     const PARAMS: usize = Self::KERNEL + COUT;
 
     // Two convolution rows, in either kernel.

@@ -17,14 +17,42 @@ use rand_core::RngCore;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Dense<const IN: usize, const OUT: usize, I, const RELU: bool, const DROPOUT: bool>(PhantomData<I>);
 
+/// A [`Dense`] layer's parameters: `kernel` `(in, out)` and `bias`, as
+/// Keras shapes them.
+///
+/// ```
+/// let params = tinycnn::stack::DenseParams::<3, 2> { kernel: [[1.0, 2.0]; 3], bias: [0.5, -0.5] };
+/// assert_eq!(bytemuck::cast_slice::<_, f32>(core::slice::from_ref(&params)).len(), 8);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct DenseParams<const IN: usize, const OUT: usize> {
+    /// The kernel, a row of `OUT` weights per input.
+    pub kernel: [[f32; OUT]; IN],
+    /// The bias.
+    pub bias: [f32; OUT],
+}
+
+// SAFETY: `repr(C)` and only `f32` arrays: no padding, every bit pattern valid.
+unsafe impl<const IN: usize, const OUT: usize> bytemuck::Zeroable for DenseParams<IN, OUT> {}
+// SAFETY: as above; the type is `Copy` and `'static`.
+unsafe impl<const IN: usize, const OUT: usize> Pod for DenseParams<IN, OUT> {}
+
+impl<const IN: usize, const OUT: usize> Zeroed for DenseParams<IN, OUT> {
+    const ZERO: Self = Self {
+        kernel: [[0.0; OUT]; IN],
+        bias: [0.0; OUT],
+    };
+}
+
 /// What a [`Dense`] layer keeps of a sample: its outputs and the positions
 /// of its input's non-zero cells.
 #[derive(Debug, Clone)]
 #[repr(C)]
 pub struct DenseState<const IN: usize, const OUT: usize> {
-    out: [f32; OUT],
-    positions: [u16; IN],
-    len: usize,
+    pub(crate) out: [f32; OUT],
+    pub(crate) positions: [u16; IN],
+    pub(crate) len: usize,
 }
 
 // SAFETY: `f32` and `u16` arrays and a `usize`: all zero bytes form a
@@ -40,7 +68,8 @@ impl<const IN: usize, const OUT: usize> Zeroed for DenseState<IN, OUT> {
 }
 
 impl<const IN: usize, const OUT: usize> DenseState<IN, OUT> {
-    fn active(&self) -> &[u16] {
+    /// The positions of the input's non-zero cells forward listed.
+    pub(crate) fn active(&self) -> &[u16] {
         self.positions.get(..self.len).unwrap_or_default()
     }
 }
@@ -72,13 +101,14 @@ impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT:
     };
 }
 
-impl<const IN: usize, const OUT: usize, I: Pod, const RELU: bool, const DROPOUT: bool> Layer
+impl<const IN: usize, const OUT: usize, I: Pod + Send + Sync, const RELU: bool, const DROPOUT: bool> Layer
     for Dense<IN, OUT, I, RELU, DROPOUT>
 {
     type In = I;
     type Out = [f32; OUT];
     type Junctions = ();
     type State = DenseState<IN, OUT>;
+    type Params = DenseParams<IN, OUT>;
     const PARAMS: usize = IN * OUT + OUT;
 
     const FRAME_BYTES: usize = 0;

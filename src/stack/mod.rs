@@ -43,13 +43,15 @@ mod conv;
 mod deep;
 mod dense;
 mod macros;
-mod workspace;
+mod split;
+pub(crate) mod workspace;
 
 pub use book::Book;
 pub use conv::ConvState;
-pub use conv::{ConvRelu, Full, MaxPool2, Pooling};
+pub use conv::{ConvParams, ConvRelu, Full, MaxPool2, Pooling};
 pub use deep::Deep;
-pub use dense::{Dense, DenseState};
+pub use dense::{Dense, DenseParams, DenseState};
+pub use split::{Last, Split, SplitAt, WithSizes};
 pub use workspace::Workspace;
 
 use crate::Error;
@@ -100,15 +102,19 @@ impl<T: Zeroed, const N: usize> Zeroed for [T; N] {
 /// chain of them that [`stack!`](crate::stack!) spells out.
 pub trait Layer {
     /// The map it reads.
-    type In: Pod;
+    type In: Pod + Send + Sync;
     /// The map it writes.
-    type Out: Pod;
+    type Out: Pod + Send + Sync;
     /// Its output, and what backward needs of the sample in flight.
-    type State: Zeroed + Zeroable;
+    type State: Zeroed + Zeroable + Send + Sync;
     /// The gradients backward passes between its parts, where they meet
     /// (none for a single layer): training memory that inference does not
     /// hold.
-    type Junctions: Zeroed + Zeroable;
+    type Junctions: Zeroed + Zeroable + Send + Sync;
+    /// Its parameters as a type of their own (kernel then bias, `f32`,
+    /// no padding): how a schedule that keeps part of a stack's gradient
+    /// sizes its buffers.
+    type Params: Pod + Zeroed + Send + Sync;
     /// How many `f32` parameters it has, kernel then bias.
     const PARAMS: usize;
 
@@ -192,6 +198,29 @@ impl<A: Layer, B: Layer> Zeroed for ChainState<A, B> {
     };
 }
 
+/// A [`Chain`]'s parameters: `A`'s, then `B`'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct ChainParams<A, B> {
+    /// The first layer's.
+    pub first: A,
+    /// The second's.
+    pub second: B,
+}
+
+// SAFETY: two `Pod` values of `f32` only (every layer's parameters are
+// `f32` arrays, 4-byte aligned): no padding, every bit pattern valid.
+unsafe impl<A: Pod, B: Pod> Zeroable for ChainParams<A, B> {}
+// SAFETY: as above; `Copy` and `'static` as its parts are.
+unsafe impl<A: Pod, B: Pod> Pod for ChainParams<A, B> {}
+
+impl<A: Zeroed, B: Zeroed> Zeroed for ChainParams<A, B> {
+    const ZERO: Self = Self {
+        first: A::ZERO,
+        second: B::ZERO,
+    };
+}
+
 /// The gradients inside a [`Chain`]: both layers' junctions and the
 /// gradient where the two meet (at `A`'s output).
 #[derive(Debug, Clone)]
@@ -231,6 +260,7 @@ where
     type Out = B::Out;
     type State = ChainState<A, B>;
     type Junctions = ChainJunctions<A, B>;
+    type Params = ChainParams<A::Params, B::Params>;
     const PARAMS: usize = A::PARAMS + B::PARAMS;
 
     const FRAME_BYTES: usize = if A::FRAME_BYTES > B::FRAME_BYTES {
@@ -434,11 +464,11 @@ pub trait Stack {
     type Layers: Layer<In = Self::Input, Out = Self::Logits>;
     /// One sample's input map (`[[f32; W]; H]` for one channel,
     /// `[[[f32; C]; W]; H]` for several).
-    type Input: Pod + Zeroed;
+    type Input: Pod + Zeroed + Send + Sync;
     /// The last layer's outputs.
-    type Logits: Logits;
+    type Logits: Logits + Send + Sync;
     /// Every parameter, flat: `[f32; PARAMETERS]`.
-    type Params: crate::ParamBuffer;
+    type Params: crate::ParamBuffer + Send + Sync;
     /// The number of parameters.
     const PARAMETERS: usize;
     /// Bytes the parameters occupy.

@@ -116,7 +116,7 @@ impl<S: Stack> Workspace<S> {
 }
 
 /// Refuses an input that is not finite.
-fn check_input<S: Stack>(input: &S::Input) -> Result<(), Error> {
+pub(crate) fn check_input<S: Stack>(input: &S::Input) -> Result<(), Error> {
     let () = S::PARAMS_MATCH;
     if all_finite(bytemuck::cast_slice(core::slice::from_ref(input))) {
         Ok(())

@@ -15,13 +15,6 @@ pub(super) const PIECE: usize = 16 * 1024;
 /// are whole pieces.
 pub(super) const ROWS_PER_PIECE: usize = 16;
 
-/// Where dense1's kernel lies in the flat view of [`Params`] (`repr(C)`: the
-/// convolution's kernel and bias come first).
-pub(super) const fn dense1_kernel_range<const K: usize, const FLAT: usize, const HIDDEN: usize>(
-) -> core::ops::Range<usize> {
-    10 * K..10 * K + FLAT * HIDDEN
-}
-
 /// The rows of dense1's kernel thread `thread` of `threads` owns in its
 /// first run: whole pieces, as even a share as they allow.
 pub(super) fn owned_rows(thread: usize, threads: usize, rows: usize) -> Range<usize> {

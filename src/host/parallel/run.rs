@@ -1,86 +1,95 @@
 //! The passes of a run of batches as every thread sees them: by sample for
-//! the convolution, dense2 and the loss; by row of dense1's kernel for
-//! dense1's forward pass, its backward pass and its step.
+//! the layers before and after the wide layer and the loss; by row of the
+//! wide layer's kernel for its forward pass, its backward pass and its step.
 
 use super::meeting::{lock, read, write, Attendance, Meeting};
-use super::partition::{apply_in_pieces, dense1_kernel_range, ROWS_PER_PIECE};
+use super::partition::{apply_in_pieces, ROWS_PER_PIECE};
 use super::regroup::RowLane;
-use crate::data::Samples;
+use crate::data::Inputs;
 use crate::error::Divergence;
-use crate::kernels::conv::conv_relu_pool_backward_listed;
 use crate::kernels::dense::{accumulate_rows, nonzero_positions, row_input_grads, LineRow, Terms};
 use crate::kernels::dropout::{dropout, SampleStream};
-use crate::kernels::{all_finite, axpy, conv_relu_pool, relu};
-use crate::model::{ParamBuffer, Params};
-use crate::train::pass::{checked_loss, last_layer_backward, Layer, LayerGrads, Target};
+use crate::kernels::{all_finite, axpy, relu};
+use crate::model::ParamBuffer;
+use crate::stack::workspace::check_input;
+use crate::stack::{DenseState, Layer, Logits, Split, SplitAt, Stack, Zeroed};
+use crate::train::pass::checked_loss;
 use crate::train::{Schedule, State, Update};
 use crate::Error;
+use bytemuck::Zeroable;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::boxed::Box;
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::vec::Vec;
 
+/// The layers of stack `S` before its wide layer.
+pub(super) type Front<S> = <<S as Stack>::Layers as Split>::Front;
+/// The wide layer.
+pub(super) type Wide<S> = <<S as Stack>::Layers as Split>::Wide;
+/// The layers after it.
+pub(super) type Back<S> = <<S as Stack>::Layers as Split>::Back;
+
 /// What a sample's own thread keeps of it from one pass to the next.
-pub(super) struct Sample<const H: usize, const W: usize, const FLAT: usize, const HIDDEN: usize> {
-    pub(super) image: [[f32; W]; H],
+pub(super) struct Sample<S: Stack>
+where
+    S::Layers: Split,
+{
+    pub(super) input: S::Input,
     pub(super) label: usize,
-    /// Dense1's input: the pooled map after dropout.
-    pub(super) pooled: [f32; FLAT],
-    /// The winner of each pooling window.
-    pub(super) argmax: [u8; FLAT],
-    /// The positions of `pooled`'s non-zero cells, in increasing order: the
-    /// first `active_len`.
-    pub(super) active: [u16; FLAT],
-    pub(super) active_len: usize,
-    /// Dense1's sums, which the rows' owners add their terms to in turn.
-    pub(super) sums: [f32; HIDDEN],
-    /// The gradient at dense1's outputs (the loss scale included).
-    pub(super) hidden_grad: [f32; HIDDEN],
+    /// The front's maps: its output is the wide layer's input, after
+    /// dropout.
+    pub(super) front: <Front<S> as Layer>::State,
+    /// The wide layer's sums, which the rows' owners add their terms to in
+    /// turn, and the positions of its non-zero inputs.
+    pub(super) wide: <Wide<S> as Layer>::State,
+    /// The gradient at the wide layer's outputs (the loss scale included).
+    pub(super) hidden_grad: <Wide<S> as Layer>::Out,
+    /// The sample's dropout stream where the wide layer's mask left it.
+    pub(super) stream: u64,
 }
 
-impl<const H: usize, const W: usize, const FLAT: usize, const HIDDEN: usize> Sample<H, W, FLAT, HIDDEN> {
+impl<S: Stack> Sample<S>
+where
+    S::Layers: Split,
+{
     pub(super) fn boxed() -> Box<Self> {
         Box::new(Self {
-            image: [[0.0; W]; H],
+            input: Zeroed::ZERO,
             label: 0,
-            pooled: [0.0; FLAT],
-            argmax: [0; FLAT],
-            active: [0; FLAT],
-            active_len: 0,
-            sums: [0.0; HIDDEN],
-            hidden_grad: [0.0; HIDDEN],
+            front: Zeroed::ZERO,
+            wide: Zeroed::ZERO,
+            hidden_grad: Zeroable::zeroed(),
+            stream: 0,
         })
     }
+}
 
-    /// The positions of dense1's non-zero inputs.
-    fn active(&self) -> &[u16] {
-        self.active.get(..self.active_len).unwrap_or_default()
-    }
-
-    /// The positions of dense1's non-zero inputs among `rows`.
-    fn active_in(&self, rows: &Range<usize>) -> &[u16] {
-        let active = self.active();
-        let start = active.partition_point(|&i| usize::from(i) < rows.start);
-        let end = active.partition_point(|&i| usize::from(i) < rows.end);
-        active.get(start..end).unwrap_or_default()
-    }
+/// The positions of the non-zero inputs of `wide` among `rows`.
+fn active_in<'a, const FLAT: usize, const HIDDEN: usize>(
+    wide: &'a DenseState<FLAT, HIDDEN>,
+    rows: &Range<usize>,
+) -> &'a [u16] {
+    let active = wide.active();
+    let start = active.partition_point(|&i| usize::from(i) < rows.start);
+    let end = active.partition_point(|&i| usize::from(i) < rows.end);
+    active.get(start..end).unwrap_or_default()
 }
 
 /// What a thread keeps of its share of the batch by sample.
-pub(super) struct Lane<
-    const H: usize,
-    const W: usize,
-    const K: usize,
-    const FLAT: usize,
-    const HIDDEN: usize,
-    const CLASSES: usize,
-> {
-    /// The gradient of the thread's samples' losses, but for dense1's
-    /// kernel, which the rows' owners form.
-    pub(super) grads: Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>,
-    /// One sample's gradient at the pooled map at a time.
-    pub(super) pooled_grad: Box<[f32; FLAT]>,
+pub(super) struct Lane<S: Stack>
+where
+    S::Layers: Split,
+{
+    /// The gradient of the thread's samples' losses, but for the wide
+    /// layer's kernel, which the rows' owners form.
+    pub(super) grads: Box<S::Params>,
+    /// One sample's gradient at the wide layer's input at a time.
+    pub(super) wide_input_grad: Box<<Wide<S> as Layer>::In>,
+    /// The gradients inside the front and the back, and the back's maps.
+    pub(super) front_junctions: Box<<Front<S> as Layer>::Junctions>,
+    pub(super) back: Box<<Back<S> as Layer>::State>,
+    pub(super) back_junctions: Box<<Back<S> as Layer>::Junctions>,
     pub(super) loss: f32,
     /// The first error the thread's samples met.
     pub(super) error: Option<Error>,
@@ -88,19 +97,17 @@ pub(super) struct Lane<
     pub(super) used: bool,
 }
 
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Lane<H, W, K, FLAT, HIDDEN, CLASSES>
+impl<S: Stack> Lane<S>
+where
+    S::Layers: Split,
 {
     pub(super) fn new() -> Self {
         Self {
             grads: bytemuck::zeroed_box(),
-            pooled_grad: bytemuck::zeroed_box(),
+            wide_input_grad: bytemuck::zeroed_box(),
+            front_junctions: bytemuck::zeroed_box(),
+            back: bytemuck::zeroed_box(),
+            back_junctions: bytemuck::zeroed_box(),
             loss: 0.0,
             error: None,
             used: false,
@@ -109,18 +116,13 @@ impl<
 }
 
 /// A run of batches as every thread sees it: the passes of each batch, and
-/// its step, which each thread takes for its own rows of dense1's kernel.
-pub(super) struct Run<
-    'a,
-    S: ?Sized,
-    const H: usize,
-    const W: usize,
-    const K: usize,
-    const FLAT: usize,
-    const HIDDEN: usize,
-    const CLASSES: usize,
-> {
-    pub(super) samples: &'a S,
+/// its step, which each thread takes for its own rows of the wide layer's
+/// kernel (`FLAT` rows of `HIDDEN`).
+pub(super) struct Run<'a, D: ?Sized, S: Stack, const FLAT: usize, const HIDDEN: usize>
+where
+    S::Layers: Split,
+{
+    pub(super) samples: &'a D,
     /// The samples of the run, batch after batch, and each one's seed.
     pub(super) indices: &'a [u32],
     pub(super) seeds: &'a [u64],
@@ -129,12 +131,15 @@ pub(super) struct Run<
     pub(super) dropout: f32,
     /// Samples per thread.
     pub(super) chunk: usize,
-    /// The rows of dense1's kernel each thread owns.
+    /// The rows of the wide layer's kernel each thread owns.
     pub(super) rows: &'a [Range<usize>],
-    /// The parameters but for dense1's kernel, as the driver last stepped
-    /// them (dense1's kernel here is not used).
-    pub(super) small: &'a RwLock<Box<Params<H, W, K, FLAT, HIDDEN, CLASSES>>>,
-    /// Each thread's rows of dense1's kernel, and their optimizer state.
+    /// Where the wide layer's kernel lies in the flat parameters.
+    pub(super) wide: Range<usize>,
+    /// The parameters but for the wide layer's kernel, as the driver last
+    /// stepped them (the kernel here is not used).
+    pub(super) small: &'a RwLock<Box<S::Params>>,
+    /// Each thread's rows of the wide layer's kernel, and their optimizer
+    /// state.
     pub(super) owned: Vec<Mutex<Owned<'a, HIDDEN>>>,
     /// What only the thread that called for the run uses.
     pub(super) driver: Mutex<Driver<'a>>,
@@ -146,12 +151,12 @@ pub(super) struct Run<
     /// How many times a thread has read all it checks a batch by: the next
     /// batch waits for every thread to have done so.
     pub(super) checked: AtomicUsize,
-    /// Set when a thread found rows of dense1's kernel gradient, formed
+    /// Set when a thread found rows of the kernel's gradient, formed
     /// before the step, NaN or infinite.
     pub(super) diverged: AtomicBool,
-    pub(super) lanes: &'a [RwLock<Lane<H, W, K, FLAT, HIDDEN, CLASSES>>],
+    pub(super) lanes: &'a [RwLock<Lane<S>>],
     pub(super) row_lanes: &'a [RwLock<RowLane<HIDDEN>>],
-    pub(super) states: &'a [RwLock<Box<Sample<H, W, FLAT, HIDDEN>>>],
+    pub(super) states: &'a [RwLock<Box<Sample<S>>>],
     /// Where each sample is: 0 until its thread has read and convolved it,
     /// then 1 + the number of rows' owners that have added their terms to
     /// its sums (which they do in thread order). Waiting on these rather
@@ -161,8 +166,8 @@ pub(super) struct Run<
     pub(super) meeting: Meeting,
 }
 
-/// A thread's rows of dense1's kernel through a run, and their optimizer
-/// state.
+/// A thread's rows of the wide layer's kernel through a run, and their
+/// optimizer state.
 pub(super) type Owned<'a, const HIDDEN: usize> = (&'a mut [[f32; HIDDEN]], State<'a>);
 
 /// What the thread that called for a run keeps to itself: the optimizer's
@@ -176,15 +181,10 @@ pub(super) struct Driver<'a> {
     pub(super) result: Result<(), Error>,
 }
 
-impl<
-        S: Samples<H, W> + Sync + ?Sized,
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Run<'_, S, H, W, K, FLAT, HIDDEN, CLASSES>
+impl<D, S, const FLAT: usize, const HIDDEN: usize> Run<'_, D, S, FLAT, HIDDEN>
+where
+    D: Inputs<S::Input> + Sync + ?Sized,
+    S: SplitAt<FLAT, HIDDEN>,
 {
     /// Thread `thread`'s part of every batch, meeting the others in
     /// between; `driving` for the thread that called for the run.
@@ -200,12 +200,12 @@ impl<
             let update = *lock(&self.update);
             let rows: &[[f32; HIDDEN]] = owned.as_deref().map_or(&[], |(rows, _)| rows);
             self.convolve(thread, k);
-            self.dense1_forward(thread, rows);
+            self.wide_forward(thread, rows);
             self.head(thread);
             self.meeting.wait();
-            self.dense1_backward(thread, rows);
+            self.wide_backward(thread, rows);
             self.meeting.wait();
-            self.convolution_backward(thread);
+            self.front_backward(thread);
             self.meeting.wait();
             // Every thread checks the batch the same way and comes to the
             // same decision, so none waits for another to make it.
@@ -259,13 +259,30 @@ impl<
     }
 
     /// The batch's samples, in batch order, read-locked.
-    fn read_all(&self) -> Vec<RwLockReadGuard<'_, Box<Sample<H, W, FLAT, HIDDEN>>>> {
+    fn read_all(&self) -> Vec<RwLockReadGuard<'_, Box<Sample<S>>>> {
         self.states.iter().take(self.batch_size).map(read).collect()
     }
 
-    /// Reads the thread's samples, then convolves, pools, drops out and lists
-    /// dense1's non-zero inputs. A thread stops at its first error, as if
-    /// the rest of its samples were blank.
+    /// The parameters of the layers before the wide one, of the wide
+    /// layer's bias, and of the layers after it, in `flat`.
+    fn parts<'p>(&self, flat: &'p [f32]) -> (&'p [f32], &'p [f32; HIDDEN], &'p [f32]) {
+        let (front, rest) = flat.split_at(self.wide.start.min(flat.len()));
+        let rest = rest.get(self.wide.len()..).unwrap_or_default();
+        let (bias, back) = rest.split_at(HIDDEN.min(rest.len()));
+        (front, bias.try_into().unwrap_or(&[0.0; HIDDEN]), back)
+    }
+
+    /// The same, to change.
+    fn parts_mut<'p>(&self, flat: &'p mut [f32]) -> (&'p mut [f32], &'p mut [f32], &'p mut [f32]) {
+        let (front, rest) = flat.split_at_mut(self.wide.start.min(flat.len()));
+        let rest = rest.get_mut(self.wide.len()..).unwrap_or_default();
+        let (bias, back) = rest.split_at_mut(HIDDEN.min(rest.len()));
+        (front, bias, back)
+    }
+
+    /// Reads the thread's samples, then runs the front, drops out and lists
+    /// the wide layer's non-zero inputs. A thread stops at its first error,
+    /// as if the rest of its samples were blank.
     fn convolve(&self, thread: usize, k: usize) {
         let Some(lane) = self.lanes.get(thread) else {
             return;
@@ -276,15 +293,13 @@ impl<
         lane.used = !own.is_empty();
         lane.loss = 0.0;
         lane.error = None;
-        let g = &mut lane.grads;
-        g.conv_kernel = [[[0.0; K]; 3]; 3];
-        g.conv_bias = [0.0; K];
-        g.dense1_bias = [0.0; HIDDEN];
-        g.dense2_kernel = [[0.0; CLASSES]; HIDDEN];
-        g.dense2_bias = [0.0; CLASSES];
+        let (front, bias, back) = self.parts_mut(lane.grads.as_flat_mut());
+        for part in [front, bias, back] {
+            part.fill(0.0);
+        }
         let p = read(self.small);
         let first = k * self.batch_size;
-        // The images first, all of them: their reads miss the caches, and
+        // The inputs first, all of them: their reads miss the caches, and
         // one after another they overlap, where between convolutions they
         // would wait in turn.
         for position in own.clone() {
@@ -294,11 +309,12 @@ impl<
                 continue;
             };
             let mut sample = write(sample);
-            sample.active_len = 0;
+            let sample = &mut **sample;
+            sample.wide.len = 0;
             sample.label = 0;
-            sample.sums = p.dense1_bias;
+            sample.wide.out = *self.parts(p.as_flat()).1;
             if lane.error.is_none() {
-                match self.samples.read(index as usize, &mut sample.image) {
+                match self.samples.read(index as usize, &mut sample.input) {
                     Ok(label) => sample.label = label,
                     Err(e) => lane.error = Some(e),
                 }
@@ -311,7 +327,7 @@ impl<
             };
             if lane.error.is_none() {
                 let mut sample = write(sample);
-                if let Err(e) = self.convolve_one(&p, seed, &mut sample) {
+                if let Err(e) = self.convolve_one(p.as_flat(), seed, &mut sample) {
                     lane.error = Some(e);
                 }
             }
@@ -319,107 +335,105 @@ impl<
         }
     }
 
-    fn convolve_one(
-        &self,
-        p: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        seed: u64,
-        sample: &mut Sample<H, W, FLAT, HIDDEN>,
-    ) -> Result<(), Error> {
-        if !all_finite(sample.image.as_flattened()) {
-            return Err(Error::NonFinite { what: "image" });
-        }
-        conv_relu_pool(
-            &sample.image,
-            &p.conv_kernel,
-            &p.conv_bias,
-            &mut sample.pooled,
-            Some(&mut sample.argmax),
+    fn convolve_one(&self, params: &[f32], seed: u64, sample: &mut Sample<S>) -> Result<(), Error> {
+        check_input::<S>(&sample.input)?;
+        let mut stream = SampleStream(seed);
+        let (front_params, _, _) = self.parts(params);
+        Front::<S>::forward(
+            front_params,
+            &mut sample.input,
+            &mut sample.front,
+            self.dropout,
+            &mut stream,
         );
-        if self.dropout > 0.0 {
-            dropout(&mut sample.pooled, self.dropout, &mut SampleStream(seed));
+        let input = Front::<S>::output_mut(&mut sample.front);
+        if <S::Layers as Split>::DROPOUT && self.dropout > 0.0 {
+            dropout(input, self.dropout, &mut stream);
         }
-        sample.active_len = nonzero_positions(&sample.pooled, &mut sample.active);
+        sample.wide.len = nonzero_positions(input, &mut sample.wide.positions);
+        sample.stream = stream.0;
         Ok(())
     }
 
-    /// Adds the terms of the thread's rows to every sample's sums at dense1's
-    /// outputs, after the owners of the rows before them: each sum takes its
-    /// terms in the order one thread would.
-    fn dense1_forward(&self, thread: usize, kernel: &[[f32; HIDDEN]]) {
+    /// Adds the terms of the thread's rows to every sample's sums at the
+    /// wide layer's outputs, after the owners of the rows before them: each
+    /// sum takes its terms in the order one thread would.
+    fn wide_forward(&self, thread: usize, kernel: &[[f32; HIDDEN]]) {
         let rows = self.rows(thread);
         for (position, sample) in self.states.iter().take(self.batch_size).enumerate() {
             self.wait_for(position, thread + 1);
             let mut sample = write(sample);
             let sample = &mut **sample;
             let listed = OwnRows {
-                input: &sample.pooled,
-                active: sample.active_in(&rows),
+                input: Front::<S>::output(&sample.front),
+                active: active_in(&sample.wide, &rows),
                 rows: kernel,
                 first: rows.start,
             };
-            let mut sums = sample.sums;
+            let mut sums = sample.wide.out;
             accumulate_rows::<true, HIDDEN>(&listed, &mut sums);
-            sample.sums = sums;
+            sample.wide.out = sums;
             self.reached(position, thread + 2);
         }
     }
 
-    /// ReLU, dense2, the loss and backward to dense1's outputs, for the
-    /// thread's samples, each as soon as its sums are whole.
+    /// ReLU, the layers after the wide one, the loss and backward to the
+    /// wide layer's outputs, for the thread's samples, each as soon as its
+    /// sums are whole.
     fn head(&self, thread: usize) {
         let Some(lane) = self.lanes.get(thread) else {
             return;
         };
         let mut lane = write(lane);
         let Lane {
-            grads: g,
+            grads,
+            back,
+            back_junctions,
             loss,
             error,
             ..
         } = &mut *lane;
         let p = read(self.small);
+        let (_, _, back_params) = self.parts(p.as_flat());
+        let (_, bias_grad, back_grads) = self.parts_mut(grads.as_flat_mut());
         let whole = self.lanes.len() + 1;
+        let mut logits_grad = S::Logits::ZERO;
         for position in self.own_samples(thread) {
             let Some(sample) = self.states.get(position) else {
                 continue;
             };
             self.wait_for(position, whole);
             let mut sample = write(sample);
-            let mut hidden = sample.sums;
+            let sample = &mut **sample;
+            let mut hidden = sample.wide.out;
             relu(&mut hidden);
-            let mut logits = [0.0; CLASSES];
-            let mut logits_grad = [0.0; CLASSES];
-            let last = last_layer_backward(
-                &hidden,
-                Layer {
-                    kernel: &p.dense2_kernel,
-                    bias: &p.dense2_bias,
-                },
-                Target {
-                    label: sample.label,
-                    scale: self.scale,
-                },
-                &mut logits,
-                &mut logits_grad,
-                LayerGrads {
-                    kernel: &mut g.dense2_kernel,
-                    bias: &mut g.dense2_bias,
-                },
-                Some(&mut sample.hidden_grad),
-            );
-            match last {
+            let mut stream = SampleStream(sample.stream);
+            Back::<S>::forward(back_params, &mut hidden, back, self.dropout, &mut stream);
+            let logits = Back::<S>::output(back);
+            match logits.cross_entropy(sample.label, self.scale, &mut logits_grad) {
                 Ok(sample_loss) => *loss += sample_loss,
                 Err(e) => {
                     error.get_or_insert(e);
                 }
             }
-            axpy(1.0, &sample.hidden_grad, &mut g.dense1_bias);
+            Back::<S>::backward(
+                back_params,
+                back_grads,
+                &hidden,
+                back,
+                back_junctions,
+                &logits_grad,
+                None,
+                self.dropout,
+                Some(&mut sample.hidden_grad),
+            );
+            axpy(1.0, &sample.hidden_grad, bias_grad);
         }
     }
 
     /// The gradient at every sample's non-zero inputs in the thread's rows,
     /// and the rows' terms regrouped for the step.
-    fn dense1_backward(&self, thread: usize, kernel: &[[f32; HIDDEN]]) {
+    fn wide_backward(&self, thread: usize, kernel: &[[f32; HIDDEN]]) {
         let Some(own) = self.row_lanes.get(thread) else {
             return;
         };
@@ -434,10 +448,11 @@ impl<
             .extend(samples().map(|sample| LineRow(sample.hidden_grad)));
         own.regroup(
             &rows,
-            samples().map(|sample| (sample.active_in(&rows), &sample.pooled)),
+            samples().map(|sample| (active_in(&sample.wide, &rows), Front::<S>::output(&sample.front))),
         );
         // Kept inputs were scaled by 1 / (1 - rate) on the way forward.
-        let keep_scale = (self.dropout > 0.0).then(|| 1.0 / (1.0 - self.dropout));
+        let keep_scale =
+            (<S::Layers as Split>::DROPOUT && self.dropout > 0.0).then(|| 1.0 / (1.0 - self.dropout));
         let RowLane {
             input_grads,
             slots,
@@ -465,52 +480,59 @@ impl<
         }
     }
 
-    /// Backward through pooling and the convolution for the thread's
-    /// samples, from the gradients the rows' owners found.
-    fn convolution_backward(&self, thread: usize) {
+    /// Backward through the front for the thread's samples, from the
+    /// gradients the rows' owners found.
+    fn front_backward(&self, thread: usize) {
         let Some(lane) = self.lanes.get(thread) else {
             return;
         };
         let row_lanes: Vec<_> = self.row_lanes.iter().map(read).collect();
+        let p = read(self.small);
+        let (front_params, _, _) = self.parts(p.as_flat());
         let mut lane = write(lane);
         let Lane {
-            grads: g,
-            pooled_grad,
+            grads,
+            wide_input_grad,
+            front_junctions,
             ..
         } = &mut *lane;
+        let (front_grads, _, _) = self.parts_mut(grads.as_flat_mut());
+        let wide_input_grad: &mut [f32; FLAT] = wide_input_grad;
         for position in self.own_samples(thread) {
             let Some(sample) = self.states.get(position) else {
                 continue;
             };
             let sample = read(sample);
-            **pooled_grad = [0.0; FLAT];
+            *wide_input_grad = [0.0; FLAT];
             for (owner, row_lane) in row_lanes.iter().enumerate() {
-                let positions = sample.active_in(&self.rows(owner));
+                let positions = active_in(&sample.wide, &self.rows(owner));
                 for (&i, &grad) in positions.iter().zip(row_lane.input_grads_of(position)) {
-                    if let Some(slot) = pooled_grad.get_mut(usize::from(i)) {
+                    if let Some(slot) = wide_input_grad.get_mut(usize::from(i)) {
                         *slot = grad;
                     }
                 }
             }
-            conv_relu_pool_backward_listed(
-                &sample.image,
-                &sample.pooled,
-                sample.active(),
-                &sample.argmax,
-                pooled_grad,
-                &mut g.conv_kernel,
-                &mut g.conv_bias,
+            Front::<S>::backward(
+                front_params,
+                front_grads,
+                &sample.input,
+                &sample.front,
+                front_junctions,
+                wide_input_grad,
+                Some(sample.wide.active()),
+                self.dropout,
+                None,
             );
         }
     }
 
     /// The batch's mean loss, with the small gradients summed in thread order
     /// (whatever order the threads finished in) into `small`, the front and
-    /// back of the flat parameters' view; and, if the rows of dense1's
-    /// kernel gradient could be NaN or infinite, those of the thread's rows
+    /// back of the flat parameters' view; and, if the rows of the kernel's
+    /// gradient could be NaN or infinite, those of the thread's rows
     /// formed and checked, with the other threads'.
     fn check(&self, thread: usize, small: &mut Vec<f32>) -> Result<f32, Error> {
-        let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
+        let wide = &self.wide;
         let lanes: Vec<_> = self.lanes.iter().map(read).filter(|lane| lane.used).collect();
         if lanes.is_empty() {
             return Err(Error::Empty { what: "batch" });
@@ -522,14 +544,14 @@ impl<
                 return Err(e);
             }
             let flat = lane.grads.as_flat();
-            let parts = [flat.get(..dense1.start), flat.get(dense1.end..)];
+            let parts = [flat.get(..wide.start), flat.get(wide.end..)];
             let grads = parts.into_iter().flatten().flatten();
             if i == 0 {
                 loss_sum = lane.loss;
                 small.extend(grads);
             } else {
                 loss_sum += lane.loss;
-                let mid = dense1.start.min(small.len());
+                let mid = wide.start.min(small.len());
                 let (front, back) = small.split_at_mut(mid);
                 for (sum, part) in [front, back].into_iter().zip(parts) {
                     axpy(1.0, part.unwrap_or_default(), sum);
@@ -544,10 +566,10 @@ impl<
             .all(|lane| lane.sums_certainly_finite());
         self.checked.fetch_add(1, Ordering::Release);
         let loss = checked_loss(loss_sum, self.scale, [&small[..]])?;
-        // Dense1's kernel gradient (all but 1,210 of the default model's
-        // parameters) is not summed sample by sample: each row is formed
-        // once, in the step, by the thread that owns it, from the samples
-        // whose input there is not zero, in batch order. That is the
+        // The wide layer's kernel gradient (all but 1,210 of the book
+        // model's parameters) is not summed sample by sample: each row is
+        // formed once, in the step, by the thread that owns it, from the
+        // samples whose input there is not zero, in batch order. That is the
         // arithmetic of adding the samples' outer products one after another
         // (so it does not depend on the thread count). The step may form the
         // rows only if none can be NaN or infinite; if that is not certain,
@@ -574,7 +596,7 @@ impl<
         Ok(loss)
     }
 
-    /// The step of thread `thread`'s rows of dense1's kernel, a piece at a
+    /// The step of thread `thread`'s rows of the kernel, a piece at a
     /// time, each piece's gradient formed in the step unless it was before.
     fn step_rows(&self, thread: usize, update: Update, rows: &mut [[f32; HIDDEN]], mut state: State<'_>) {
         let Some(lane) = self.row_lanes.get(thread) else {
@@ -602,9 +624,9 @@ impl<
     /// step, steps the small parameters with their summed gradient `small`,
     /// and readies the next batch.
     fn step_small(&self, driver: &mut Driver<'_>, small: &[f32], loss: f32, k: usize) {
-        let dense1 = dense1_kernel_range::<K, FLAT, HIDDEN>();
+        let wide = &self.wide;
         let next = driver.schedule.next_update().and_then(|update| {
-            let (front_grads, back_grads) = small.split_at(dense1.start.min(small.len()));
+            let (front_grads, back_grads) = small.split_at(wide.start.min(small.len()));
             let (front, state) = &mut driver.front;
             apply_in_pieces(update, front, front_grads, state.reborrow());
             let (back, state) = &mut driver.back;
@@ -614,10 +636,10 @@ impl<
         *lock(&self.update) = next;
         let mut small = write(self.small);
         let flat = small.as_flat_mut();
-        if let Some(front) = flat.get_mut(..dense1.start) {
+        if let Some(front) = flat.get_mut(..wide.start) {
             front.copy_from_slice(driver.front.0);
         }
-        if let Some(back) = flat.get_mut(dense1.end..) {
+        if let Some(back) = flat.get_mut(wide.end..) {
             back.copy_from_slice(driver.back.0);
         }
         for turn in self.turns {
@@ -655,12 +677,12 @@ mod tests {
 
     #[test]
     fn a_sample_lists_its_inputs_by_owner() {
-        let mut sample = Sample::<2, 2, 40, 4>::boxed();
-        sample.active[..5].copy_from_slice(&[0, 15, 16, 31, 39]);
-        sample.active_len = 5;
-        assert_eq!(sample.active_in(&(0..16)), &[0, 15]);
-        assert_eq!(sample.active_in(&(16..32)), &[16, 31]);
-        assert_eq!(sample.active_in(&(32..40)), &[39]);
-        assert_eq!(sample.active_in(&(40..40)), &[] as &[u16]);
+        let mut wide = DenseState::<40, 4>::ZERO;
+        wide.positions[..5].copy_from_slice(&[0, 15, 16, 31, 39]);
+        wide.len = 5;
+        assert_eq!(active_in(&wide, &(0..16)), &[0, 15]);
+        assert_eq!(active_in(&wide, &(16..32)), &[16, 31]);
+        assert_eq!(active_in(&wide, &(32..40)), &[39]);
+        assert_eq!(active_in(&wide, &(40..40)), &[] as &[u16]);
     }
 }
