@@ -115,7 +115,7 @@ fn the_8_bit_schedule_stops_above_the_bound_and_only_there() {
 fn the_last_layer_schedule_stops_above_the_bound_and_only_there() {
     let data = samples(8, 0);
     let params = params_with_loss(0.0);
-    let mut trainer = HeadTrainer::boxed();
+    let mut trainer = HeadTrainer::<tinycnn::stack::Book>::boxed();
     check_both_sides("HeadTrainer", |loss| {
         let mut head = FashionHead::ZERO;
         set_loss(&mut head.kernel, &mut head.bias, loss);
@@ -207,7 +207,7 @@ fn an_epoch_names_the_epoch_and_batch_that_diverged() {
     let mut head = FashionHead::ZERO;
     set_loss(&mut head.kernel, &mut head.bias, MIXED_LOSS);
     check_located("HeadTrainer", |data, epoch| {
-        HeadTrainer::boxed().train_epoch(&params, &mut head, &mut sgd, data, epoch)
+        HeadTrainer::<tinycnn::stack::Book>::boxed().train_epoch(&params, &mut head, &mut sgd, data, epoch)
     });
 }
 

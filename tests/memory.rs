@@ -2,6 +2,7 @@
 //! hand from the network's shapes, and the README's memory table states the
 //! constants' values, so neither can drift from the other.
 
+use tinycnn::stack::Book;
 use tinycnn::train::{Adam, AdamConfig, HeadTrainer, StreamingSgdTrainer};
 use tinycnn::{FashionParams, FashionParams8, Params};
 
@@ -58,11 +59,15 @@ fn each_constant_is_what_its_type_holds() {
     );
 
     // The last layer's trainer: the head and its gradient, the maps, the
-    // image, the logits and their gradient.
+    // pool winners (u8), each dense layer's listed inputs (u16 and a
+    // count), the image and the logits' gradient, padded to the counts'
+    // alignment; the convolution's rows.
     let head = HIDDEN * CLASSES + CLASSES;
+    let head_trainer =
+        F32 * (head + MAPS + H * W + CLASSES) + FLAT + 2 * (FLAT + HIDDEN) + 2 * size_of::<usize>();
     assert_eq!(
-        HeadTrainer::<H, W, K, FLAT, HIDDEN, CLASSES>::SGD_BYTES,
-        F32 * (2 * head + MAPS + H * W + 2 * CLASSES)
+        HeadTrainer::<Book>::SGD_BYTES,
+        padded(head_trainer, align_of::<usize>()) + F32 * head + F32 * CONV_ROWS
     );
 
     // dense1's kernel in 8 bits with a scale per hidden unit; the rest f32.
@@ -91,7 +96,7 @@ fn constant(name: &str) -> usize {
         "StreamingSgdTrainer::<32>::BYTES" => StreamingSgdTrainer::<32>::BYTES,
         "Params8::BYTES" => FashionParams8::BYTES,
         "Params8::TRAINING_BYTES_SGD" => FashionParams8::TRAINING_BYTES_SGD,
-        "HeadTrainer::SGD_BYTES" => HeadTrainer::<H, W, K, FLAT, HIDDEN, CLASSES>::SGD_BYTES,
+        "HeadTrainer::SGD_BYTES" => HeadTrainer::<Book>::SGD_BYTES,
         other => panic!("the README names `{other}`, which this test does not know"),
     }
 }

@@ -152,7 +152,7 @@ fn the_last_layer_run() {
     let params = glorot(5);
     let mut head = FashionHead::ZERO;
     head.copy_from(&params);
-    let mut trainer = HeadTrainer::boxed();
+    let mut trainer = HeadTrainer::<tinycnn::stack::Book>::boxed();
     let mut sgd = Sgd::new(0.05).unwrap();
     two_epochs(|epoch| {
         trainer

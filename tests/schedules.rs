@@ -102,7 +102,7 @@ fn the_last_layer_schedule_steps_along_the_gradient_of_its_layer() {
     let mut head = Head::from_params(&*params);
     let before = head;
     let indices: Vec<u32> = (0..BATCH as u32).collect();
-    HeadTrainer::new()
+    HeadTrainer::<tinycnn::stack::Book>::new()
         .train_batch(
             &*params,
             &mut head,
@@ -156,7 +156,7 @@ fn the_last_layer_schedule_is_the_trainers_step_of_that_layer_bit_for_bit() {
     let (expected, _) = trainer_step(&params, &batch, 0.05);
     let mut head = Head::from_params(&*params);
     let indices: Vec<u32> = (0..BATCH as u32).collect();
-    HeadTrainer::new()
+    HeadTrainer::<tinycnn::stack::Book>::new()
         .train_batch(
             &*params,
             &mut head,

@@ -9,8 +9,9 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
 use tinycnn::data::{Inputs, Subset};
 use tinycnn::host::FashionMnist;
+use tinycnn::host::ParallelTrainer;
 use tinycnn::stack::Stack;
-use tinycnn::train::{Adam, AdamConfig, Epoch, Sgd, Trainer};
+use tinycnn::train::{Adam, AdamConfig, Epoch, Head, HeadTrainer, Sgd, Trainer};
 use tinycnn::{FashionParams, FashionTrainer, ParamBuffer};
 
 tinycnn::stack! {
@@ -131,34 +132,42 @@ fn random_inputs<const H: usize, const W: usize, const C: usize>(
         .collect()
 }
 
-/// Checks the gradient of stack `S`'s mean loss on `data` against finite
-/// differences, at every seventh parameter from Glorot draws.
-fn check_gradient<S: Stack>(data: &[(S::Input, usize)])
-where
-    [(S::Input, usize)]: Inputs<S::Input>,
-{
+/// Glorot draws for stack `S`, biases lifted off zero so that few cells sit
+/// at a ReLU's kink.
+fn lifted_params<S: Stack>() -> S::Params {
     let mut params = <S::Params as ParamBuffer>::ZERO;
     S::init_glorot(&mut params, &mut rng(5));
-    // Biases lift the ReLUs off zero so that few cells sit at a kink.
     for (i, p) in params.as_flat_mut().iter_mut().enumerate() {
         if *p == 0.0 {
             *p = 0.05 + 0.01 * (i % 7) as f32;
         }
     }
+    params
+}
+
+/// Checks `grads`, a gradient of stack `S`'s mean loss on `data` at
+/// `params` (in `range` of the flat parameters), against finite differences,
+/// at every seventh parameter there (every one of a small range).
+fn check_gradient_in<S: Stack>(
+    data: &[(S::Input, usize)],
+    params: &S::Params,
+    grads: &[f32],
+    range: core::ops::Range<usize>,
+) where
+    [(S::Input, usize)]: Inputs<S::Input>,
+{
     let mut trainer = Trainer::<S>::boxed();
-    let batch: Vec<u32> = (0..data.len() as u32).collect();
-    let (_, grads) = trainer.gradient(&params, data, &batch, &mut rng(0)).unwrap();
-    let grads = grads.as_flat().to_vec();
     let mut loss = |params: &S::Params| f64::from(trainer.evaluate(params, data).unwrap().loss);
     // One-sided differences each way: where they disagree, the point sits
     // at (or a step crosses) a ReLU's or a pooling window's kink, and it is
     // skipped (a handful at most); elsewhere their mean, the central
     // difference, must be the gradient.
     let eps = 1e-3f32;
-    let centre = loss(&params);
+    let centre = loss(params);
     let (mut checked, mut moving, mut kinks) = (0, 0, 0);
-    for i in (0..S::PARAMETERS).step_by(7) {
-        let mut moved = params;
+    let step = if range.len() < 200 { 1 } else { 7 };
+    for i in range.step_by(step) {
+        let mut moved = *params;
         moved.as_flat_mut()[i] += eps;
         let up = (loss(&moved) - centre) / f64::from(eps);
         moved.as_flat_mut()[i] = params.as_flat()[i] - eps;
@@ -182,6 +191,99 @@ where
         checked > 20 && moving > checked / 4,
         "{moving} of {checked} parameters have a gradient"
     );
+}
+
+/// Checks `Trainer`'s gradient of stack `S`'s mean loss on `data` against
+/// finite differences.
+fn check_gradient<S: Stack>(data: &[(S::Input, usize)])
+where
+    [(S::Input, usize)]: Inputs<S::Input>,
+{
+    let params = lifted_params::<S>();
+    let mut trainer = Trainer::<S>::boxed();
+    let batch: Vec<u32> = (0..data.len() as u32).collect();
+    let (_, grads) = trainer.gradient(&params, data, &batch, &mut rng(0)).unwrap();
+    let grads = grads.as_flat().to_vec();
+    check_gradient_in::<S>(data, &params, &grads, 0..S::PARAMETERS);
+}
+
+/// The gradient a step of plain SGD with rate 1 took: `before - after`.
+fn step_taken(before: &[f32], after: &[f32]) -> Vec<f32> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(&b, &a)| (f64::from(b) - f64::from(a)) as f32)
+        .collect()
+}
+
+#[test]
+fn the_parallel_schedule_steps_along_the_gradient_of_a_two_convolution_stack() {
+    let data = random_inputs::<8, 8, 3>(6, 3);
+    let params = lifted_params::<Deep>();
+    let batch: Vec<u32> = (0..data.len() as u32).collect();
+    let mut stepped = params;
+    ParallelTrainer::<Deep>::new(2, 0.0)
+        .unwrap()
+        .train_batch(
+            &mut stepped,
+            &mut Sgd::new(1.0).unwrap(),
+            &data[..],
+            &batch,
+            &mut rng(1),
+        )
+        .unwrap();
+    let grads = step_taken(params.as_flat(), stepped.as_flat());
+    check_gradient_in::<Deep>(&data, &params, &grads, 0..Deep::PARAMETERS);
+}
+
+#[test]
+fn the_last_layer_schedule_steps_along_the_gradient_of_a_two_convolution_stacks_last_layer() {
+    let data = random_inputs::<8, 8, 3>(6, 3);
+    let params = lifted_params::<Deep>();
+    let batch: Vec<u32> = (0..data.len() as u32).collect();
+    let mut head = <Head<8, 3> as ParamBuffer>::ZERO;
+    head.copy_from_flat(params.as_flat());
+    let before = head;
+    HeadTrainer::<Deep>::boxed()
+        .train_batch(&params, &mut head, &mut Sgd::new(1.0).unwrap(), &data[..], &batch)
+        .unwrap();
+    let last = Deep::PARAMETERS - (8 * 3 + 3);
+    let mut grads = vec![0.0f32; Deep::PARAMETERS];
+    grads[last..].copy_from_slice(&step_taken(before.as_flat(), head.as_flat()));
+    check_gradient_in::<Deep>(&data, &params, &grads, last..Deep::PARAMETERS);
+}
+
+#[test]
+fn the_last_layer_of_a_two_convolution_stack_fine_tunes() {
+    // Class c: channel c brighter; the body keeps its Glorot draws.
+    let mut r = rng(9);
+    let data: Vec<(DeepInput, usize)> = (0..96)
+        .map(|i| {
+            let mut input = [[[0.0f32; 3]; 8]; 8];
+            for pixel in input.as_flattened_mut() {
+                for (c, v) in pixel.iter_mut().enumerate() {
+                    *v = uniform(&mut r, 0.0, 0.5) + if c == i % 3 { 0.5 } else { 0.0 };
+                }
+            }
+            (input, i % 3)
+        })
+        .collect();
+    let params = lifted_params::<Deep>();
+    let mut head = <Head<8, 3> as ParamBuffer>::ZERO;
+    head.copy_from_flat(params.as_flat());
+    let mut trainer = HeadTrainer::<Deep>::boxed();
+    let before = trainer.evaluate(&params, &head, &data[..]).unwrap();
+    let mut order = [0u32; 96];
+    let mut sgd = Sgd::new(0.2).unwrap();
+    for number in 0..20 {
+        let epoch = Epoch::new(&mut order, 8, &mut r).number(number);
+        trainer
+            .train_epoch(&params, &mut head, &mut sgd, &data[..], epoch)
+            .unwrap();
+    }
+    let after = trainer.evaluate(&params, &head, &data[..]).unwrap();
+    assert!(after.loss < before.loss * 0.6, "{before:?} {after:?}");
+    assert!(after.accuracy > before.accuracy + 0.4, "{before:?} {after:?}");
 }
 
 #[test]

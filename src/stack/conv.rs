@@ -228,6 +228,10 @@ impl<const KS: usize, const CIN: usize, const COUT: usize> Zeroed for ConvParams
     };
 }
 
+impl<const KS: usize, const CIN: usize, const COUT: usize> crate::ParamBuffer for ConvParams<KS, CIN, COUT> {
+    const ZERO: Self = <Self as Zeroed>::ZERO;
+}
+
 /// What a [`ConvRelu`] keeps of a sample: its output map and each pooling
 /// window's winner.
 #[derive(Debug, Clone)]

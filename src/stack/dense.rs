@@ -45,6 +45,10 @@ impl<const IN: usize, const OUT: usize> Zeroed for DenseParams<IN, OUT> {
     };
 }
 
+impl<const IN: usize, const OUT: usize> crate::ParamBuffer for DenseParams<IN, OUT> {
+    const ZERO: Self = <Self as Zeroed>::ZERO;
+}
+
 /// What a [`Dense`] layer keeps of a sample: its outputs and the positions
 /// of its input's non-zero cells.
 #[derive(Debug, Clone)]

@@ -114,7 +114,7 @@ pub trait Layer {
     /// Its parameters as a type of their own (kernel then bias, `f32`,
     /// no padding): how a schedule that keeps part of a stack's gradient
     /// sizes its buffers.
-    type Params: Pod + Zeroed + Send + Sync;
+    type Params: crate::ParamBuffer + Zeroed + Send + Sync;
     /// How many `f32` parameters it has, kernel then bias.
     const PARAMS: usize;
 
@@ -219,6 +219,10 @@ impl<A: Zeroed, B: Zeroed> Zeroed for ChainParams<A, B> {
         first: A::ZERO,
         second: B::ZERO,
     };
+}
+
+impl<A: Zeroed + Pod, B: Zeroed + Pod> crate::ParamBuffer for ChainParams<A, B> {
+    const ZERO: Self = <Self as Zeroed>::ZERO;
 }
 
 /// The gradients inside a [`Chain`]: both layers' junctions and the

@@ -137,7 +137,7 @@ fn forward_no_dropout<'s, S: Stack>(
 }
 
 /// The generator of a pass without dropout, which draws nothing.
-struct NoDraws;
+pub(crate) struct NoDraws;
 
 impl RngCore for NoDraws {
     fn next_u32(&mut self) -> u32 {

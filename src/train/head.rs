@@ -4,61 +4,74 @@
 
 use super::fit::{Epoch, Progress};
 use super::optim::Optimizer;
-use super::pass::{batch_scale, checked_loss, last_layer_backward, Layer, LayerGrads, Target};
-use crate::data::Samples;
+use super::pass::{batch_scale, checked_loss};
+use crate::data::{Inputs, Samples};
 use crate::kernels::{argmax, dense};
-use crate::model::{evaluate_logits, Evaluation, ParamBuffer, Params, Workspace};
+use crate::model::{evaluate_each, evaluate_logits, Evaluation, ParamBuffer, Params, Workspace};
+use crate::stack::workspace::{check_input, NoDraws};
+use crate::stack::{Book, DenseParams, Last, Layer, Logits, Stack, Zeroed};
 use crate::Error;
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 use rand_core::RngCore;
 
-/// The last dense layer (`dense2`), trained apart from the rest of the model.
+/// A stack's last dense layer, trained apart from the rest of the model:
+/// [`DenseParams`] (`kernel` `(in, out)`, `bias`). For the book's network,
+/// `dense2`.
 ///
 /// ```
 /// let params = tinycnn::FashionParams::boxed();
-/// let head = tinycnn::train::Head::from_params(&params);
+/// let head = tinycnn::train::Head::from_params(&*params);
 /// assert_eq!(core::mem::size_of_val(&head), 4_040);
 /// ```
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Head<const HIDDEN: usize = 100, const CLASSES: usize = 10> {
-    /// Kernel, `[HIDDEN, CLASSES]` as `dense2.kernel`.
-    pub kernel: [[f32; CLASSES]; HIDDEN],
-    /// Bias, as `dense2.bias`.
-    pub bias: [f32; CLASSES],
-}
+pub type Head<const HIDDEN: usize = 100, const CLASSES: usize = 10> = DenseParams<HIDDEN, CLASSES>;
 
-// SAFETY: `repr(C)` and only `f32` arrays: no padding, every bit pattern valid.
-unsafe impl<const HIDDEN: usize, const CLASSES: usize> Zeroable for Head<HIDDEN, CLASSES> {}
-// SAFETY: as above; the type is `Copy` and `'static`.
-unsafe impl<const HIDDEN: usize, const CLASSES: usize> Pod for Head<HIDDEN, CLASSES> {}
-
-impl<const HIDDEN: usize, const CLASSES: usize> ParamBuffer for Head<HIDDEN, CLASSES> {
-    const ZERO: Self = Self {
-        kernel: [[0.0; CLASSES]; HIDDEN],
-        bias: [0.0; CLASSES],
-    };
-}
+/// The last layer of stack `S`.
+type LastOf<S> = <<S as Stack>::Layers as Last>::Last;
+/// Every layer of `S` but the last.
+type BodyOf<S> = <<S as Stack>::Layers as Last>::Body;
+/// The parameters of `S`'s last layer: its [`Head`].
+pub type HeadOf<S> = <LastOf<S> as Layer>::Params;
 
 impl<const HIDDEN: usize, const CLASSES: usize> Head<HIDDEN, CLASSES> {
-    /// A copy of the model's last layer, the starting point of fine-tuning.
+    /// A copy of the book model's last layer, the starting point of
+    /// fine-tuning.
     pub fn from_params<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
         params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
     ) -> Self {
-        Self {
-            kernel: params.dense2_kernel,
-            bias: params.dense2_bias,
-        }
+        let mut head = <Self as ParamBuffer>::ZERO;
+        head.copy_from(params);
+        head
     }
 
-    /// Overwrites this head with the model's last layer, in place (no copy of
-    /// the layer passes through the stack).
+    /// Overwrites this head with the book model's last layer, in place (no
+    /// copy of the layer passes through the stack).
     pub fn copy_from<const H: usize, const W: usize, const K: usize, const FLAT: usize>(
         &mut self,
         params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
     ) {
-        self.kernel.copy_from_slice(&params.dense2_kernel);
-        self.bias = params.dense2_bias;
+        self.copy_from_flat(params.as_flat());
+    }
+
+    /// Overwrites this head with the last layer of any stack's parameters
+    /// (their flat view): the last `HIDDEN * CLASSES + CLASSES` values.
+    ///
+    /// ```
+    /// use tinycnn::stack::{Deep, Stack};
+    /// use tinycnn::train::Head;
+    /// use tinycnn::ParamBuffer;
+    /// let mut params = Deep::boxed_params();
+    /// params[Deep::PARAMETERS - 1] = 1.5;
+    /// let mut head = <Head as ParamBuffer>::ZERO;
+    /// head.copy_from_flat(params.as_flat());
+    /// assert_eq!(head.bias[9], 1.5);
+    /// ```
+    pub fn copy_from_flat(&mut self, params: &[f32]) {
+        let own = self.as_flat_mut();
+        if let Some(last) = params.get(params.len().saturating_sub(own.len())..) {
+            if last.len() == own.len() {
+                own.copy_from_slice(last);
+            }
+        }
     }
 
     /// Logits of one image: the model's features through this layer.
@@ -117,12 +130,14 @@ impl<const HIDDEN: usize, const CLASSES: usize> Head<HIDDEN, CLASSES> {
     }
 }
 
-/// Trains a [`Head`] on the features of a fixed model: the gradient of the
-/// last layer, one sample's activations, and nothing of the size of the model
-/// (about 12 KB at the default sizes).
+/// Trains the last layer of a stack `S` (by default the book's network),
+/// its [`Head`], on the features of the fixed rest of the model: the
+/// gradient of the last layer, one sample's maps, and nothing of the size of
+/// the model ([`SGD_BYTES`](Self::SGD_BYTES): 27,872 bytes for the book's network).
 ///
 /// ```
 /// use rand_core::SeedableRng;
+/// use tinycnn::stack::Book;
 /// use tinycnn::train::{Epoch, Head, HeadTrainer, Sgd};
 /// use tinycnn::{Params, Workspace};
 ///
@@ -132,64 +147,47 @@ impl<const HIDDEN: usize, const CLASSES: usize> Head<HIDDEN, CLASSES> {
 /// params.init_glorot(&mut rng);
 /// let data: Vec<_> = (0..64).map(|i| ([[(i % 2) as f32; 4]; 4], i % 2)).collect();
 /// let mut head = Head::from_params(&params);
-/// let mut trainer = HeadTrainer::new();
+/// let mut trainer = HeadTrainer::<Book<4, 4, 2, 8, 6, 2>>::new();
 /// let mut order = [0u32; 64];
 /// for epoch in 0..30 {
 ///     let epoch = Epoch::new(&mut order, 8, &mut rng).number(epoch);
 ///     trainer.train_epoch(&params, &mut head, &mut Sgd::new(0.5).unwrap(), &data[..], epoch).unwrap();
 /// }
-/// assert_eq!(head.evaluate(&params, &data[..], &mut Workspace::new()).unwrap().accuracy, 1.0);
+/// assert_eq!(trainer.evaluate(&params, &head, &data[..]).unwrap().accuracy, 1.0);
 /// ```
-#[derive(Clone, Debug)]
-pub struct HeadTrainer<
-    const H: usize = 28,
-    const W: usize = 28,
-    const K: usize = 10,
-    const FLAT: usize = 1960,
-    const HIDDEN: usize = 100,
-    const CLASSES: usize = 10,
-> {
-    grads: Head<HIDDEN, CLASSES>,
-    ws: Workspace<FLAT, HIDDEN, CLASSES>,
-    image: [[f32; W]; H],
-    logits: [f32; CLASSES],
-    logits_grad: [f32; CLASSES],
-}
-
-// SAFETY: only `f32` arrays and all-float parts: all zero bytes are valid.
-unsafe impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Zeroable for HeadTrainer<H, W, K, FLAT, HIDDEN, CLASSES>
+#[repr(C)]
+pub struct HeadTrainer<S: Stack = Book>
+where
+    S::Layers: Last,
 {
+    grads: HeadOf<S>,
+    body: <BodyOf<S> as Layer>::State,
+    last: <LastOf<S> as Layer>::State,
+    input: S::Input,
+    logits_grad: S::Logits,
 }
 
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > HeadTrainer<H, W, K, FLAT, HIDDEN, CLASSES>
+// SAFETY: the gradient is `Pod`, the states `Zeroable`, the input and
+// logits `Pod`: all zero bytes form a valid value.
+unsafe impl<S: Stack> Zeroable for HeadTrainer<S> where S::Layers: Last {}
+
+impl<S: Stack> HeadTrainer<S>
+where
+    S::Layers: Last,
 {
     /// Working memory of last-layer training with plain SGD, beyond the
     /// model in flash: this trainer and the head (the permutation adds 4
     /// bytes per sample).
-    pub const SGD_BYTES: usize = core::mem::size_of::<Self>() + core::mem::size_of::<Head<HIDDEN, CLASSES>>();
+    pub const SGD_BYTES: usize = size_of::<Self>() + size_of::<HeadOf<S>>() + S::Layers::FRAME_BYTES;
 
     /// A trainer with zero gradients, usable in a `static`.
     pub const fn new() -> Self {
         Self {
-            grads: Head::ZERO,
-            ws: Workspace::new(),
-            image: [[0.0; W]; H],
-            logits: [0.0; CLASSES],
-            logits_grad: [0.0; CLASSES],
+            grads: Zeroed::ZERO,
+            body: Zeroed::ZERO,
+            last: Zeroed::ZERO,
+            input: Zeroed::ZERO,
+            logits_grad: Zeroed::ZERO,
         }
     }
 
@@ -197,6 +195,16 @@ impl<
     #[cfg(feature = "std")]
     pub fn boxed() -> std::boxed::Box<Self> {
         bytemuck::zeroed_box()
+    }
+
+    /// The body's features of the input in place (checked), then the
+    /// head's logits.
+    fn forward(&mut self, params: &[f32], head: &HeadOf<S>) -> Result<&S::Logits, Error> {
+        check_input::<S>(&self.input)?;
+        BodyOf::<S>::forward(params, &mut self.input, &mut self.body, 0.0, &mut NoDraws);
+        let features = BodyOf::<S>::output_mut(&mut self.body);
+        LastOf::<S>::forward(head.as_flat(), features, &mut self.last, 0.0, &mut NoDraws);
+        Ok(LastOf::<S>::output(&self.last))
     }
 
     /// One gradient step of the head on the samples at `batch`; the model is
@@ -207,35 +215,35 @@ impl<
     /// # Errors
     /// [`Error::Empty`], [`Error::Diverged`], and whatever reading a sample or
     /// the forward pass returns.
-    pub fn train_batch<S: Samples<H, W> + ?Sized, O: Optimizer + ?Sized>(
+    pub fn train_batch<D: Inputs<S::Input> + ?Sized, O: Optimizer + ?Sized>(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        head: &mut Head<HIDDEN, CLASSES>,
+        params: &S::Params,
+        head: &mut HeadOf<S>,
         optimizer: &mut O,
-        samples: &S,
+        samples: &D,
         batch: &[u32],
     ) -> Result<f32, Error> {
         let scale = batch_scale(batch, usize::MAX)?;
         self.grads.as_flat_mut().fill(0.0);
         let mut loss_sum = 0.0f32;
         for &index in batch {
-            let label = samples.read(index as usize, &mut self.image)?;
-            let hidden = params.features(&self.image, &mut self.ws)?;
-            loss_sum += last_layer_backward(
-                hidden,
-                Layer {
-                    kernel: &head.kernel,
-                    bias: &head.bias,
-                },
-                Target { label, scale },
-                &mut self.logits,
-                &mut self.logits_grad,
-                LayerGrads {
-                    kernel: &mut self.grads.kernel,
-                    bias: &mut self.grads.bias,
-                },
+            let label = samples.read(index as usize, &mut self.input)?;
+            let mut logits_grad = self.logits_grad;
+            loss_sum +=
+                self.forward(params.as_flat(), head)?
+                    .cross_entropy(label, scale, &mut logits_grad)?;
+            self.logits_grad = logits_grad;
+            LastOf::<S>::backward(
+                head.as_flat(),
+                self.grads.as_flat_mut(),
+                BodyOf::<S>::output(&self.body),
+                &self.last,
+                &mut (),
+                &self.logits_grad,
                 None,
-            )?;
+                0.0,
+                None,
+            );
         }
         let loss = checked_loss(loss_sum, scale, [self.grads.as_flat()])?;
         optimizer.step(head.as_flat_mut(), self.grads.as_flat())?;
@@ -243,18 +251,27 @@ impl<
     }
 
     /// Mean loss and accuracy of `head` over `samples`, in this trainer's
-    /// working memory (so evaluation needs no [`Workspace`] of its own).
+    /// working memory.
     ///
     /// # Errors
-    /// As [`Params::evaluate`].
-    pub fn evaluate<S: Samples<H, W> + ?Sized>(
+    /// [`Error::Empty`], [`Error::NonFinite`], [`Error::LabelOutOfRange`],
+    /// and whatever reading a sample returns.
+    pub fn evaluate<D: Inputs<S::Input> + ?Sized>(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        head: &Head<HIDDEN, CLASSES>,
-        samples: &S,
+        params: &S::Params,
+        head: &HeadOf<S>,
+        samples: &D,
     ) -> Result<Evaluation, Error> {
-        let ws = &mut self.ws;
-        evaluate_logits(samples, &mut self.image, |image| head.forward(params, image, ws))
+        let mut input = self.input;
+        let mut grad = S::Logits::ZERO;
+        evaluate_each(samples, &mut input, |input, label| {
+            self.input = *input;
+            let logits = self.forward(params.as_flat(), head)?;
+            Ok((
+                logits.cross_entropy(label, 1.0, &mut grad)?,
+                logits.class() == label,
+            ))
+        })
     }
 
     /// One pass over `samples` in a fresh random order (see
@@ -262,16 +279,16 @@ impl<
     ///
     /// # Errors
     /// As [`Trainer::train_epoch`](super::Trainer::train_epoch).
-    pub fn train_epoch<S, O, R, P>(
+    pub fn train_epoch<D, O, R, P>(
         &mut self,
-        params: &Params<H, W, K, FLAT, HIDDEN, CLASSES>,
-        head: &mut Head<HIDDEN, CLASSES>,
+        params: &S::Params,
+        head: &mut HeadOf<S>,
         optimizer: &mut O,
-        samples: &S,
+        samples: &D,
         mut epoch: Epoch<'_, R, P>,
     ) -> Result<f32, Error>
     where
-        S: Samples<H, W> + ?Sized,
+        D: Inputs<S::Input> + ?Sized,
         O: Optimizer + ?Sized,
         R: RngCore,
         P: Progress,
@@ -282,14 +299,9 @@ impl<
     }
 }
 
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Default for HeadTrainer<H, W, K, FLAT, HIDDEN, CLASSES>
+impl<S: Stack> Default for HeadTrainer<S>
+where
+    S::Layers: Last,
 {
     fn default() -> Self {
         Self::new()
