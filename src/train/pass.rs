@@ -1,9 +1,9 @@
-//! The per-sample pass of the schedules that keep the book's network in
-//! their own shape (streaming SGD; the last layer alone stops at
-//! [`last_layer_backward`]): forward, the loss, and backward into
-//! caller-owned gradients, dense1's kernel gradient left to the schedule,
-//! which forms it from the hidden layer's gradient. [`Trainer`](super::Trainer)
-//! runs the pass over any [`Stack`](crate::stack::Stack) instead.
+//! The per-sample pass of streaming SGD, which keeps the book's network in
+//! its own shape: forward, the loss, and backward into caller-owned
+//! gradients, dense1's kernel gradient left to the schedule, which forms it
+//! from the hidden layer's gradient. [`Trainer`](super::Trainer), the
+//! parallel schedule and the last layer's run the pass over any
+//! [`Stack`](crate::stack::Stack) instead.
 //!
 //! Also the one place that checks a batch before a step and its gradient
 //! after: [`batch_scale`] and [`checked_loss`].

@@ -1,21 +1,21 @@
-//! How dense1's kernel is shared out among the threads: whole pieces of
+//! How the wide layer's kernel is shared out among the threads: whole pieces of
 //! rows, balanced by the work the last batch found in them.
 
 use crate::train::{State, Update};
 use core::ops::Range;
 use std::vec::Vec;
 
-/// Parameters per piece of the optimizer step outside dense1's kernel (a
+/// Parameters per piece of the optimizer step outside the wide layer's kernel (a
 /// multiple of the SIMD width, so each piece runs the same vector code as
 /// the whole would).
 pub(super) const PIECE: usize = 16 * 1024;
 
-/// Rows of dense1's kernel per piece of the step: small enough for the
+/// Rows of the wide layer's kernel per piece of the step: small enough for the
 /// piece's gradient, formed in the step, to stay in L1. Each thread's rows
 /// are whole pieces.
 pub(super) const ROWS_PER_PIECE: usize = 16;
 
-/// The rows of dense1's kernel thread `thread` of `threads` owns in its
+/// The rows of the wide layer's kernel thread `thread` of `threads` owns in its
 /// first run: whole pieces, as even a share as they allow.
 pub(super) fn owned_rows(thread: usize, threads: usize, rows: usize) -> Range<usize> {
     let per_thread = rows.div_ceil(ROWS_PER_PIECE).div_ceil(threads.max(1)) * ROWS_PER_PIECE;

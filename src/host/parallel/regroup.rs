@@ -1,4 +1,4 @@
-//! A thread's share of the batch by row of dense1's kernel: the batch's
+//! A thread's share of the batch by row of the wide layer's kernel: the batch's
 //! terms regrouped by row, the bound that says whether the rows' sums can be
 //! trusted to stay finite, and the rows of the kernel gradient formed from
 //! the terms.
@@ -9,12 +9,12 @@ use crate::kernels::dense::{accumulate_rows, LineRow, Outer};
 use core::ops::Range;
 use std::vec::Vec;
 
-/// Rows of dense1's kernel whose terms are placed at a time when regrouping:
+/// Rows of the wide layer's kernel whose terms are placed at a time when regrouping:
 /// their places to write (two cache lines a row) stay in the first-level
 /// cache, and every sample's positions are looked through once per block.
 const REGROUP_ROWS: usize = 64;
 
-/// A thread's share of the batch by row of dense1's kernel: what backward
+/// A thread's share of the batch by row of the wide layer's kernel: what backward
 /// gives its rows, and their terms regrouped by row (a counting sort): per
 /// row, the samples whose input there is not zero, in batch order.
 pub(super) struct RowLane<const HIDDEN: usize> {
@@ -29,7 +29,7 @@ pub(super) struct RowLane<const HIDDEN: usize> {
     pub(super) starts: Vec<usize>,
     /// `(sample, input)`, samples numbered through the whole batch.
     pub(super) terms: Vec<(u32, f32)>,
-    /// Every sample's gradient at dense1's outputs, in batch order.
+    /// Every sample's gradient at the wide layer's outputs, in batch order.
     pub(super) hidden_grads: Vec<LineRow<HIDDEN>>,
     /// What [`bounds`](Self::bounds) found in the last batch.
     pub(super) bounds: Option<(f32, f32)>,
@@ -56,7 +56,7 @@ impl<const HIDDEN: usize> RowLane<HIDDEN> {
         }
     }
 
-    /// Sets each piece's cost: its terms (which dense1's forward pass, its
+    /// Sets each piece's cost: its terms (which the wide layer's forward pass, its
     /// backward pass and the gradient's rows each take one at a time) and
     /// six for each row (reading it in the backward pass and stepping it,
     /// which cost more than a term: weighed lighter, the thread with the
