@@ -80,7 +80,11 @@ fn epoch_seconds<S: Samples<28, 28> + Sync + ?Sized>(recipe: Recipe, threads: us
         trainer.set_dropout(dropout).expect("the recipe's rate");
         epoch!(trainer);
     } else {
-        epoch!(ParallelTrainer::<tinycnn::stack::Book>::new(threads, dropout).expect("threads"));
+        epoch!({
+            let mut trainer = ParallelTrainer::<tinycnn::stack::Book>::new(threads).expect("threads");
+            trainer.set_dropout(dropout).expect("dropout");
+            trainer
+        });
     }
     start.elapsed().as_secs_f64()
 }

@@ -251,7 +251,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     trainer.set_dropout(dropout)?;
     let mut parallel = match args.threads {
         1 => None,
-        threads => Some(ParallelTrainer::<tinycnn::stack::Book>::new(threads, dropout)?),
+        threads => {
+            let mut parallel = ParallelTrainer::<tinycnn::stack::Book>::new(threads)?;
+            parallel.set_dropout(dropout)?;
+            Some(parallel)
+        }
     };
     // The 8-bit recipe: its parameters, and the schedule that trains them
     // without a gradient of dense1's kernel.
@@ -465,7 +469,11 @@ impl StackRun<'_> {
         trainer.set_dropout(self.dropout)?;
         let mut parallel = match self.args.threads {
             1 => None,
-            threads => Some(ParallelTrainer::<S>::new(threads, self.dropout)?),
+            threads => {
+                let mut parallel = ParallelTrainer::<S>::new(threads)?;
+                parallel.set_dropout(self.dropout)?;
+                Some(parallel)
+            }
         };
         let mut optimizer = Opt::<S::Params>::of(self.args.recipe, self.lr)?;
         let checkpoint_path = self.out.join("checkpoint.safetensors");

@@ -389,7 +389,7 @@ pub(crate) fn evaluate_logits<
     const H: usize,
     const W: usize,
     const CLASSES: usize,
-    S: Samples<H, W> + ?Sized,
+    S: Inputs<[[f32; W]; H]> + ?Sized,
 >(
     samples: &S,
     image: &mut [[f32; W]; H],

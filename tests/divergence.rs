@@ -84,7 +84,11 @@ fn the_whole_network_schedules_stop_above_the_bound_and_only_there() {
     check_whole_network("Trainer", |params, data| {
         trainer.train_batch(params, &mut sgd, data, &BATCH, &mut rng(2))
     });
-    let mut parallel = ParallelTrainer::<tinycnn::stack::Book>::new(2, 0.0).unwrap();
+    let mut parallel = {
+        let mut t = ParallelTrainer::<tinycnn::stack::Book>::new(2).unwrap();
+        t.set_dropout(0.0).unwrap();
+        t
+    };
     check_whole_network("ParallelTrainer", |params, data| {
         parallel.train_batch(params, &mut sgd, data, &BATCH, &mut rng(2))
     });
@@ -191,7 +195,11 @@ fn an_epoch_names_the_epoch_and_batch_that_diverged() {
     });
     // The same permutation, so the same batch, on two threads.
     let mut params = params_with_loss(MIXED_LOSS);
-    let mut parallel = ParallelTrainer::<tinycnn::stack::Book>::new(2, 0.0).unwrap();
+    let mut parallel = {
+        let mut t = ParallelTrainer::<tinycnn::stack::Book>::new(2).unwrap();
+        t.set_dropout(0.0).unwrap();
+        t
+    };
     let parallel_stepped = check_located("ParallelTrainer", |data, epoch| {
         parallel.train_epoch(&mut params, &mut sgd, data, epoch)
     });

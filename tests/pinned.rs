@@ -94,7 +94,11 @@ fn the_parallel_runs_on_two_threads() {
     let mut hashes = Vec::new();
     for dropout in [0.0, 0.5] {
         let mut params = glorot(3);
-        let mut parallel = ParallelTrainer::<tinycnn::stack::Book>::new(2, dropout).unwrap();
+        let mut parallel = {
+            let mut t = ParallelTrainer::<tinycnn::stack::Book>::new(2).unwrap();
+            t.set_dropout(dropout).unwrap();
+            t
+        };
         if dropout > 0.0 {
             let mut adam = Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap();
             two_epochs(|epoch| {

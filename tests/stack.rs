@@ -222,7 +222,7 @@ fn the_parallel_schedule_steps_along_the_gradient_of_a_two_convolution_stack() {
     let params = lifted_params::<Deep>();
     let batch: Vec<u32> = (0..data.len() as u32).collect();
     let mut stepped = params;
-    ParallelTrainer::<Deep>::new(2, 0.0)
+    ParallelTrainer::<Deep>::new(2)
         .unwrap()
         .train_batch(
             &mut stepped,

@@ -337,7 +337,11 @@ fn train_parallel(threads: usize, rate: f32) -> Box<FashionParams> {
     let mut r = rng(11);
     let mut params = FashionParams::boxed();
     params.init_glorot(&mut r);
-    let mut trainer = tinycnn::host::ParallelTrainer::<tinycnn::stack::Book>::new(threads, rate).unwrap();
+    let mut trainer = {
+        let mut t = tinycnn::host::ParallelTrainer::<tinycnn::stack::Book>::new(threads).unwrap();
+        t.set_dropout(rate).unwrap();
+        t
+    };
     let mut adam = Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap();
     let mut order = vec![0u32; train.len()];
     for epoch in 0..2 {
@@ -390,7 +394,11 @@ fn parallel_training_refuses_bad_batches_without_touching_the_parameters() {
             .zip(before.as_flat())
             .all(|(a, b)| a.to_bits() == b.to_bits())
     };
-    let mut trainer = tinycnn::host::ParallelTrainer::<tinycnn::stack::Book>::new(2, 0.5).unwrap();
+    let mut trainer = {
+        let mut t = tinycnn::host::ParallelTrainer::<tinycnn::stack::Book>::new(2).unwrap();
+        t.set_dropout(0.5).unwrap();
+        t
+    };
     let mut adam = Adam::<FashionParams>::boxed(AdamConfig::KERAS).unwrap();
     // A NaN pixel in the second thread's share of the batch.
     train[6].0[10][10] = f32::NAN;

@@ -3,7 +3,6 @@
 //! [`Params`], 8 bits with a scale per output in [`Params8`].
 
 use super::{Params, Params8};
-use crate::data::Samples;
 use crate::kernels::all_finite;
 use crate::kernels::dense::{dense_backward_listed, dense_listed};
 use crate::kernels::{
@@ -231,7 +230,7 @@ pub(crate) fn evaluate<
     const FLAT: usize,
     const HIDDEN: usize,
     const CLASSES: usize,
-    S: Samples<H, W> + ?Sized,
+    S: crate::data::Inputs<[[f32; W]; H]> + ?Sized,
 >(
     network: &impl Layers<H, W, K, FLAT, HIDDEN, CLASSES>,
     samples: &S,

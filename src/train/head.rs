@@ -5,6 +5,7 @@
 use super::fit::{Epoch, Progress};
 use super::optim::Optimizer;
 use super::pass::{batch_scale, checked_loss};
+use super::schedule::Train;
 use crate::data::{Inputs, Samples};
 use crate::kernels::{argmax, dense};
 use crate::model::{evaluate_each, evaluate_logits, Evaluation, ParamBuffer, Params, Workspace};
@@ -297,6 +298,88 @@ where
             self.train_batch(params, head, optimizer, samples, batch)
         })
     }
+}
+
+/// What [`HeadTrainer`] trains through [`Train`]: the fixed rest of a
+/// stack's model (in flash, on a microcontroller) and the head that learns.
+///
+/// ```
+/// use rand_core::SeedableRng;
+/// use tinycnn::stack::Book;
+/// use tinycnn::train::{Epoch, Head, HeadTrainer, Sgd, Train, Tuning};
+/// use tinycnn::Params;
+/// let mut params = Params::<4, 4, 2, 8, 6, 2>::zeroed();
+/// params.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(3));
+/// let data: Vec<_> = (0..64).map(|i| ([[(i % 2) as f32; 4]; 4], i % 2)).collect();
+/// let mut head = Head::from_params(&params);
+/// let mut tuning = Tuning::<Book<4, 4, 2, 8, 6, 2>> { params: &params, head: &mut head };
+/// let mut trainer = HeadTrainer::<Book<4, 4, 2, 8, 6, 2>>::new();
+/// let (mut order, mut rng) = ([0u32; 64], rand_pcg::Pcg32::seed_from_u64(4));
+/// let mut sgd = Sgd::new(0.5).unwrap();
+/// for epoch in 0..30 {
+///     let epoch = Epoch::new(&mut order, 8, &mut rng).number(epoch);
+///     Train::train_epoch(&mut trainer, &mut tuning, &mut sgd, &data[..], epoch).unwrap();
+/// }
+/// let fit = Train::<_, Sgd>::evaluate(&mut trainer, &tuning, &data[..]).unwrap();
+/// assert_eq!(fit.accuracy, 1.0);
+/// ```
+pub struct Tuning<'a, S: Stack>
+where
+    S::Layers: Last,
+{
+    /// The model, read only: every layer but the last is used.
+    pub params: &'a S::Params,
+    /// The last layer, trained.
+    pub head: &'a mut HeadOf<S>,
+}
+
+impl<S: Stack, O: Optimizer + ?Sized> Train<Tuning<'_, S>, O> for HeadTrainer<S>
+where
+    S::Layers: Last,
+{
+    type Input = S::Input;
+
+    /// Only 0: fine-tuning keeps the body's features as they are.
+    fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
+        if rate == 0.0 {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig {
+                what: "last-layer training runs without dropout",
+            })
+        }
+    }
+
+    fn dropout(&self) -> f32 {
+        0.0
+    }
+
+    fn train_batch<D: Inputs<S::Input> + Sync + ?Sized>(
+        &mut self,
+        model: &mut Tuning<'_, S>,
+        optimizer: &mut O,
+        samples: &D,
+        batch: &[u32],
+        _: &mut impl RngCore,
+    ) -> Result<f32, Error> {
+        HeadTrainer::train_batch(self, model.params, model.head, optimizer, samples, batch)
+    }
+
+    fn evaluate<D: Inputs<S::Input> + Sync + ?Sized>(
+        &mut self,
+        model: &Tuning<'_, S>,
+        samples: &D,
+    ) -> Result<Evaluation, Error> {
+        HeadTrainer::evaluate(self, model.params, model.head, samples)
+    }
+}
+
+/// The same value as [`HeadTrainer::new`], as [`Zeroed::ZERO`].
+impl<S: Stack> Zeroed for HeadTrainer<S>
+where
+    S::Layers: Last,
+{
+    const ZERO: Self = Self::new();
 }
 
 impl<S: Stack> Default for HeadTrainer<S>

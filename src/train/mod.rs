@@ -1,18 +1,21 @@
 //! Training: one per-sample pass (forward, loss, backward), the schedules
-//! that run it (the whole network, the last layer alone, streaming SGD),
+//! that run it (the whole network, the last layer alone, streaming SGD; on
+//! threads, `host::ParallelTrainer`), the one trait they share ([`Train`]),
 //! optimizers, dropout, and the loop that drives epochs.
 
 pub(crate) mod fit;
 mod head;
 mod optim;
 pub(crate) mod pass;
+mod schedule;
 mod streaming;
 mod trainer;
 
 pub use crate::kernels::dropout::dropout;
 pub use fit::{Epoch, EpochStats, History, Progress};
-pub use head::{Head, HeadTrainer};
+pub use head::{Head, HeadOf, HeadTrainer, Tuning};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
 pub use pass::DIVERGED_LOSS;
+pub use schedule::Train;
 pub use streaming::{StreamedParams, StreamingSgdTrainer};
 pub use trainer::Trainer;

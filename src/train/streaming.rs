@@ -4,11 +4,14 @@
 
 use super::fit::{Epoch, Progress};
 use super::optim::check_learning_rate;
+use super::optim::Sgd;
 use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Target};
-use crate::data::Samples;
+use super::schedule::Train;
+use crate::data::Inputs;
 use crate::kernels::dropout::{check_rate, dropout, SampleStream};
 use crate::kernels::{add_outer_stochastic, axpy, conv_relu_pool};
 use crate::model::{Network, Params, Params8};
+use crate::stack::Zeroed;
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
@@ -341,7 +344,17 @@ impl<
         }
     }
 
-    /// Sets the learning rate and the dropout rate.
+    /// Sets the dropout rate.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] unless `rate` is in `[0, 1)`.
+    pub fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
+        self.dropout = check_rate(rate)?;
+        Ok(())
+    }
+
+    /// Sets the learning rate and the dropout rate, as a trainer zeroed in
+    /// a `static` needs before it trains.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] unless `lr` is finite and positive and
@@ -371,7 +384,7 @@ impl<
     ) -> Result<f32, Error>
     where
         P: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
-        S: Samples<H, W> + ?Sized,
+        S: Inputs<[[f32; W]; H]> + ?Sized,
     {
         let scale = batch_scale(batch, MAX_BATCH)?;
         self.configure(self.lr, self.dropout)?;
@@ -462,7 +475,7 @@ impl<
     ) -> Result<f32, Error>
     where
         N: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
-        S: Samples<H, W> + ?Sized,
+        S: Inputs<[[f32; W]; H]> + ?Sized,
         R: RngCore,
         P: Progress,
     {
@@ -478,8 +491,66 @@ impl<
     pub fn evaluate<N, S>(&mut self, params: &N, samples: &S) -> Result<crate::Evaluation, Error>
     where
         N: Network<H, W, K, FLAT, HIDDEN, CLASSES>,
-        S: Samples<H, W> + ?Sized,
+        S: Inputs<[[f32; W]; H]> + ?Sized,
     {
         crate::model::layers::evaluate(params, samples, &mut self.pass.ws)
     }
+}
+
+impl<
+        const MAX_BATCH: usize,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+        N: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
+    > Train<N, Sgd> for StreamingSgdTrainer<MAX_BATCH, H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    type Input = [[f32; W]; H];
+
+    fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
+        StreamingSgdTrainer::set_dropout(self, rate)
+    }
+
+    fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
+    /// Steps at `optimizer`'s learning rate.
+    fn train_batch<D: Inputs<[[f32; W]; H]> + Sync + ?Sized>(
+        &mut self,
+        params: &mut N,
+        optimizer: &mut Sgd,
+        samples: &D,
+        batch: &[u32],
+        rng: &mut impl RngCore,
+    ) -> Result<f32, Error> {
+        self.configure(optimizer.lr(), self.dropout)?;
+        StreamingSgdTrainer::train_batch(self, params, samples, batch, rng)
+    }
+
+    fn evaluate<D: Inputs<[[f32; W]; H]> + Sync + ?Sized>(
+        &mut self,
+        params: &N,
+        samples: &D,
+    ) -> Result<crate::Evaluation, Error> {
+        StreamingSgdTrainer::evaluate(self, params, samples)
+    }
+}
+
+/// The same value as [`StreamingSgdTrainer::zeroed_state`], as
+/// [`Zeroed::ZERO`].
+impl<
+        const MAX_BATCH: usize,
+        const H: usize,
+        const W: usize,
+        const K: usize,
+        const FLAT: usize,
+        const HIDDEN: usize,
+        const CLASSES: usize,
+    > Zeroed for StreamingSgdTrainer<MAX_BATCH, H, W, K, FLAT, HIDDEN, CLASSES>
+{
+    const ZERO: Self = Self::zeroed_state();
 }

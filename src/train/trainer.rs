@@ -7,6 +7,7 @@
 use super::fit::{Epoch, History, Progress};
 use super::optim::Optimizer;
 use super::pass::{batch_scale, checked_loss};
+use super::schedule::Train;
 use crate::data::Inputs;
 use crate::kernels::dropout::check_rate;
 use crate::model::{Evaluation, ParamBuffer, Params};
@@ -367,6 +368,37 @@ impl<S: Stack> Trainer<S> {
     /// As [`Workspace::logits`].
     pub fn logits(&mut self, params: &S::Params, input: &S::Input) -> Result<&S::Logits, Error> {
         self.ws.logits(params, input)
+    }
+}
+
+impl<S: Stack, O: Optimizer + ?Sized> Train<S::Params, O> for Trainer<S> {
+    type Input = S::Input;
+
+    fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
+        Trainer::set_dropout(self, rate)
+    }
+
+    fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
+    fn train_batch<D: Inputs<S::Input> + Sync + ?Sized>(
+        &mut self,
+        params: &mut S::Params,
+        optimizer: &mut O,
+        samples: &D,
+        batch: &[u32],
+        rng: &mut impl RngCore,
+    ) -> Result<f32, Error> {
+        Trainer::train_batch(self, params, optimizer, samples, batch, rng)
+    }
+
+    fn evaluate<D: Inputs<S::Input> + Sync + ?Sized>(
+        &mut self,
+        params: &S::Params,
+        samples: &D,
+    ) -> Result<Evaluation, Error> {
+        Trainer::evaluate(self, params, samples)
     }
 }
 

@@ -26,11 +26,12 @@ use self::regroup::RowLane;
 use self::run::{Driver, Front, Lane, Run, Sample};
 use crate::data::Inputs;
 use crate::kernels::dropout::check_rate;
+use crate::model::Evaluation;
 use crate::model::ParamBuffer;
-use crate::stack::{Book, Layer, Split, SplitAt, Stack, WithSizes};
+use crate::stack::{Book, Layer, Split, SplitAt, Stack, WithSizes, Workspace};
 use crate::train::fit::Batches;
 use crate::train::pass::batch_scale;
-use crate::train::{Epoch, Optimizer, Progress};
+use crate::train::{Epoch, Optimizer, Progress, Train};
 use crate::Error;
 use core::any::Any;
 use core::ops::Range;
@@ -58,7 +59,8 @@ use std::vec::Vec;
 ///     let mut params = Params::<4, 4, 2, 8, 4, 2>::zeroed();
 ///     let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
 ///     params.init_glorot(&mut rng);
-///     let mut trainer = ParallelTrainer::<Book<4, 4, 2, 8, 4, 2>>::new(threads, 0.5).unwrap();
+///     let mut trainer = ParallelTrainer::<Book<4, 4, 2, 8, 4, 2>>::new(threads).unwrap();
+///     trainer.set_dropout(0.5).unwrap();
 ///     let mut order = [0u32; 64];
 ///     for epoch in 0..5 {
 ///         let epoch = Epoch::new(&mut order, 8, &mut rng).number(epoch);
@@ -73,6 +75,8 @@ where
     S::Layers: Split,
 {
     dropout: f32,
+    /// Where [`evaluate`](Self::evaluate) runs the model.
+    workspace: Box<Workspace<S>>,
     lanes: Vec<RwLock<Lane<S>>>,
     /// Each thread's regrouped terms of the wide layer's rows
     /// (`RowLane<HIDDEN>`, whose size only [`Split::with_sizes`] names).
@@ -94,17 +98,16 @@ impl<S: Stack> ParallelTrainer<S>
 where
     S::Layers: Split,
 {
-    /// `threads` threads with dropout rate `dropout`.
+    /// `threads` threads, no dropout.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for no threads or a dropout rate outside `[0, 1)`.
-    pub fn new(threads: usize, dropout: f32) -> Result<Self, Error> {
+    /// [`Error::InvalidConfig`] for no threads.
+    pub fn new(threads: usize) -> Result<Self, Error> {
         if threads == 0 {
             return Err(Error::InvalidConfig {
                 what: "at least one thread is needed",
             });
         }
-        let dropout = check_rate(dropout)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -122,7 +125,8 @@ where
         }
         let (row_lanes, flat) = S::Layers::with_sizes(Fresh(threads));
         Ok(Self {
-            dropout,
+            dropout: 0.0,
+            workspace: Workspace::boxed(),
             lanes: (0..threads).map(|_| RwLock::new(Lane::new())).collect(),
             row_lanes,
             samples: Vec::new(),
@@ -132,6 +136,33 @@ where
             seeds: Vec::new(),
             pool,
         })
+    }
+
+    /// Sets the dropout rate of the stack's `Dropout` layers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] unless `rate` is in `[0, 1)`.
+    pub fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
+        self.dropout = check_rate(rate)?;
+        Ok(())
+    }
+
+    /// The dropout rate.
+    pub const fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
+    /// Mean loss and accuracy of `params` on `samples` (no dropout), on
+    /// the calling thread.
+    ///
+    /// # Errors
+    /// As [`Workspace::evaluate`].
+    pub fn evaluate<D: Inputs<S::Input> + ?Sized>(
+        &mut self,
+        params: &S::Params,
+        samples: &D,
+    ) -> Result<Evaluation, Error> {
+        self.workspace.evaluate(params, samples)
     }
 
     /// One gradient step on the samples at `batch`, split across the threads;
@@ -377,6 +408,55 @@ where
     }
 }
 
+impl<S: Stack, O: Optimizer + ?Sized> Train<S::Params, O> for ParallelTrainer<S>
+where
+    S::Layers: Split,
+{
+    type Input = S::Input;
+
+    fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
+        ParallelTrainer::set_dropout(self, rate)
+    }
+
+    fn dropout(&self) -> f32 {
+        self.dropout
+    }
+
+    fn train_batch<D: Inputs<S::Input> + Sync + ?Sized>(
+        &mut self,
+        params: &mut S::Params,
+        optimizer: &mut O,
+        samples: &D,
+        batch: &[u32],
+        rng: &mut impl RngCore,
+    ) -> Result<f32, Error> {
+        ParallelTrainer::train_batch(self, params, optimizer, samples, batch, rng)
+    }
+
+    fn train_epoch<D, R, P>(
+        &mut self,
+        params: &mut S::Params,
+        optimizer: &mut O,
+        samples: &D,
+        epoch: Epoch<'_, R, P>,
+    ) -> Result<f32, Error>
+    where
+        D: Inputs<S::Input> + Sync + ?Sized,
+        R: RngCore,
+        P: Progress + Send,
+    {
+        ParallelTrainer::train_epoch(self, params, optimizer, samples, epoch)
+    }
+
+    fn evaluate<D: Inputs<S::Input> + Sync + ?Sized>(
+        &mut self,
+        params: &S::Params,
+        samples: &D,
+    ) -> Result<Evaluation, Error> {
+        ParallelTrainer::evaluate(self, params, samples)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::meeting::read;
@@ -427,7 +507,8 @@ mod tests {
         let batch: Vec<u32> = (0..24).rev().collect();
         for threads in [1, 2, 3, 5] {
             let mut parallel =
-                ParallelTrainer::<crate::stack::Book<8, 8, 3, 48, 20, 3>>::new(threads, 0.5).unwrap();
+                ParallelTrainer::<crate::stack::Book<8, 8, 3, 48, 20, 3>>::new(threads).unwrap();
+            parallel.set_dropout(0.5).unwrap();
             let mut stepped = params.clone();
             let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
             parallel
@@ -502,7 +583,8 @@ mod tests {
         let batch: Vec<u32> = (0..12).collect();
         for threads in [1, 2, 3] {
             let mut parallel =
-                ParallelTrainer::<crate::stack::Book<8, 8, 3, 48, 20, 3>>::new(threads, 0.0).unwrap();
+                ParallelTrainer::<crate::stack::Book<8, 8, 3, 48, 20, 3>>::new(threads).unwrap();
+            parallel.set_dropout(0.0).unwrap();
             let mut stepped = params.clone();
             let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
             let mut sgd = Sgd::new(0.1).unwrap();
@@ -536,8 +618,8 @@ mod tests {
         let run = |rows: Option<[Range<usize>; 2]>| {
             let mut params: std::boxed::Box<Small> = bytemuck::zeroed_box();
             params.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(3));
-            let mut parallel =
-                ParallelTrainer::<crate::stack::Book<8, 8, 3, 48, 20, 3>>::new(2, 0.5).unwrap();
+            let mut parallel = ParallelTrainer::<crate::stack::Book<8, 8, 3, 48, 20, 3>>::new(2).unwrap();
+            parallel.set_dropout(0.5).unwrap();
             let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
             let mut adam: std::boxed::Box<crate::train::Adam<Small>> = bytemuck::zeroed_box();
             adam.configure(crate::train::AdamConfig::KERAS).unwrap();
@@ -591,7 +673,8 @@ mod tests {
         let wide = 4 * 3 * 3 * 2 + 4 + 3 * 3 * 4 * 6 + 6;
         let wide = wide..wide + 96 * 12;
         for threads in [1, 2, 3] {
-            let mut parallel = ParallelTrainer::<Two>::new(threads, 0.3).unwrap();
+            let mut parallel = ParallelTrainer::<Two>::new(threads).unwrap();
+            parallel.set_dropout(0.3).unwrap();
             let mut stepped = params;
             let mut rng = rand_pcg::Pcg32::seed_from_u64(9);
             parallel
