@@ -23,11 +23,11 @@ use tinycnn::host::{
     load_checkpoint, load_stack_checkpoint, save_checkpoint, save_stack_checkpoint, AdamState, Checkpoint,
     ParallelTrainer,
 };
-use tinycnn::stack::{Deep, Split, Stack, Workspace};
+use tinycnn::stack::{Book, Deep, Split, Stack, Workspace};
 use tinycnn::train::{
-    Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State, StreamingSgdTrainer,
+    Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State, StreamingSgdTrainer, Train,
 };
-use tinycnn::{FashionParams, FashionParams8, FashionTrainer, FashionWorkspace, ParamBuffer, Trainer};
+use tinycnn::{FashionParams, FashionParams8, ParamBuffer, Trainer};
 
 /// The largest batch `--recipe sgd8` takes (its trainer keeps each sample's
 /// hidden-layer gradient until the batch's second pass).
@@ -171,7 +171,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| Path::new("runs").join(&run_name));
     std::fs::create_dir_all(&out)
         .map_err(|e| format!("{}: cannot create output directory: {e}", out.display()))?;
-    let checkpoint_path = out.join("checkpoint.safetensors");
     // A run to draw beside this one, read before training so a wrong path
     // fails at once.
     let compared = match &args.compare {
@@ -226,149 +225,26 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             format!("{} {} {}", train.len(), validation.len(), data.dir().display()),
         ),
     ]);
-    if args.model == Model::Deep {
-        // The book's checkpoints have no model entry: resumed as the deep
-        // model they are refused for it.
-        settings.insert("model".to_string(), "deep".to_string());
-    }
-    if args.model == Model::Deep {
-        let run = StackRun {
-            args: &args,
-            name: &run_name,
-            batch_size,
-            lr,
-            dropout,
-            out: &out,
-            compared: compared.as_ref(),
-            settings: &settings,
-        };
-        return run.train::<Deep>(&train, &validation, &test);
-    }
-
-    let mut params = FashionParams::boxed();
-    params.init_glorot(&mut Pcg32::seed_from_u64(args.seed));
-    let mut trainer = FashionTrainer::boxed();
-    trainer.set_dropout(dropout)?;
-    let mut parallel = match args.threads {
-        1 => None,
-        threads => {
-            let mut parallel = ParallelTrainer::<tinycnn::stack::Book>::new(threads)?;
-            parallel.set_dropout(dropout)?;
-            Some(parallel)
-        }
+    let model_name = match args.model {
+        Model::Book => "book",
+        Model::Deep => "deep",
     };
-    // The 8-bit recipe: its parameters, and the schedule that trains them
-    // without a gradient of dense1's kernel.
-    let mut int8 = match args.recipe {
-        Recipe::Sgd8 => {
-            if args.threads > 1 {
-                return Err("--recipe sgd8 trains on one thread".into());
-            }
-            let mut params8 = FashionParams8::boxed();
-            params8.init_glorot(&mut Pcg32::seed_from_u64(args.seed));
-            Some((params8, StreamingSgdTrainer::<MAX_BATCH_SGD8>::boxed(lr)?))
-        }
-        _ => None,
+    settings.insert("model".to_string(), model_name.to_string());
+    let run = Run {
+        args: &args,
+        name: &run_name,
+        batch_size,
+        lr,
+        dropout,
+        out: &out,
+        compared: compared.as_ref(),
+        settings: &settings,
     };
-    let mut optimizer = Opt::<FashionParams>::of(args.recipe, lr)?;
-    let mut rows = Vec::new();
-    let mut first_epoch = 0;
-    if args.resume {
-        let checkpoint: Checkpoint = load_checkpoint(&checkpoint_path)?;
-        check_settings(&checkpoint_path, &checkpoint.info, &settings, lr)?;
-        if let Some((params8, _)) = &mut int8 {
-            // The checkpoint holds the f32 export and the scales it was taken with.
-            let scales = checkpoint
-                .info
-                .get(SCALES_KEY)
-                .and_then(|text| parse_scales(text))
-                .ok_or_else(|| format!("{}: no dense1 scales in it", checkpoint_path.display()))?;
-            params8.restore(&checkpoint.params, &scales)?;
-        }
-        params = checkpoint.params;
-        optimizer.restore(checkpoint.adam.as_ref())?;
-        rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
-        first_epoch = checkpoint.epochs_done;
+    match (args.model, args.recipe) {
+        (_, Recipe::Sgd8) => run.sgd8(&train, &validation, &test),
+        (Model::Book, _) => run.f32::<Book>(&train, &validation, &test),
+        (Model::Deep, _) => run.f32::<Deep>(&train, &validation, &test),
     }
-
-    let mut order = vec![0u32; train.len()];
-    let mut ws = FashionWorkspace::new();
-    let batches = train.len() / batch_size;
-    println!("\n{}", EpochRow::HEADER);
-    for row in &rows {
-        println!("{}", row.table_line(None));
-    }
-    for epoch in first_epoch..args.epochs {
-        let mut progress = Bar::new(epoch, batches, batch_size)?;
-        let start = Instant::now();
-        // Each epoch draws from its own stream, so a resumed run repeats an
-        // uninterrupted one bit for bit.
-        let mut rng = epoch_rng(args.seed, epoch);
-        let trained = match (&mut parallel, &mut int8) {
-            (_, Some((params8, streaming))) => streaming.train_epoch(
-                &mut **params8,
-                &train,
-                Epoch::new(&mut order, batch_size, &mut rng)
-                    .number(epoch)
-                    .progress(&mut progress),
-            ),
-            (Some(parallel), None) => parallel.train_epoch(
-                &mut params,
-                &mut optimizer,
-                &train,
-                Epoch::new(&mut order, batch_size, &mut rng)
-                    .number(epoch)
-                    .progress(&mut progress),
-            ),
-            (None, None) => trainer.train_epoch(
-                &mut params,
-                &mut optimizer,
-                &train,
-                Epoch::new(&mut order, batch_size, &mut rng)
-                    .number(epoch)
-                    .progress(&mut progress),
-            ),
-        };
-        let train_loss = trained.map_err(|e| training_error(e, epoch))?;
-        let train_seconds = start.elapsed().as_secs_f64();
-        progress.bar.finish_and_clear();
-        let val = match &int8 {
-            Some((params8, _)) => params8.evaluate(&validation, &mut ws)?,
-            None => params.evaluate(&validation, &mut ws)?,
-        };
-        let row = EpochRow {
-            epoch: epoch + 1,
-            train_loss,
-            val_loss: val.loss,
-            val_accuracy: val.accuracy,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        println!(
-            "{}",
-            row.table_line(Some((batches * batch_size) as f64 / train_seconds))
-        );
-        rows.push(row);
-        let mut info = settings.clone();
-        info.insert("history".to_string(), history_csv(&rows));
-        let adam = optimizer.adam();
-        if let Some((params8, _)) = &int8 {
-            params8.to_params(&mut params);
-            info.insert(SCALES_KEY.to_string(), scales_text(&params8.dense1_kernel.scales));
-        }
-        save_checkpoint(&checkpoint_path, &params, adam, epoch + 1, &info)?;
-    }
-
-    let matrix = match &int8 {
-        Some((params8, _)) => {
-            // The export: what weight files, `evaluate` and `quantize` read.
-            params8.to_params(&mut params);
-            common::confusion(&**params8, &test)?
-        }
-        None => common::confusion(&*params, &test)?,
-    };
-    let accuracy = common::report(&matrix);
-    tinycnn::host::save_safetensors(&params, &out.join("model.safetensors"))?;
-    finish(&out, &rows, &recipe_name, compared.as_ref(), accuracy)
 }
 
 /// Writes `history.csv` and `training.png` beside the model, says so, prints
@@ -411,7 +287,9 @@ fn check_settings(
     lr: f32,
 ) -> Result<(), String> {
     for (key, value) in settings.iter().filter(|(key, _)| *key != "lr") {
-        let saved = info.get(key).map(String::as_str).unwrap_or("nothing");
+        // A checkpoint without a model entry is the book's.
+        let unnamed = if key == "model" { "book" } else { "nothing" };
+        let saved = info.get(key).map(String::as_str).unwrap_or(unnamed);
         if saved != value {
             return Err(format!(
                 "{}: written with {key} {saved}, this run has {value}",
@@ -439,9 +317,9 @@ fn training_error(e: tinycnn::Error, epoch: usize) -> String {
     }
 }
 
-/// A run of a stack other than the book's: `Trainer` with SGD or Adam on
-/// one thread, each epoch's row, the model in the stack's Keras layout.
-struct StackRun<'a> {
+/// One training run: its settings, where it writes, and the epochs it
+/// drives through any schedule ([`Train`]).
+struct Run<'a> {
     args: &'a Args,
     name: &'a str,
     batch_size: usize,
@@ -452,61 +330,49 @@ struct StackRun<'a> {
     settings: &'a BTreeMap<String, String>,
 }
 
-impl StackRun<'_> {
-    fn train<S>(
+/// The training images.
+type Image = [[f32; 28]; 28];
+
+impl Run<'_> {
+    fn checkpoint_path(&self) -> PathBuf {
+        self.out.join("checkpoint.safetensors")
+    }
+
+    /// The epochs from `rows.len()` on of `schedule` training `model` with
+    /// `optimizer`, each followed by its row (validation included) and
+    /// `save` of the checkpoint with the settings and the history.
+    #[allow(clippy::too_many_arguments)]
+    fn epochs<M: ?Sized, O: ?Sized, T: Train<M, O, Input = Image>>(
         &self,
+        schedule: &mut T,
+        model: &mut M,
+        optimizer: &mut O,
         train: &Subset<'_, IdxDataset<'_>>,
         validation: &Subset<'_, IdxDataset<'_>>,
-        test: &IdxDataset<'_>,
-    ) -> Result<(), Box<dyn std::error::Error>>
-    where
-        S: Stack<Input = [[f32; 28]; 28]>,
-        S::Layers: Split,
-    {
-        let mut params = S::boxed_params();
-        S::init_glorot(&mut params, &mut Pcg32::seed_from_u64(self.args.seed));
-        let mut trainer = Trainer::<S>::boxed();
-        trainer.set_dropout(self.dropout)?;
-        let mut parallel = match self.args.threads {
-            1 => None,
-            threads => {
-                let mut parallel = ParallelTrainer::<S>::new(threads)?;
-                parallel.set_dropout(self.dropout)?;
-                Some(parallel)
-            }
-        };
-        let mut optimizer = Opt::<S::Params>::of(self.args.recipe, self.lr)?;
-        let checkpoint_path = self.out.join("checkpoint.safetensors");
-        let (mut rows, mut first_epoch) = (Vec::new(), 0);
-        if self.args.resume {
-            let checkpoint = load_stack_checkpoint::<S>(&checkpoint_path)?;
-            check_settings(&checkpoint_path, &checkpoint.info, self.settings, self.lr)?;
-            params = checkpoint.params;
-            optimizer.restore(checkpoint.adam.as_ref())?;
-            rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
-            first_epoch = checkpoint.epochs_done;
-        }
+        rows: &mut Vec<EpochRow>,
+        mut save: impl FnMut(&M, &O, usize, &BTreeMap<String, String>) -> Result<(), Box<dyn std::error::Error>>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
         let mut order = vec![0u32; train.len()];
         let batches = train.len() / self.batch_size;
         println!("\n{}", EpochRow::HEADER);
-        for row in &rows {
+        for row in rows.iter() {
             println!("{}", row.table_line(None));
         }
-        for epoch in first_epoch..self.args.epochs {
+        for epoch in rows.len()..self.args.epochs {
             let mut progress = Bar::new(epoch, batches, self.batch_size)?;
             let start = Instant::now();
+            // Each epoch draws from its own stream, so a resumed run repeats
+            // an uninterrupted one bit for bit.
             let mut rng = epoch_rng(self.args.seed, epoch);
             let epoch_of = Epoch::new(&mut order, self.batch_size, &mut rng)
                 .number(epoch)
                 .progress(&mut progress);
-            let trained = match &mut parallel {
-                Some(parallel) => parallel.train_epoch(&mut params, &mut optimizer, train, epoch_of),
-                None => trainer.train_epoch(&mut params, &mut optimizer, train, epoch_of),
-            };
-            let train_loss = trained.map_err(|e| training_error(e, epoch))?;
+            let train_loss = schedule
+                .train_epoch(model, optimizer, train, epoch_of)
+                .map_err(|e| training_error(e, epoch))?;
             let train_seconds = start.elapsed().as_secs_f64();
             progress.bar.finish_and_clear();
-            let val = trainer.evaluate(&params, validation)?;
+            let val = schedule.evaluate(model, validation)?;
             let row = EpochRow {
                 epoch: epoch + 1,
                 train_loss,
@@ -520,13 +386,128 @@ impl StackRun<'_> {
             );
             rows.push(row);
             let mut info = self.settings.clone();
-            info.insert("history".to_string(), history_csv(&rows));
-            save_stack_checkpoint::<S>(&checkpoint_path, &params, optimizer.adam(), epoch + 1, &info)?;
+            info.insert("history".to_string(), history_csv(rows));
+            save(model, optimizer, epoch + 1, &info)?;
+        }
+        Ok(())
+    }
+
+    /// The `sgd` or `adam` recipe on stack `S`, on one thread ([`Trainer`])
+    /// or several ([`ParallelTrainer`]); the model in the stack's Keras
+    /// layout.
+    fn f32<S>(
+        &self,
+        train: &Subset<'_, IdxDataset<'_>>,
+        validation: &Subset<'_, IdxDataset<'_>>,
+        test: &IdxDataset<'_>,
+    ) -> Result<(), Box<dyn std::error::Error>>
+    where
+        S: Stack<Input = Image>,
+        S::Layers: Split,
+    {
+        let mut params = S::boxed_params();
+        S::init_glorot(&mut params, &mut Pcg32::seed_from_u64(self.args.seed));
+        let mut optimizer = Opt::<S::Params>::of(self.args.recipe, self.lr)?;
+        let checkpoint_path = self.checkpoint_path();
+        let mut rows = Vec::new();
+        if self.args.resume {
+            let checkpoint = load_stack_checkpoint::<S>(&checkpoint_path)?;
+            check_settings(&checkpoint_path, &checkpoint.info, self.settings, self.lr)?;
+            params = checkpoint.params;
+            optimizer.restore(checkpoint.adam.as_ref())?;
+            rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
+        }
+        let save = |params: &S::Params, optimizer: &Opt<S::Params>, done, info: &BTreeMap<String, String>| {
+            save_stack_checkpoint::<S>(&checkpoint_path, params, optimizer.adam(), done, info)?;
+            Ok(())
+        };
+        match self.args.threads {
+            1 => {
+                let mut trainer = Trainer::<S>::boxed();
+                trainer.set_dropout(self.dropout)?;
+                self.epochs(
+                    &mut *trainer,
+                    &mut *params,
+                    &mut optimizer,
+                    train,
+                    validation,
+                    &mut rows,
+                    save,
+                )?;
+            }
+            threads => {
+                let mut parallel = ParallelTrainer::<S>::new(threads)?;
+                parallel.set_dropout(self.dropout)?;
+                self.epochs(
+                    &mut parallel,
+                    &mut *params,
+                    &mut optimizer,
+                    train,
+                    validation,
+                    &mut rows,
+                    save,
+                )?;
+            }
         }
         let mut ws = Workspace::<S>::boxed();
         let matrix = common::confusion_with(test, |image| ws.predict(&params, image))?;
         let accuracy = common::report(&matrix);
         tinycnn::host::save_stack::<S>(&params, &self.out.join("model.safetensors"))?;
+        finish(self.out, &rows, self.name, self.compared, accuracy)
+    }
+
+    /// The `sgd8` recipe: the book's network with dense1's kernel in 8
+    /// bits, trained by streaming SGD; the model its `f32` export.
+    fn sgd8(
+        &self,
+        train: &Subset<'_, IdxDataset<'_>>,
+        validation: &Subset<'_, IdxDataset<'_>>,
+        test: &IdxDataset<'_>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        if self.args.threads > 1 {
+            return Err("--recipe sgd8 trains on one thread".into());
+        }
+        let mut params8 = FashionParams8::boxed();
+        params8.init_glorot(&mut Pcg32::seed_from_u64(self.args.seed));
+        let mut export = FashionParams::boxed();
+        let checkpoint_path = self.checkpoint_path();
+        let mut rows = Vec::new();
+        if self.args.resume {
+            let checkpoint: Checkpoint = load_checkpoint(&checkpoint_path)?;
+            check_settings(&checkpoint_path, &checkpoint.info, self.settings, self.lr)?;
+            // The checkpoint holds the f32 export and the scales it was taken with.
+            let scales = checkpoint
+                .info
+                .get(SCALES_KEY)
+                .and_then(|text| parse_scales(text))
+                .ok_or_else(|| format!("{}: no dense1 scales in it", checkpoint_path.display()))?;
+            params8.restore(&checkpoint.params, &scales)?;
+            rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
+        }
+        let mut streaming = StreamingSgdTrainer::<MAX_BATCH_SGD8>::boxed(self.lr)?;
+        streaming.set_dropout(self.dropout)?;
+        let mut sgd = Sgd::new(self.lr)?;
+        let save = |params8: &FashionParams8, _: &Sgd, done, info: &BTreeMap<String, String>| {
+            params8.to_params(&mut export);
+            let mut info = info.clone();
+            info.insert(SCALES_KEY.to_string(), scales_text(&params8.dense1_kernel.scales));
+            save_checkpoint(&checkpoint_path, &export, None, done, &info)?;
+            Ok(())
+        };
+        self.epochs(
+            &mut *streaming,
+            &mut *params8,
+            &mut sgd,
+            train,
+            validation,
+            &mut rows,
+            save,
+        )?;
+        // The export: what weight files, `evaluate` and `quantize` read.
+        params8.to_params(&mut export);
+        let matrix = common::confusion(&*params8, test)?;
+        let accuracy = common::report(&matrix);
+        tinycnn::host::save_safetensors(&export, &self.out.join("model.safetensors"))?;
         finish(self.out, &rows, self.name, self.compared, accuracy)
     }
 }
