@@ -11,6 +11,16 @@
 # against its real memory map. Prints each RESULT line and, with --sizes, the
 # sections of each ELF (with rustup's llvm-tools, which it adds). Needs
 # qemu-system-arm; adds the Cortex-M targets. Exits non-zero on any failure.
+#
+# With --cycles, instead: for each Cortex-M4 example on the MPS2 board, its
+# instructions per image (a plain run's RESULT line) and an estimate of its
+# Cortex-M4 cycles per image, from QEMU's exact trace of a window of the run
+# (CYCLES_SKIP instructions skipped, CYCLES_WINDOW counted; CYCLES_EXAMPLES
+# picks examples) charged by the
+# Technical Reference Manual's table (examples/cycles.rs), as a range; and
+# the milliseconds per image that gives at 168 MHz (STM32F405) and 120 MHz
+# (STM32L4R5), both with 5 flash wait states at those clocks (datasheets),
+# from the low estimate with none to the high one with all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/prerequisites.sh
@@ -19,6 +29,40 @@ sizes=false
 need_qemu
 need_cortex_m_targets
 $sizes && size=$(llvm_size)
+
+if [ "${1:-}" = "--cycles" ]; then
+    export TINYCNN_BOARD=mps2
+    cargo build --quiet --release --example cycles
+    skip=${CYCLES_SKIP:-2000000}
+    window=${CYCLES_WINDOW:-20000000}
+    echo "example instructions/image cycles/image(low..high) high+5ws ms@168MHz ms@120MHz cpi(low..high)"
+    for example in ${CYCLES_EXAMPLES:-m4_infer m4_infer_deep m4_infer_int8 m4_train m4_train_deep m4_train_sgd m4_train_256k m4_finetune}; do
+        elf=target/thumbv7em-none-eabihf/release/examples/$example
+        log=$(cargo m4 "$example" 2>/dev/null) || { echo "FAIL: $example exited non-zero"; exit 1; }
+        per_image=$(grep '^RESULT ' <<<"$log" | tail -n 1 | sed -n 's/.* instructions_per_image=\([0-9]*\).*/\1/p')
+        # QEMU logs into a pipe; once the estimate has read its window, QEMU
+        # is stopped (it does not stop at a closed pipe).
+        fifo=$(mktemp -u)
+        mkfifo "$fifo"
+        qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none -serial none \
+            -semihosting-config enable=on,target=native -icount shift=0 -kernel "$elf" \
+            -d in_asm,exec,nochain -D "$fifo" >/dev/null 2>&1 &
+        qemu=$!
+        estimate=$(target/release/examples/cycles --skip "$skip" --instructions "$window" --wait-states 5 <"$fifo") || true
+        kill "$qemu" 2>/dev/null || true
+        wait "$qemu" 2>/dev/null || true
+        rm -f "$fifo"
+        awk -v n="$per_image" -v e="$estimate" -v name="$example" 'BEGIN {
+            split(e, f, /[ =]/); for (i = 1; i < length(f); i += 2) v[f[i]] = f[i + 1]
+            if (v["instructions"] == 0 || n == "") { print "FAIL: " name ": no trace"; exit 1 }
+            lo = n * v["cycles_low"] / v["instructions"]; hi = n * v["cycles_high"] / v["instructions"]
+            hiws = n * v["cycles_high_waited"] / v["instructions"]
+            printf "%s %d %.0f..%.0f %.0f %.2f..%.2f %.2f..%.2f %.3f..%.3f\n", name, n, lo, hi, hiws,
+                lo / 168e3, hiws / 168e3, lo / 120e3, hiws / 120e3, lo / n, hi / n
+        }' || exit 1
+    done
+    exit 0
+fi
 
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
