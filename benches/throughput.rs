@@ -11,6 +11,7 @@ use std::path::Path;
 use tinycnn::data::{Samples, Subset};
 use tinycnn::host::FashionMnist;
 use tinycnn::kernels::*;
+use tinycnn::stack::{Book, Book8, Stack};
 use tinycnn::train::{Adam, AdamConfig, Optimizer, Sgd, StreamingSgdTrainer, Update};
 use tinycnn::{FashionParams, FashionTrainer, FashionWorkspace, ParamBuffer};
 
@@ -173,9 +174,10 @@ fn training(c: &mut Criterion) {
     }
     // The streaming schedule, batch 128, on f32 parameters and on 8-bit ones.
     let mut params = trained_params();
-    let mut params8 = tinycnn::FashionParams8::boxed();
-    params8.quantize_from(&params).unwrap();
+    let mut params8 = Book8::boxed_params();
+    Book8::import::<Book>(&params, &mut params8, &[]).unwrap();
     let mut streaming = StreamingSgdTrainer::<128>::boxed(0.01).unwrap();
+    let mut streaming8 = StreamingSgdTrainer::<128, Book8>::boxed(0.01).unwrap();
     let mut rng = Pcg32::seed_from_u64(1);
     let mut start = 0;
     group.throughput(Throughput::Elements(128));
@@ -192,7 +194,7 @@ fn training(c: &mut Criterion) {
         b.iter(|| {
             let batch_indices = &indices[start..start + 128];
             start = (start + 128) % (indices.len() - 128);
-            streaming
+            streaming8
                 .train_batch(&mut params8, &train, batch_indices, &mut rng)
                 .unwrap()
         })
@@ -477,11 +479,10 @@ fn kernels(c: &mut Criterion) {
             )
         })
     });
-    // dense1 in 8 bits (Params8): the fixed-point forward beside the f32
+    // dense1 in 8 bits (Book8): the fixed-point forward beside the f32
     // one above, and the update's two ways of rounding on the same inputs.
-    let mut params8 = tinycnn::FashionParams8::boxed();
-    params8.quantize_from(&params).unwrap();
-    let kernel8 = &params8.dense1_kernel;
+    let mut kernel8: Box<tinycnn::model::Int8Kernel<1960, 100>> = bytemuck::zeroed_box();
+    kernel8.quantize(&params.dense1_kernel).unwrap();
     group.bench_function("dense1 8-bit forward", |b| {
         b.iter(|| {
             let mut input = pooled;
@@ -498,7 +499,8 @@ fn kernels(c: &mut Criterion) {
     // thousandth of a step and less.
     let delta: Vec<f32> = out_grad.iter().map(|g| -0.01 / 128.0 * g * 0.1).collect();
     let delta: [f32; 100] = delta.try_into().unwrap();
-    let mut values = kernel8.values;
+    let mut values: Box<[[i8; 100]; 1960]> = bytemuck::zeroed_box();
+    values.copy_from_slice(&kernel8.values);
     let mut scales = kernel8.scales;
     let mut rng = Pcg32::seed_from_u64(5);
     group.bench_function("dense1 8-bit update, draws per row", |b| {

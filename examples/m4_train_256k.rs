@@ -1,6 +1,6 @@
 //! The whole network trained from Glorot init on a Cortex-M4F (QEMU
 //! `mps2-an386`) in 256 KiB of RAM, parameters included: dense1's kernel
-//! lives in 8 bits ([`Params8`](tinycnn::Params8), 201,240 bytes in all) and
+//! lives in 8 bits ([`Book8`](tinycnn::stack::Book8), 201,240 bytes in all) and
 //! the streaming trainer updates it in place, each change stochastically
 //! rounded onto its grid; no gradient of dense1's kernel ever exists. The
 //! linker gives this example 256 KiB of RAM (the `TINYCNN_RAM_BYTES` symbol
@@ -26,6 +26,7 @@ mod board;
 use board::{build_setting, out};
 use rand_core::SeedableRng;
 use static_cell::ConstStaticCell;
+use tinycnn::stack::{Book8, Stack, Zeroed};
 use tinycnn::train::StreamingSgdTrainer;
 use tinycnn::FashionParams8;
 
@@ -47,30 +48,25 @@ fn main() -> ! {
 }
 
 fn run() -> bool {
-    static PARAMS: ConstStaticCell<FashionParams8> = ConstStaticCell::new(FashionParams8::zeroed());
+    static PARAMS: ConstStaticCell<FashionParams8> = ConstStaticCell::new(Zeroed::ZERO);
     let params = PARAMS.take();
-    static TRAINER: ConstStaticCell<StreamingSgdTrainer<BATCH>> =
-        ConstStaticCell::new(StreamingSgdTrainer::zeroed_state());
+    static TRAINER: ConstStaticCell<StreamingSgdTrainer<BATCH, Book8>> = ConstStaticCell::new(Zeroed::ZERO);
     let trainer = TRAINER.take();
     static ORDER: ConstStaticCell<[u32; IMAGES]> = ConstStaticCell::new([0; IMAGES]);
     let order = ORDER.take();
     let train = board::TRAIN.first(IMAGES);
     let mut rng = rand_pcg::Pcg32::seed_from_u64(SEED);
-    params.init_glorot(&mut rng);
-    if let Err(e) = trainer.configure(LEARNING_RATE, 0.0) {
-        out!("error: {}", e);
-        return false;
-    }
-    out!(
-        "SGD lr {} on 8-bit dense1, {} images, {} epochs, batch {}",
+    Book8::init_glorot(params, &mut rng);
+    out!("dense1 in 8 bits");
+    let Some((loss, instructions_per_image)) = board::train_streaming(
+        trainer,
+        params,
         LEARNING_RATE,
-        IMAGES,
-        EPOCHS,
-        BATCH
-    );
-    let Some((loss, instructions_per_image)) =
-        board::train_streaming(trainer, params, &train, EPOCHS, order, &mut rng)
-    else {
+        &train,
+        (EPOCHS, BATCH),
+        order,
+        &mut rng,
+    ) else {
         return false;
     };
     let Ok(evaluation) = trainer.evaluate(params, &board::TEST) else {
@@ -101,25 +97,16 @@ fn run() -> bool {
 /// CRC-32 of every parameter's bytes, layer by layer: equal on the board
 /// and the host when they trained the same bits.
 fn model_hash(params: &FashionParams8) -> u32 {
+    // The flat parameters: the convolution (100 values), dense1's scales
+    // (100), its 8-bit values (49,000 slots), its bias (100), dense2 (1,010).
+    let (floats, values) = (&params[..200], &params[200..49_200]);
     let mut hasher = crc32fast::Hasher::new();
-    let floats = [
-        params.conv_kernel.as_flattened().as_flattened(),
-        &params.conv_bias[..],
-        &params.dense1_kernel.scales[..],
-        &params.dense1_bias[..],
-        params.dense2_kernel.as_flattened(),
-        &params.dense2_bias[..],
-    ];
-    for values in floats {
+    for values in [floats, &params[49_200..]] {
         for v in values {
             hasher.update(&v.to_le_bytes());
         }
     }
-    for row in &params.dense1_kernel.values {
-        for &v in row {
-            hasher.update(&[v as u8]);
-        }
-    }
+    hasher.update(bytemuck::cast_slice(values));
     hasher.finalize()
 }
 
@@ -147,7 +134,7 @@ fn export(params: &FashionParams8) -> bool {
         );
         return false;
     }
-    let written = params.write_blob_with(|bytes| {
+    let written = Book8::write_blob_with(params, |bytes| {
         // SAFETY: WRITE of a live buffer and its length to the handle OPEN
         // returned; it returns how many bytes were not written.
         match unsafe { syscall!(WRITE, handle, bytes.as_ptr(), bytes.len()) } {
@@ -166,8 +153,8 @@ fn export(params: &FashionParams8) -> bool {
 /// Writes the trained model's `f32` export, a weight blob, for the host's tools.
 #[cfg(not(target_os = "none"))]
 fn export(params: &FashionParams8) -> bool {
-    let mut blob = Vec::with_capacity(FashionParams8::BLOB_BYTES);
-    let _ = params.write_blob_with(|bytes| -> Result<(), ()> {
+    let mut blob = Vec::with_capacity(Book8::BLOB_BYTES);
+    let _ = Book8::write_blob_with(params, |bytes| -> Result<(), ()> {
         blob.extend_from_slice(bytes);
         Ok(())
     });

@@ -40,20 +40,15 @@ fn run() -> bool {
     let train = board::TRAIN.first(IMAGES);
     let mut rng = rand_pcg::Pcg32::seed_from_u64(SEED);
     params.init_glorot(&mut rng);
-    if let Err(e) = trainer.configure(LEARNING_RATE, 0.0) {
-        out!("error: {}", e);
-        return false;
-    }
-    out!(
-        "SGD lr {} on {} images, {} epochs, batch {}",
+    let Some((loss, instructions_per_image)) = board::train_streaming(
+        trainer,
+        params,
         LEARNING_RATE,
-        IMAGES,
-        EPOCHS,
-        BATCH
-    );
-    let Some((loss, instructions_per_image)) =
-        board::train_streaming(trainer, params, &train, EPOCHS, order, &mut rng)
-    else {
+        &train,
+        (EPOCHS, BATCH),
+        order,
+        &mut rng,
+    ) else {
         return false;
     };
     let Ok(evaluation) = trainer.evaluate(params, &board::TEST) else {

@@ -19,15 +19,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 use tinycnn::data::{split_stratified, IdxDataset, Samples, Subset};
-use tinycnn::host::{
-    load_checkpoint, load_stack_checkpoint, save_checkpoint, save_stack_checkpoint, AdamState, Checkpoint,
-    ParallelTrainer,
-};
-use tinycnn::stack::{Book, Deep, Split, Stack, Workspace};
+use tinycnn::host::{load_stack_checkpoint, save_stack_checkpoint, AdamState, ParallelTrainer};
+use tinycnn::stack::{Book, Book8, Deep, Split, Stack, Workspace};
 use tinycnn::train::{
     Adam, AdamConfig, Epoch, Optimizer, Progress, Schedule, Sgd, State, StreamingSgdTrainer, Train,
 };
-use tinycnn::{FashionParams, FashionParams8, ParamBuffer, Trainer};
+use tinycnn::{FashionParams, ParamBuffer, Trainer};
+
+tinycnn::stack! {
+    /// `tinycnn::stack::Deep` with the first dense layer's kernel in 8 bits:
+    /// what `--model deep --recipe sgd8` trains.
+    struct Deep8: [28, 28, 1] => {
+        Conv2d(16, 3), Relu, MaxPool2, Conv2d(32, 3), Relu, MaxPool2,
+        Flatten, Dropout, Dense(100, i8), Relu, Dense(10)
+    }
+}
 
 /// The largest batch `--recipe sgd8` takes (its trainer keeps each sample's
 /// hidden-layer gradient until the batch's second pass).
@@ -42,9 +48,10 @@ enum Recipe {
     Sgd,
     /// Adam (Keras defaults), batch 32, dropout 0.5 after flatten.
     Adam,
-    /// The `sgd` recipe with dense1's kernel in 8 bits (`Params8`), updated
-    /// in place with stochastic rounding: the arithmetic of the firmware that
-    /// trains in 256 KiB of RAM.
+    /// The `sgd` recipe with the first dense layer's kernel in 8 bits
+    /// (`stack::Book8`, or the deep model's twin), updated in place with
+    /// stochastic rounding: the arithmetic of the firmware that trains in
+    /// 256 KiB of RAM.
     Sgd8,
 }
 
@@ -158,9 +165,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // file is read or written.
     Sgd::new(lr)?;
     let recipe_name = format!("{:?}", args.recipe).to_lowercase();
-    if args.model == Model::Deep && matches!(args.recipe, Recipe::Sgd8) {
-        return Err("--recipe sgd8 trains the book's model (--model book)".into());
-    }
     let run_name = match args.model {
         Model::Book => recipe_name.clone(),
         Model::Deep => format!("deep-{recipe_name}"),
@@ -241,7 +245,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         settings: &settings,
     };
     match (args.model, args.recipe) {
-        (_, Recipe::Sgd8) => run.sgd8(&train, &validation, &test),
+        (Model::Book, Recipe::Sgd8) => {
+            let mut streaming = StreamingSgdTrainer::<MAX_BATCH_SGD8, Book8>::boxed(lr)?;
+            run.sgd8::<Book8, Book, _>(&mut *streaming, &train, &validation, &test)
+        }
+        (Model::Deep, Recipe::Sgd8) => {
+            let mut streaming = StreamingSgdTrainer::<MAX_BATCH_SGD8, Deep8>::boxed(lr)?;
+            run.sgd8::<Deep8, Deep, _>(&mut *streaming, &train, &validation, &test)
+        }
         (Model::Book, _) => run.f32::<Book>(&train, &validation, &test),
         (Model::Deep, _) => run.f32::<Deep>(&train, &validation, &test),
     }
@@ -456,24 +467,32 @@ impl Run<'_> {
         finish(self.out, &rows, self.name, self.compared, accuracy)
     }
 
-    /// The `sgd8` recipe: the book's network with dense1's kernel in 8
-    /// bits, trained by streaming SGD; the model its `f32` export.
-    fn sgd8(
+    /// The `sgd8` recipe: stack `S8`, whose wide dense layer keeps its
+    /// kernel in 8 bits, trained by `streaming` (SGD without a gradient of
+    /// that kernel); checkpoints and the model are its `f32` export, stack
+    /// `S`, with the 8-bit layer's scales beside them in the checkpoint.
+    fn sgd8<S8, S, T>(
         &self,
+        streaming: &mut T,
         train: &Subset<'_, IdxDataset<'_>>,
         validation: &Subset<'_, IdxDataset<'_>>,
         test: &IdxDataset<'_>,
-    ) -> Result<(), Box<dyn std::error::Error>> {
+    ) -> Result<(), Box<dyn std::error::Error>>
+    where
+        S8: Stack<Input = Image>,
+        S: Stack<Input = Image>,
+        T: Train<S8::Params, Sgd, Input = Image>,
+    {
         if self.args.threads > 1 {
             return Err("--recipe sgd8 trains on one thread".into());
         }
-        let mut params8 = FashionParams8::boxed();
-        params8.init_glorot(&mut Pcg32::seed_from_u64(self.args.seed));
-        let mut export = FashionParams::boxed();
+        let mut params8 = S8::boxed_params();
+        S8::init_glorot(&mut params8, &mut Pcg32::seed_from_u64(self.args.seed));
+        let mut export = S::boxed_params();
         let checkpoint_path = self.checkpoint_path();
         let mut rows = Vec::new();
         if self.args.resume {
-            let checkpoint: Checkpoint = load_checkpoint(&checkpoint_path)?;
+            let checkpoint = load_stack_checkpoint::<S>(&checkpoint_path)?;
             check_settings(&checkpoint_path, &checkpoint.info, self.settings, self.lr)?;
             // The checkpoint holds the f32 export and the scales it was taken with.
             let scales = checkpoint
@@ -481,21 +500,22 @@ impl Run<'_> {
                 .get(SCALES_KEY)
                 .and_then(|text| parse_scales(text))
                 .ok_or_else(|| format!("{}: no dense1 scales in it", checkpoint_path.display()))?;
-            params8.restore(&checkpoint.params, &scales)?;
+            S8::import::<S>(&checkpoint.params, &mut params8, &scales)?;
             rows = parse_history(checkpoint.info.get("history").map(String::as_str).unwrap_or(""));
         }
-        let mut streaming = StreamingSgdTrainer::<MAX_BATCH_SGD8>::boxed(self.lr)?;
         streaming.set_dropout(self.dropout)?;
         let mut sgd = Sgd::new(self.lr)?;
-        let save = |params8: &FashionParams8, _: &Sgd, done, info: &BTreeMap<String, String>| {
-            params8.to_params(&mut export);
+        let save = |params8: &S8::Params, _: &Sgd, done, info: &BTreeMap<String, String>| {
+            S8::export::<S>(params8, &mut export);
+            let mut scales = Vec::new();
+            S8::for_each_scales(params8, |s| scales.extend_from_slice(s));
             let mut info = info.clone();
-            info.insert(SCALES_KEY.to_string(), scales_text(&params8.dense1_kernel.scales));
-            save_checkpoint(&checkpoint_path, &export, None, done, &info)?;
+            info.insert(SCALES_KEY.to_string(), scales_text(&scales));
+            save_stack_checkpoint::<S>(&checkpoint_path, &export, None, done, &info)?;
             Ok(())
         };
         self.epochs(
-            &mut *streaming,
+            streaming,
             &mut *params8,
             &mut sgd,
             train,
@@ -503,11 +523,12 @@ impl Run<'_> {
             &mut rows,
             save,
         )?;
-        // The export: what weight files, `evaluate` and `quantize` read.
-        params8.to_params(&mut export);
-        let matrix = common::confusion(&*params8, test)?;
+        let mut ws = Workspace::<S8>::boxed();
+        let matrix = common::confusion_with(test, |image| ws.predict(&params8, image))?;
         let accuracy = common::report(&matrix);
-        tinycnn::host::save_safetensors(&export, &self.out.join("model.safetensors"))?;
+        // The export: what weight files, `evaluate` and `quantize` read.
+        S8::export::<S>(&params8, &mut export);
+        tinycnn::host::save_stack::<S>(&export, &self.out.join("model.safetensors"))?;
         finish(self.out, &rows, self.name, self.compared, accuracy)
     }
 }
@@ -519,11 +540,11 @@ impl Run<'_> {
 const CHANCE_ACCURACY: f32 = 0.15;
 
 /// Where an `sgd8` checkpoint keeps dense1's scales (the export's weights
-/// are `value * scale`).
+/// are `value * scale`): one per hidden unit.
 const SCALES_KEY: &str = "dense1_scales";
 
 /// Scales as text that reads back to the same bits.
-fn scales_text(scales: &[f32; 100]) -> String {
+fn scales_text(scales: &[f32]) -> String {
     scales
         .iter()
         .map(|s| format!("{:08x}", s.to_bits()))
@@ -531,12 +552,10 @@ fn scales_text(scales: &[f32; 100]) -> String {
         .join(",")
 }
 
-fn parse_scales(text: &str) -> Option<[f32; 100]> {
-    let scales: Vec<f32> = text
-        .split(',')
+fn parse_scales(text: &str) -> Option<Vec<f32>> {
+    text.split(',')
         .map(|hex| u32::from_str_radix(hex, 16).ok().map(f32::from_bits))
-        .collect::<Option<_>>()?;
-    scales.try_into().ok()
+        .collect()
 }
 
 /// The random stream of one epoch (shuffling and dropout), derived from the seed.

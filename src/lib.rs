@@ -47,9 +47,10 @@
 //! with SGD); for the book's network [`Params::BYTES`],
 //! [`Params::INFERENCE_BYTES`], [`Params::TRAINING_BYTES_SGD`] and
 //! [`Params::TRAINING_BYTES_ADAM`]. With dense1's kernel in 8 bits
-//! ([`Params8`], trained in place by [`train::StreamingSgdTrainer`] with
-//! stochastic rounding), [`Params8::BYTES`] and
-//! [`Params8::TRAINING_BYTES_SGD`]: the whole network trains in 256 KiB of RAM.
+//! ([`stack::Book8`], trained in place by [`train::StreamingSgdTrainer`]
+//! with stochastic rounding), `Book8::PARAMETER_BYTES` and
+//! `StreamingSgdTrainer::<32, Book8>::BYTES`: the whole network trains in
+//! 256 KiB of RAM.
 //!
 //! Features: `std` (host conveniences), `defmt` (derives `defmt::Format` on
 //! the error and report types).
@@ -77,15 +78,15 @@ pub use error::Error;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use kernels::argmax;
-pub use model::{BatchWorkspace, Evaluation, Network, ParamBuffer, Params, Params8, Workspace};
+pub use model::{BatchWorkspace, Evaluation, Network, ParamBuffer, Params, Workspace};
 pub use train::Trainer;
 
 /// [`Params`] at the default (Fashion-MNIST) sizes, nameable in expressions:
 /// `FashionParams::boxed()`.
 pub type FashionParams = Params;
-/// [`Params8`] at the default sizes, nameable in expressions:
-/// `FashionParams8::boxed()`.
-pub type FashionParams8 = Params8;
+/// The parameters of the book's network with dense1's kernel in 8 bits
+/// ([`stack::Book8`]): one flat array, 201,240 bytes.
+pub type FashionParams8 = <stack::Book8 as stack::Stack>::Params;
 /// [`Workspace`] at the default sizes.
 pub type FashionWorkspace = Workspace;
 /// [`Trainer`] at the default sizes.
@@ -97,8 +98,11 @@ pub type FashionAdam = train::Adam<Params>;
 pub type FashionHead = train::Head;
 /// [`train::HeadTrainer`] at the default sizes.
 pub type FashionHeadTrainer = train::HeadTrainer;
-/// [`train::StreamingSgdTrainer`] at the default sizes, batches of up to 32.
+/// [`train::StreamingSgdTrainer`] of the book's network, batches of up to 32.
 pub type FashionStreamingSgdTrainer = train::StreamingSgdTrainer;
+/// [`train::StreamingSgdTrainer`] of the book's network with dense1's kernel
+/// in 8 bits ([`stack::Book8`]), batches of up to 32.
+pub type FashionStreamingSgdTrainer8 = train::StreamingSgdTrainer<32, stack::Book8>;
 /// [`quant::QuantModel`] at the default sizes, nameable in expressions:
 /// `FashionQuantModel::from_blob(&blob)`.
 pub type FashionQuantModel<'a> = quant::QuantModel<'a>;

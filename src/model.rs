@@ -1,9 +1,8 @@
 //! The network's parameters, its inference working memory, and the forward pass.
 
 mod batch;
-mod int8_kernel;
+pub(crate) mod int8_kernel;
 pub(crate) mod layers;
-mod params8;
 
 use crate::data::{Inputs, Samples};
 use crate::kernels::{all_finite, argmax, softmax, softmax_cross_entropy, ConvKernel};
@@ -13,11 +12,9 @@ use rand_core::RngCore;
 
 pub use batch::BatchWorkspace;
 pub use int8_kernel::Int8Kernel;
-pub use params8::Params8;
 
-/// Parameters the forward pass and the trainers read: [`Params`] (every
-/// parameter in `f32`) or [`Params8`] (dense1's kernel in 8 bits). Sealed:
-/// the crate implements it for those two.
+/// The book network's parameters as its forward pass reads them:
+/// [`Params`]. Sealed: the crate implements it.
 pub trait Network<
     const H: usize,
     const W: usize,
@@ -37,17 +34,6 @@ impl<
         const HIDDEN: usize,
         const CLASSES: usize,
     > Network<H, W, K, FLAT, HIDDEN, CLASSES> for Params<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-}
-
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Network<H, W, K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
 {
 }
 
@@ -611,7 +597,7 @@ pub(crate) fn fill_uniform(values: &mut [f32], limit: f32, rng: &mut impl RngCor
 }
 
 /// One draw from `U(-limit, limit)`.
-fn uniform(limit: f32, rng: &mut impl RngCore) -> f32 {
+pub(crate) fn uniform(limit: f32, rng: &mut impl RngCore) -> f32 {
     (2.0 * unit_interval(rng.next_u32()) - 1.0) * limit
 }
 

@@ -16,7 +16,8 @@
 //! boundary (see [`Aligned`]) is viewed as `&Params` directly.
 
 use crate::kernels::all_finite;
-use crate::model::{ParamBuffer, Params, Params8};
+use crate::model::{ParamBuffer, Params};
+use crate::stack::Book8;
 use crate::stack::{Layer, Logits, Stack};
 use crate::Error;
 
@@ -203,35 +204,29 @@ impl<
     }
 }
 
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Params8<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-    /// Size of the weight blob of this model's `f32` export.
-    pub const BLOB_BYTES: usize = Params::<H, W, K, FLAT, HIDDEN, CLASSES>::BLOB_BYTES;
+impl Book8 {
+    /// Size of the weight blob of the `f32` export (the book's network).
+    pub const BLOB_BYTES: usize = crate::FashionParams::BLOB_BYTES;
 
-    /// Hands the weight blob of the `f32` export ([`to_params`](Self::to_params);
-    /// the format [`Params::write_blob`] writes, which [`Params::from_blob`] and
-    /// the host's tools read) to `write`, a few hundred bytes at a time,
-    /// without the export in memory: how firmware that trained in a small
-    /// RAM sends its model out (a host file over semihosting, a serial line,
-    /// flash pages). Stops at the first error `write` returns.
+    /// Hands the weight blob of the `f32` export of `params` (the book's
+    /// network, [`Book8::export`](Stack::export); the format
+    /// [`Params::write_blob`] writes, which [`Params::from_blob`] and the
+    /// host's tools read) to `write`, a few hundred bytes at a time, without
+    /// the export in memory: how firmware that trained in a small RAM sends
+    /// its model out (a host file over semihosting, a serial line, flash
+    /// pages). Stops at the first error `write` returns.
     ///
     /// ```
     /// use rand_core::SeedableRng;
-    /// use tinycnn::{FashionParams, FashionParams8};
-    /// let mut params8 = FashionParams8::boxed();
-    /// params8.init_glorot(&mut rand_pcg::Pcg32::seed_from_u64(2));
+    /// use tinycnn::stack::{Book, Book8, Stack};
+    /// use tinycnn::FashionParams;
+    /// let mut params8 = Book8::boxed_params();
+    /// Book8::init_glorot(&mut params8, &mut rand_pcg::Pcg32::seed_from_u64(2));
     /// let mut blob = Vec::new();
-    /// params8.write_blob_with(|bytes| -> Result<(), ()> { Ok(blob.extend_from_slice(bytes)) }).unwrap();
-    /// assert_eq!(blob.len(), FashionParams8::BLOB_BYTES);
+    /// Book8::write_blob_with(&params8, |bytes| -> Result<(), ()> { Ok(blob.extend_from_slice(bytes)) }).unwrap();
+    /// assert_eq!(blob.len(), Book8::BLOB_BYTES);
     /// let mut exported = FashionParams::boxed();
-    /// params8.to_params(&mut exported);
+    /// Book8::export::<Book>(&params8, &mut exported);
     /// let mut aligned = vec![0u32; blob.len() / 4];
     /// bytemuck::cast_slice_mut::<u32, u8>(&mut aligned).copy_from_slice(&blob);
     /// assert_eq!(FashionParams::from_blob(bytemuck::cast_slice(&aligned)).unwrap(), &*exported);
@@ -239,21 +234,26 @@ impl<
     ///
     /// # Errors
     /// Whatever `write` returns.
-    pub fn write_blob_with<E>(&self, mut write: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    pub fn write_blob_with<E>(
+        params: &<Self as Stack>::Params,
+        mut write: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let each =
+            |f: &mut dyn FnMut(f32)| <Self as Stack>::Layers::each_exported(params.as_flat(), &mut |v| f(v));
         let mut crc = crc32fast::Hasher::new();
-        self.each_exported_value(|v| crc.update(&v.to_le_bytes()));
+        each(&mut |v| crc.update(&v.to_le_bytes()));
         let mut header = [0u8; HEADER_BYTES];
         F32_BLOB.write_header_for(
             &mut header,
-            Params::<H, W, K, FLAT, HIDDEN, CLASSES>::size_words(),
-            Params::<H, W, K, FLAT, HIDDEN, CLASSES>::BYTES,
+            crate::FashionParams::size_words(),
+            crate::FashionParams::BYTES,
             crc.finalize(),
         );
         write(&header)?;
         let mut chunk = [0u8; 256];
         let mut filled = 0;
         let mut result = Ok(());
-        self.each_exported_value(|v| {
+        each(&mut |v| {
             if result.is_err() {
                 return;
             }
@@ -266,22 +266,6 @@ impl<
         });
         result?;
         write(&chunk[..filled])
-    }
-
-    /// Every value of the `f32` export in the blob's order.
-    fn each_exported_value(&self, mut f: impl FnMut(f32)) {
-        let floats = |values: &[f32], f: &mut dyn FnMut(f32)| values.iter().for_each(|&v| f(v));
-        floats(self.conv_kernel.as_flattened().as_flattened(), &mut f);
-        floats(&self.conv_bias, &mut f);
-        let kernel = &self.dense1_kernel;
-        for row in &kernel.values {
-            for (&v, &scale) in row.iter().zip(&kernel.scales) {
-                f(f32::from(v) * scale);
-            }
-        }
-        floats(&self.dense1_bias, &mut f);
-        floats(self.dense2_kernel.as_flattened(), &mut f);
-        floats(&self.dense2_bias, &mut f);
     }
 }
 

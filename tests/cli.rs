@@ -273,10 +273,6 @@ fn settings_out_of_range() {
         run(&["--recipe", "sgd8", "--batch", "300"]),
         "error: batch has length 300, expected 256"
     );
-    assert_eq!(
-        run(&["--model", "deep", "--recipe", "sgd8"]),
-        "error: --recipe sgd8 trains the book's model (--model book)"
-    );
     let missing = format!("{out}/no-such-run/history.csv");
     assert!(run(&["--compare", &missing]).starts_with(&format!("error: {missing}: ")));
 }
@@ -425,6 +421,49 @@ fn the_deep_model_trains_on_two_threads() {
     assert!(losses[1] < losses[0] && losses[0] < 2.0, "{losses:?}");
 }
 
+/// The test accuracy `evaluate --model deep` gives the weights at `model`.
+fn deep_accuracy(model: &Path) -> f32 {
+    let evaluated = Command::new(common::example_binary("evaluate"))
+        .args(["--model", "deep", "--data", SUBSET, "--weights"])
+        .arg(model)
+        .output()
+        .unwrap();
+    assert!(
+        evaluated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&evaluated.stderr)
+    );
+    String::from_utf8_lossy(&evaluated.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy=").map(|a| a.parse::<f32>().unwrap()))
+        .unwrap()
+}
+
+#[test]
+fn the_deep_model_trains_in_8_bits_and_exports_in_f32() {
+    let out = scratch("deep-sgd8");
+    let (code, stderr) = train(
+        &out,
+        &[
+            "--model", "deep", "--recipe", "sgd8", "--epochs", "3", "--lr", "0.05", "--batch", "32",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let losses = train_losses(&out);
+    assert!(losses[2] < losses[0] && losses[0] < 2.5, "{losses:?}");
+    assert!(deep_accuracy(&out.join("model.safetensors")) > 0.5);
+    // Resumed from its checkpoint (the export and the scales), it goes on.
+    let (code, stderr) = train(
+        &out,
+        &[
+            "--model", "deep", "--recipe", "sgd8", "--epochs", "4", "--lr", "0.05", "--batch", "32",
+            "--resume",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(train_losses(&out).len(), 4);
+}
+
 #[test]
 fn the_deep_model_trains_and_its_file_is_read_as_the_deep_model_only() {
     let out = scratch("deep");
@@ -438,20 +477,7 @@ fn the_deep_model_trains_and_its_file_is_read_as_the_deep_model_only() {
         .collect();
     assert!(losses[1] < losses[0], "{history}");
     let model = out.join("model.safetensors");
-    let evaluated = Command::new(common::example_binary("evaluate"))
-        .args(["--model", "deep", "--data", SUBSET, "--weights"])
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(
-        evaluated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&evaluated.stderr)
-    );
-    let accuracy = String::from_utf8_lossy(&evaluated.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("accuracy=").map(|a| a.parse::<f32>().unwrap()))
-        .unwrap();
+    let accuracy = deep_accuracy(&model);
     assert!(accuracy > 0.6, "{accuracy}");
     // Its checkpoint resumes it (not as the book's model).
     let (code, stderr) = train(

@@ -12,8 +12,9 @@ mod common;
 use common::*;
 use tinycnn::error::Divergence;
 use tinycnn::host::ParallelTrainer;
+use tinycnn::stack::{Book8, Stack};
 use tinycnn::train::{Epoch, HeadTrainer, Progress, Sgd, StreamingSgdTrainer, DIVERGED_LOSS};
-use tinycnn::{Error, FashionHead, FashionParams, FashionParams8, FashionTrainer, ParamBuffer};
+use tinycnn::{Error, FashionHead, FashionParams, FashionTrainer, ParamBuffer};
 
 type Image = [[f32; 28]; 28];
 
@@ -101,16 +102,23 @@ fn the_whole_network_schedules_stop_above_the_bound_and_only_there() {
 #[test]
 fn the_8_bit_schedule_stops_above_the_bound_and_only_there() {
     let data = samples(8, 0);
-    let mut streaming = StreamingSgdTrainer::<32>::boxed(0.01).unwrap();
+    let mut streaming = StreamingSgdTrainer::<32, Book8>::boxed(0.01).unwrap();
     check_both_sides("StreamingSgdTrainer (8-bit)", |loss| {
-        let mut params = FashionParams8::boxed();
-        params.init_glorot(&mut rng(1));
-        set_loss(&mut params.dense2_kernel, &mut params.dense2_bias, loss);
+        let mut params = Book8::boxed_params();
+        Book8::init_glorot(&mut params, &mut rng(1));
+        // dense2 is the last 1,010 values: its kernel, then its bias.
+        let (kernel, bias) = params[49_300..].split_at_mut(1000);
+        set_loss(
+            bytemuck::from_bytes_mut(bytemuck::cast_slice_mut(kernel)),
+            bytemuck::from_bytes_mut(bytemuck::cast_slice_mut(bias)),
+            loss,
+        );
         let before = params.clone();
-        let result = streaming.train_batch(&mut *params, &data[..], &BATCH, &mut rng(2));
-        let unchanged = params.dense1_kernel.values == before.dense1_kernel.values
-            && params.dense2_bias == before.dense2_bias
-            && params.conv_kernel == before.conv_kernel;
+        let result = streaming.train_batch(&mut params, &data[..], &BATCH, &mut rng(2));
+        let unchanged = params
+            .iter()
+            .zip(before.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits());
         (result, unchanged)
     });
 }

@@ -2,7 +2,7 @@
 //! hand from the network's shapes, and the README's memory table states the
 //! constants' values, so neither can drift from the other.
 
-use tinycnn::stack::Book;
+use tinycnn::stack::{Book, Book8, Stack};
 use tinycnn::train::{Adam, AdamConfig, HeadTrainer, StreamingSgdTrainer};
 use tinycnn::{FashionParams, FashionParams8, Params};
 
@@ -72,17 +72,30 @@ fn each_constant_is_what_its_type_holds() {
 
     // dense1's kernel in 8 bits with a scale per hidden unit; the rest f32.
     assert_eq!(
-        FashionParams8::BYTES,
+        Book8::PARAMETER_BYTES,
         FLAT * HIDDEN + F32 * (HIDDEN + PARAMETERS - FLAT * HIDDEN)
     );
-    assert_eq!(size_of::<FashionParams8>(), FashionParams8::BYTES);
-    assert_eq!(
-        FashionParams8::TRAINING_BYTES_SGD,
-        StreamingSgdTrainer::<32>::BYTES
-    );
+    assert_eq!(size_of::<FashionParams8>(), Book8::PARAMETER_BYTES);
+    // Streaming SGD: the gradients but the wide kernel's, each sample's
+    // gradient at the hidden layer (32 of them) and mask seed (u64), one
+    // sample's image, maps, pool winners (u8), each dense layer's listed
+    // inputs (u16 and a count), the pooled map's gradient, the logits'
+    // gradient, and the two rates; the convolution's rows on the stack.
+    let streaming = F32 * (PARAMETERS - FLAT * HIDDEN)
+        + F32 * HIDDEN * 32
+        + 8 * 32
+        + F32 * (H * W + MAPS)
+        + FLAT
+        + 2 * (FLAT + HIDDEN)
+        + 2 * size_of::<usize>()
+        + F32 * (FLAT + CLASSES + 2);
     assert_eq!(
         StreamingSgdTrainer::<32>::BYTES,
-        size_of::<StreamingSgdTrainer<32>>() + F32 * CONV_ROWS
+        padded(streaming, align_of::<usize>()) + F32 * CONV_ROWS
+    );
+    assert_eq!(
+        StreamingSgdTrainer::<32, Book8>::BYTES,
+        StreamingSgdTrainer::<32>::BYTES
     );
 }
 
@@ -94,8 +107,8 @@ fn constant(name: &str) -> usize {
         "Params::TRAINING_BYTES_SGD" => FashionParams::TRAINING_BYTES_SGD,
         "Params::TRAINING_BYTES_ADAM" | "TRAINING_BYTES_ADAM" => FashionParams::TRAINING_BYTES_ADAM,
         "StreamingSgdTrainer::<32>::BYTES" => StreamingSgdTrainer::<32>::BYTES,
-        "Params8::BYTES" => FashionParams8::BYTES,
-        "Params8::TRAINING_BYTES_SGD" => FashionParams8::TRAINING_BYTES_SGD,
+        "Book8::PARAMETER_BYTES" => Book8::PARAMETER_BYTES,
+        "StreamingSgdTrainer::<32, Book8>::BYTES" => StreamingSgdTrainer::<32, Book8>::BYTES,
         "HeadTrainer::SGD_BYTES" => HeadTrainer::<Book>::SGD_BYTES,
         other => panic!("the README names `{other}`, which this test does not know"),
     }

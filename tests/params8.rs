@@ -12,8 +12,9 @@ use tinycnn::kernels::{
     Dither, FRACTION_BITS, GRID_MAX,
 };
 use tinycnn::model::Int8Kernel;
+use tinycnn::stack::{Book, Book8, Stack, Workspace};
 use tinycnn::train::{Epoch, StreamingSgdTrainer};
-use tinycnn::{Error, FashionParams, FashionParams8, FashionWorkspace, Params8};
+use tinycnn::{Error, FashionParams, FashionParams8, FashionWorkspace};
 
 const ONE: f64 = (1u64 << FRACTION_BITS) as f64;
 
@@ -277,13 +278,13 @@ fn a_kernel_quantizes_refuses_nan_and_comes_back_within_half_a_step() {
 
 #[test]
 fn the_8_bit_forward_pass_matches_its_f32_export() {
-    let mut params8 = FashionParams8::boxed();
-    params8.init_glorot(&mut rng(4));
+    let mut params8 = Book8::boxed_params();
+    Book8::init_glorot(&mut params8, &mut rng(4));
     let mut exported = FashionParams::boxed();
-    params8.to_params(&mut exported);
-    let (mut a, mut b) = (FashionWorkspace::new(), FashionWorkspace::new());
+    Book8::export::<Book>(&params8, &mut exported);
+    let (mut a, mut b) = (Workspace::<Book8>::boxed(), FashionWorkspace::new());
     for (image, _) in band_images::<28, 28>(20, 10, 3) {
-        let ours = *params8.forward(&image, &mut a).unwrap();
+        let ours = *a.logits(&params8, &image).unwrap();
         let theirs = *exported.forward(&image, &mut b).unwrap();
         // dense1 takes its inputs in 13-bit fixed point (relative error 2^-14
         // of the largest): logits of about 0.1 move in the fifth decimal.
@@ -293,19 +294,35 @@ fn the_8_bit_forward_pass_matches_its_f32_export() {
     }
     let mut nan = [[0.0f32; 28]; 28];
     nan[3][3] = f32::NAN;
+    assert!(matches!(a.logits(&params8, &nan), Err(Error::NonFinite { .. })));
+    // Taken back from its export on its own scales, it is itself again.
+    let mut scales = Vec::new();
+    Book8::for_each_scales(&params8, |s| scales.extend_from_slice(s));
+    let mut again = Book8::boxed_params();
+    Book8::import::<Book>(&exported, &mut again, &scales).unwrap();
+    assert!(bytemuck::bytes_of(&*again) == bytemuck::bytes_of(&*params8));
+    // A NaN in the export or a scale of zero is refused, nothing written.
+    let mut broken = exported.clone();
+    broken.dense1_kernel[5][5] = f32::NAN;
     assert!(matches!(
-        params8.forward(&nan, &mut a),
+        Book8::import::<Book>(&broken, &mut again, &[]),
         Err(Error::NonFinite { .. })
     ));
+    scales[3] = 0.0;
+    assert!(matches!(
+        Book8::import::<Book>(&exported, &mut again, &scales),
+        Err(Error::InvalidConfig { .. })
+    ));
+    assert!(bytemuck::bytes_of(&*again) == bytemuck::bytes_of(&*params8));
 }
 
 #[test]
 fn an_8_bit_step_is_the_f32_step_plus_zero_mean_rounding_noise() {
     let train = band_images::<28, 28>(32, 10, 1);
-    let mut start8 = FashionParams8::boxed();
-    start8.init_glorot(&mut rng(8));
+    let mut start8 = Book8::boxed_params();
+    Book8::init_glorot(&mut start8, &mut rng(8));
     let mut start = FashionParams::boxed();
-    start8.to_params(&mut start);
+    Book8::export::<Book>(&start8, &mut start);
     let batch: Vec<u32> = (0..32).collect();
     let lr = 0.5;
 
@@ -315,30 +332,30 @@ fn an_8_bit_step_is_the_f32_step_plus_zero_mean_rounding_noise() {
         .train_batch(&mut *stepped, &train[..], &batch, &mut rng(1))
         .unwrap();
     let mut stepped8 = start8.clone();
-    trainer
-        .train_batch(&mut *stepped8, &train[..], &batch, &mut rng(1))
+    StreamingSgdTrainer::<32, Book8>::boxed(lr)
+        .unwrap()
+        .train_batch(&mut stepped8, &train[..], &batch, &mut rng(1))
         .unwrap();
 
     // The small layers take the same gradient, up to the forward pass's rounding.
     assert_all_close(
         stepped.dense2_kernel.as_flattened(),
-        stepped8.dense2_kernel.as_flattened(),
+        &stepped8[49_300..50_300],
         1e-5,
         1e-3,
         "dense2",
     );
     // dense1's change in steps: the f32 change plus noise of mean zero.
-    let scales = start8.dense1_kernel.scales;
-    assert_eq!(
-        stepped8.dense1_kernel.scales, scales,
-        "no column needed rescaling"
-    );
+    let values =
+        |p: &FashionParams8| -> Vec<i8> { bytemuck::cast_slice::<f32, i8>(&p[200..49_200]).to_vec() };
+    let scales = &start8[100..200];
+    assert_eq!(&stepped8[100..200], scales, "no column needed rescaling");
+    let (values8, start_values8) = (values(&stepped8), values(&start8));
     let (mut noise_sum, mut moved, mut f32_moved, mut n) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     for i in 0..1960 {
         for j in 0..100 {
             let exact = f64::from((stepped.dense1_kernel[i][j] - start.dense1_kernel[i][j]) / scales[j]);
-            let rounded =
-                f64::from(stepped8.dense1_kernel.values[i][j]) - f64::from(start8.dense1_kernel.values[i][j]);
+            let rounded = f64::from(values8[i * 100 + j]) - f64::from(start_values8[i * 100 + j]);
             noise_sum += rounded - exact;
             moved += rounded.abs();
             f32_moved += exact.abs();
@@ -359,15 +376,13 @@ fn an_8_bit_step_is_the_f32_step_plus_zero_mean_rounding_noise() {
 fn the_whole_network_learns_in_8_bits() {
     let train = band_images::<28, 28>(600, 10, 1);
     let validation = band_images::<28, 28>(200, 10, 2);
-    let mut params = FashionParams8::boxed();
+    let mut params = Book8::boxed_params();
     let mut r = rng(9);
-    params.init_glorot(&mut r);
-    let mut trainer = StreamingSgdTrainer::<32>::boxed(0.05).unwrap();
-    let mut ws = FashionWorkspace::new();
-    let before = params.evaluate(&validation[..], &mut ws).unwrap().accuracy;
+    Book8::init_glorot(&mut params, &mut r);
+    let mut trainer = StreamingSgdTrainer::<32, Book8>::boxed(0.05).unwrap();
+    let before = trainer.evaluate(&params, &validation[..]).unwrap().accuracy;
     let mut order = vec![0u32; train.len()];
     for epoch in 0..3 {
-        // A boxed network trains as the network does.
         trainer
             .train_epoch(
                 &mut params,
@@ -381,10 +396,8 @@ fn the_whole_network_learns_in_8_bits() {
     // And its memory fits a 256 KiB microcontroller beside 2,000 samples' order.
     const {
         assert!(
-            Params8::<28, 28, 10, 1960, 100, 10>::BYTES
-                + Params8::<28, 28, 10, 1960, 100, 10>::TRAINING_BYTES_SGD
-                + 4 * 2000
-                < 256 * 1024 - 8 * 1024
+            Book8::PARAMETER_BYTES + StreamingSgdTrainer::<32, Book8>::BYTES + 4 * 2000
+                < 256 * 1024 - 7 * 1024
         )
     };
 }
@@ -393,44 +406,44 @@ fn the_whole_network_learns_in_8_bits() {
 fn the_same_seed_trains_the_same_8_bit_model() {
     let train = band_images::<28, 28>(128, 10, 1);
     let run = || {
-        let mut params = FashionParams8::boxed();
+        let mut params = Book8::boxed_params();
         let mut r = rng(6);
-        params.init_glorot(&mut r);
-        let mut trainer = StreamingSgdTrainer::<32>::boxed(0.05).unwrap();
+        Book8::init_glorot(&mut params, &mut r);
+        let mut trainer = StreamingSgdTrainer::<32, Book8>::boxed(0.05).unwrap();
         let mut order = vec![0u32; train.len()];
         trainer
             .train_epoch(&mut *params, &train[..], Epoch::new(&mut order, 32, &mut r))
             .unwrap();
         params
     };
-    assert_eq!(run(), run());
+    // Compared by bytes: the 8-bit values' slots read as f32 may be NaN.
+    assert!(bytemuck::bytes_of(&*run()) == bytemuck::bytes_of(&*run()));
 }
 
 #[test]
 fn the_export_blob_streams_out_whole_or_stops_at_the_first_failed_write() {
-    let mut params8 = FashionParams8::boxed();
-    params8.init_glorot(&mut rng(12));
+    let mut params8 = Book8::boxed_params();
+    Book8::init_glorot(&mut params8, &mut rng(12));
     let mut blob = Vec::new();
     let mut writes = 0;
-    params8
-        .write_blob_with(|bytes| -> Result<(), ()> {
-            assert!(bytes.len() <= 256, "no big buffer behind it");
-            writes += 1;
-            blob.extend_from_slice(bytes);
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!(blob.len(), FashionParams8::BLOB_BYTES);
+    Book8::write_blob_with(&params8, |bytes| -> Result<(), ()> {
+        assert!(bytes.len() <= 256, "no big buffer behind it");
+        writes += 1;
+        blob.extend_from_slice(bytes);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(blob.len(), Book8::BLOB_BYTES);
     assert!(writes > 3000);
     // The blob is the f32 export's, as `write_blob` writes it.
     let mut exported = FashionParams::boxed();
-    params8.to_params(&mut exported);
+    Book8::export::<Book>(&params8, &mut exported);
     let mut expected = vec![0u8; FashionParams::BLOB_BYTES];
     exported.write_blob(&mut expected).unwrap();
     assert!(blob == expected);
     // A sink that fails on its third write sees no fourth.
     let mut calls = 0;
-    let result = params8.write_blob_with(|_| {
+    let result = Book8::write_blob_with(&params8, |_| {
         calls += 1;
         if calls == 3 {
             Err("disk full")

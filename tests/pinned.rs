@@ -10,8 +10,9 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
 use tinycnn::data::{Samples, Subset};
 use tinycnn::host::{FashionMnist, ParallelTrainer};
+use tinycnn::stack::{Book, Book8, Stack};
 use tinycnn::train::{Adam, AdamConfig, Epoch, HeadTrainer, Sgd, StreamingSgdTrainer};
-use tinycnn::{FashionHead, FashionParams, FashionParams8, FashionTrainer, ParamBuffer};
+use tinycnn::{FashionHead, FashionParams, FashionTrainer, ParamBuffer};
 
 const SUBSET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist-subset");
 /// Training images of each run: enough for several batches of either recipe.
@@ -132,16 +133,19 @@ fn the_streaming_runs_in_f32_and_in_8_bits() {
     });
     let f32_hash = hash_f32(params.as_flat());
 
-    let mut params8 = FashionParams8::boxed();
-    params8.init_glorot(&mut Pcg32::seed_from_u64(4));
+    let mut streaming = StreamingSgdTrainer::<32, Book8>::boxed(0.05).unwrap();
+    let mut params8 = Book8::boxed_params();
+    Book8::init_glorot(&mut params8, &mut Pcg32::seed_from_u64(4));
     two_epochs(|epoch| {
-        streaming.train_epoch(&mut *params8, &train, epoch).unwrap();
+        streaming.train_epoch(&mut params8, &train, epoch).unwrap();
     });
-    let kernel = &params8.dense1_kernel;
-    let values = kernel.values.as_flattened().iter().map(|&v| v as u8 as u32);
-    let scales = kernel.scales.iter().map(|s| s.to_bits());
+    // dense1's values (after the convolution's 100 values and its 100
+    // scales), then its scales.
+    let value_bytes: &[u8] = bytemuck::cast_slice(&params8[200..49_200]);
+    let values = value_bytes.iter().map(|&v| u32::from(v));
+    let scales = params8[100..200].iter().map(|s| s.to_bits());
     let mut export = FashionParams::boxed();
-    params8.to_params(&mut export);
+    Book8::export::<Book>(&params8, &mut export);
     let int8_hash = fnv1a(values.chain(scales)) ^ hash_f32(export.as_flat());
     assert_eq!([f32_hash, int8_hash], [0xc9bf017b15635ceb, 0x8a55650b67afdb07]);
 }

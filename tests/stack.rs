@@ -11,7 +11,7 @@ use tinycnn::data::{Inputs, Subset};
 use tinycnn::host::FashionMnist;
 use tinycnn::host::ParallelTrainer;
 use tinycnn::stack::Stack;
-use tinycnn::train::{Adam, AdamConfig, Epoch, Head, HeadTrainer, Sgd, Trainer};
+use tinycnn::train::{Adam, AdamConfig, Epoch, Head, HeadTrainer, Sgd, StreamingSgdTrainer, Train, Trainer};
 use tinycnn::{FashionParams, FashionTrainer, ParamBuffer};
 
 tinycnn::stack! {
@@ -216,14 +216,14 @@ fn step_taken(before: &[f32], after: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn the_parallel_schedule_steps_along_the_gradient_of_a_two_convolution_stack() {
+/// Checks the step of plain SGD at rate 1 that `schedule` takes on a batch
+/// of the two-convolution stack against finite differences.
+fn check_step(schedule: &mut impl Train<<Deep as Stack>::Params, Sgd, Input = DeepInput>) {
     let data = random_inputs::<8, 8, 3>(6, 3);
     let params = lifted_params::<Deep>();
     let batch: Vec<u32> = (0..data.len() as u32).collect();
     let mut stepped = params;
-    ParallelTrainer::<Deep>::new(2)
-        .unwrap()
+    schedule
         .train_batch(
             &mut stepped,
             &mut Sgd::new(1.0).unwrap(),
@@ -234,6 +234,16 @@ fn the_parallel_schedule_steps_along_the_gradient_of_a_two_convolution_stack() {
         .unwrap();
     let grads = step_taken(params.as_flat(), stepped.as_flat());
     check_gradient_in::<Deep>(&data, &params, &grads, 0..Deep::PARAMETERS);
+}
+
+#[test]
+fn the_parallel_schedule_steps_along_the_gradient_of_a_two_convolution_stack() {
+    check_step(&mut ParallelTrainer::<Deep>::new(2).unwrap());
+}
+
+#[test]
+fn the_streaming_schedule_steps_along_the_gradient_of_a_two_convolution_stack() {
+    check_step(&mut *StreamingSgdTrainer::<8, Deep>::boxed(0.5).unwrap());
 }
 
 #[test]

@@ -235,22 +235,39 @@ impl Meter {
     }
 }
 
-/// `epochs` epochs of streaming SGD over `train` in batches of `BATCH`,
-/// each epoch's loss printed; returns the last epoch's loss and the
-/// instructions per training image, or `None` after printing the error.
-pub fn train_streaming<const BATCH: usize, P>(
-    trainer: &mut tinycnn::train::StreamingSgdTrainer<BATCH>,
-    params: &mut P,
+/// `epochs` epochs of plain SGD at rate `lr` (streaming SGD: any schedule
+/// trained with [`Sgd`](tinycnn::train::Sgd)) over `train` in batches of
+/// `batch`, the settings and each epoch's loss printed; returns the last
+/// epoch's loss and the instructions per training image, or `None` after
+/// printing the error.
+pub fn train_streaming<
+    M: ?Sized,
+    T: tinycnn::train::Train<M, tinycnn::train::Sgd, Input = [[f32; 28]; 28]>,
+>(
+    trainer: &mut T,
+    params: &mut M,
+    lr: f32,
     train: &Embedded,
-    epochs: usize,
+    (epochs, batch): (usize, usize),
     order: &mut [u32],
     rng: &mut impl rand_core::RngCore,
-) -> Option<(f32, u64)>
-where
-    P: tinycnn::train::StreamedParams<28, 28, 10, 1960, 100, 10>,
-{
-    train_epochs(epochs, train.len(), BATCH, order, rng, (), |epoch| {
-        trainer.train_epoch(params, train, epoch)
+) -> Option<(f32, u64)> {
+    let mut sgd = match tinycnn::train::Sgd::new(lr) {
+        Ok(sgd) => sgd,
+        Err(e) => {
+            out!("error: {}", e);
+            return None;
+        }
+    };
+    out!(
+        "SGD lr {} on {} images, {} epochs, batch {}",
+        lr,
+        train.len(),
+        epochs,
+        batch
+    );
+    train_epochs(epochs, train.len(), batch, order, rng, (), |epoch| {
+        trainer.train_epoch(params, &mut sgd, train, epoch)
     })
 }
 

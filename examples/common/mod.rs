@@ -81,7 +81,7 @@ pub fn confusion_with<S: Samples<28, 28> + ?Sized>(
     Ok(matrix)
 }
 
-/// A model that predicts a class: f32 parameters, or the 8-bit ones.
+/// A model that predicts a class.
 pub trait Predict {
     fn predict(&self, image: &[[f32; 28]; 28], ws: &mut FashionWorkspace) -> Result<usize, tinycnn::Error>;
 }
@@ -89,12 +89,6 @@ pub trait Predict {
 impl Predict for FashionParams {
     fn predict(&self, image: &[[f32; 28]; 28], ws: &mut FashionWorkspace) -> Result<usize, tinycnn::Error> {
         FashionParams::predict(self, image, ws)
-    }
-}
-
-impl Predict for tinycnn::FashionParams8 {
-    fn predict(&self, image: &[[f32; 28]; 28], ws: &mut FashionWorkspace) -> Result<usize, tinycnn::Error> {
-        tinycnn::FashionParams8::predict(self, image, ws)
     }
 }
 

@@ -52,6 +52,12 @@ pub fn safetensors_bytes<
 /// # Errors
 /// A description when the safetensors library refuses the tensors.
 pub fn stack_safetensors_bytes<S: Stack>(params: &S::Params) -> Result<Vec<u8>, String> {
+    const {
+        assert!(
+            !<S::Layers as crate::stack::Layer>::INT8,
+            "a stack with a Dense(_, i8) layer is saved and read through its f32 export (Stack::export, Stack::import)"
+        )
+    };
     let flat = params.as_flat();
     let mut named = Vec::new();
     S::for_each_tensor(|t| named.push((t.name::<S>(), t.dims().to_vec(), flat.get(t.at..t.at + t.len()))));
@@ -68,6 +74,12 @@ pub fn stack_safetensors_bytes<S: Stack>(params: &S::Params) -> Result<Vec<u8>, 
 /// # Errors
 /// A description of the first problem found.
 pub fn stack_from_safetensors<S: Stack>(bytes: &[u8]) -> Result<Box<S::Params>, String> {
+    const {
+        assert!(
+            !<S::Layers as crate::stack::Layer>::INT8,
+            "a stack with a Dense(_, i8) layer is saved and read through its f32 export (Stack::export, Stack::import)"
+        )
+    };
     let file = SafeTensors::deserialize(bytes).map_err(|e| std::format!("not a safetensors file ({e})"))?;
     let mut params = bytemuck::zeroed_box::<S::Params>();
     let flat = params.as_flat_mut();

@@ -6,7 +6,8 @@ use crate::Error;
 /// A dense layer's kernel in 8 bits: the weight from input `i` to output `j`
 /// is `values[i][j] * scales[j]`, a step of `scales[j]` on a grid of
 /// `-127..=127`. A quarter of the `f32` kernel's bytes, and the form
-/// [`Params8`](super::Params8) trains in place.
+/// [`Dense8`](crate::stack::Dense8) layer keeps (its parameters'
+/// [`Dense8Params`](crate::stack::Dense8Params)).
 ///
 /// ```
 /// use tinycnn::model::Int8Kernel;
@@ -27,6 +28,9 @@ pub struct Int8Kernel<const IN: usize, const OUT: usize> {
     /// The weights in steps, shape `[IN, OUT]` as in the `f32` kernel.
     pub values: [[i8; OUT]; IN],
 }
+
+// SAFETY: `f32` and `i8` arrays: all zero bytes form a valid value.
+unsafe impl<const IN: usize, const OUT: usize> bytemuck::Zeroable for Int8Kernel<IN, OUT> {}
 
 /// The step of a column whose weights are all zero: small, and it doubles
 /// as the column's values grow.
@@ -50,26 +54,7 @@ impl<const IN: usize, const OUT: usize> Int8Kernel<IN, OUT> {
     /// [`Error::NonFinite`] for a NaN or infinite weight; `self` is left as
     /// it was.
     pub fn quantize(&mut self, weights: &[[f32; OUT]; IN]) -> Result<(), Error> {
-        if !all_finite(weights.as_flattened()) {
-            return Err(Error::NonFinite {
-                what: "kernel weight",
-            });
-        }
-        let mut largest = [0.0f32; OUT];
-        for row in weights {
-            for (m, &w) in largest.iter_mut().zip(row) {
-                *m = m.max(w.abs());
-            }
-        }
-        let scales = largest.map(|m| {
-            if m > 0.0 {
-                2.0 * m / f32::from(GRID_MAX)
-            } else {
-                ZERO_COLUMN_SCALE
-            }
-        });
-        self.round_onto(weights, &scales);
-        Ok(())
+        quantize_into(&mut self.scales, &mut self.values, weights)
     }
 
     /// Stores `weights` on the grid of the given `scales`, each value the
@@ -89,35 +74,87 @@ impl<const IN: usize, const OUT: usize> Int8Kernel<IN, OUT> {
     /// [`Error::InvalidConfig`] for a scale that is not finite and positive;
     /// `self` is left as it was.
     pub fn quantize_with(&mut self, weights: &[[f32; OUT]; IN], scales: &[f32; OUT]) -> Result<(), Error> {
-        if !all_finite(weights.as_flattened()) {
-            return Err(Error::NonFinite {
-                what: "kernel weight",
-            });
-        }
-        if !scales.iter().all(|s| s.is_finite() && *s > 0.0) {
-            return Err(Error::InvalidConfig {
-                what: "kernel scales must be finite and positive",
-            });
-        }
-        self.round_onto(weights, scales);
-        Ok(())
-    }
-
-    fn round_onto(&mut self, weights: &[[f32; OUT]; IN], scales: &[f32; OUT]) {
-        self.scales = *scales;
-        for (values, row) in self.values.iter_mut().zip(weights) {
-            for ((v, &w), &scale) in values.iter_mut().zip(row).zip(scales) {
-                *v = nearest_step(w / scale);
-            }
-        }
+        quantize_with_into(&mut self.scales, &mut self.values, weights, scales)
     }
 
     /// The weights in `f32`: `values[i][j] * scales[j]`.
     pub fn dequantize(&self, weights: &mut [[f32; OUT]; IN]) {
-        for (row, values) in weights.iter_mut().zip(&self.values) {
-            for ((w, &v), &scale) in row.iter_mut().zip(values).zip(&self.scales) {
-                *w = f32::from(v) * scale;
-            }
+        dequantize_into(&self.scales, &self.values, weights);
+    }
+}
+
+/// [`Int8Kernel::quantize`] on a kernel's parts wherever they lie.
+pub(crate) fn quantize_into<const IN: usize, const OUT: usize>(
+    scales: &mut [f32; OUT],
+    values: &mut [[i8; OUT]; IN],
+    weights: &[[f32; OUT]; IN],
+) -> Result<(), Error> {
+    if !all_finite(weights.as_flattened()) {
+        return Err(Error::NonFinite {
+            what: "kernel weight",
+        });
+    }
+    let mut largest = [0.0f32; OUT];
+    for row in weights {
+        for (m, &w) in largest.iter_mut().zip(row) {
+            *m = m.max(w.abs());
+        }
+    }
+    let chosen = largest.map(|m| {
+        if m > 0.0 {
+            2.0 * m / f32::from(GRID_MAX)
+        } else {
+            ZERO_COLUMN_SCALE
+        }
+    });
+    round_onto(scales, values, weights, &chosen);
+    Ok(())
+}
+
+/// [`Int8Kernel::quantize_with`] on a kernel's parts wherever they lie.
+pub(crate) fn quantize_with_into<const IN: usize, const OUT: usize>(
+    scales: &mut [f32; OUT],
+    values: &mut [[i8; OUT]; IN],
+    weights: &[[f32; OUT]; IN],
+    given: &[f32; OUT],
+) -> Result<(), Error> {
+    if !all_finite(weights.as_flattened()) {
+        return Err(Error::NonFinite {
+            what: "kernel weight",
+        });
+    }
+    if !given.iter().all(|s| s.is_finite() && *s > 0.0) {
+        return Err(Error::InvalidConfig {
+            what: "kernel scales must be finite and positive",
+        });
+    }
+    round_onto(scales, values, weights, given);
+    Ok(())
+}
+
+fn round_onto<const IN: usize, const OUT: usize>(
+    scales: &mut [f32; OUT],
+    values: &mut [[i8; OUT]; IN],
+    weights: &[[f32; OUT]; IN],
+    chosen: &[f32; OUT],
+) {
+    *scales = *chosen;
+    for (values, row) in values.iter_mut().zip(weights) {
+        for ((v, &w), &scale) in values.iter_mut().zip(row).zip(chosen) {
+            *v = nearest_step(w / scale);
+        }
+    }
+}
+
+/// [`Int8Kernel::dequantize`] on a kernel's parts wherever they lie.
+pub(crate) fn dequantize_into<const IN: usize, const OUT: usize>(
+    scales: &[f32; OUT],
+    values: &[[i8; OUT]; IN],
+    weights: &mut [[f32; OUT]; IN],
+) {
+    for (row, values) in weights.iter_mut().zip(values) {
+        for ((w, &v), &scale) in row.iter_mut().zip(values).zip(scales) {
+            *w = f32::from(v) * scale;
         }
     }
 }

@@ -1,14 +1,10 @@
-//! What the forward pass and the backward pass read of a network's
-//! parameters, whatever form dense1's kernel is stored in: `f32` in
-//! [`Params`], 8 bits with a scale per output in [`Params8`].
+//! What the book network's forward pass reads of its parameters
+//! ([`Params`]), and the forward, predict and evaluate it runs.
 
-use super::{Params, Params8};
+use super::Params;
 use crate::kernels::all_finite;
 use crate::kernels::dense::{dense_backward_listed, dense_listed};
-use crate::kernels::{
-    axpy, conv_relu_pool, dense, dense_scaled_i8, dense_scaled_i8_listed, relu, scaled_i8_input_grad_listed,
-    ConvKernel,
-};
+use crate::kernels::{conv_relu_pool, dense, relu, ConvKernel};
 use crate::model::{evaluate_logits, Evaluation, Workspace};
 use crate::Error;
 
@@ -95,60 +91,6 @@ impl<
             bias_grad,
             Some(input_grad),
         );
-    }
-}
-
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Layers<H, W, K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-    fn conv(&self) -> (&ConvKernel<K>, &[f32; K]) {
-        (&self.conv_kernel, &self.conv_bias)
-    }
-
-    fn dense2(&self) -> (&[[f32; CLASSES]; HIDDEN], &[f32; CLASSES]) {
-        (&self.dense2_kernel, &self.dense2_bias)
-    }
-
-    #[inline]
-    fn dense1_listed(&self, input: &mut [f32; FLAT], active: &[u16], out: &mut [f32; HIDDEN]) {
-        let kernel = &self.dense1_kernel;
-        dense_scaled_i8_listed(
-            input,
-            active,
-            &kernel.values,
-            &kernel.scales,
-            &self.dense1_bias,
-            out,
-        );
-    }
-
-    #[inline]
-    fn dense1(&self, input: &mut [f32; FLAT], out: &mut [f32; HIDDEN]) {
-        let kernel = &self.dense1_kernel;
-        dense_scaled_i8(input, &kernel.values, &kernel.scales, &self.dense1_bias, out);
-    }
-
-    #[inline]
-    fn dense1_backward_listed(
-        &self,
-        _input: &[f32; FLAT],
-        active: &[u16],
-        out_grad: &[f32; HIDDEN],
-        bias_grad: &mut [f32; HIDDEN],
-        input_grad: &mut [f32; FLAT],
-    ) {
-        axpy(1.0, out_grad, bias_grad);
-        let mut scaled = [0.0f32; HIDDEN];
-        for ((s, &g), &scale) in scaled.iter_mut().zip(out_grad).zip(&self.dense1_kernel.scales) {
-            *s = g * scale;
-        }
-        scaled_i8_input_grad_listed(active, &self.dense1_kernel.values, &scaled, input_grad);
     }
 }
 

@@ -45,7 +45,7 @@ pub trait Pooling {
         kernel: &[f32],
         bias: &[f32; COUT],
         out: &mut [f32; FLAT],
-        argmax: &mut [u8; FLAT],
+        argmax: Option<&mut [u8; FLAT]>,
     );
 
     /// [`conv_relu_pool_channels_backward`] with this pooling.
@@ -75,7 +75,7 @@ pub trait Pooling {
         kernel: &ConvKernel<COUT>,
         bias: &[f32; COUT],
         pooled: &mut [f32; FLAT],
-        argmax: &mut [u8; FLAT],
+        argmax: Option<&mut [u8; FLAT]>,
     ) -> bool {
         let _ = (image, kernel, bias, pooled, argmax);
         false
@@ -121,15 +121,9 @@ macro_rules! channel_kernels {
             kernel: &[f32],
             bias: &[f32; COUT],
             out: &mut [f32; FLAT],
-            argmax: &mut [u8; FLAT],
+            argmax: Option<&mut [u8; FLAT]>,
         ) {
-            conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT, $pool>(
-                input,
-                kernel,
-                bias,
-                out,
-                Some(argmax),
-            );
+            conv_relu_pool_channels::<H, W, CIN, COUT, KS, FLAT, $pool>(input, kernel, bias, out, argmax);
         }
 
         #[inline]
@@ -176,9 +170,9 @@ impl Pooling for MaxPool2 {
         kernel: &ConvKernel<COUT>,
         bias: &[f32; COUT],
         pooled: &mut [f32; FLAT],
-        argmax: &mut [u8; FLAT],
+        argmax: Option<&mut [u8; FLAT]>,
     ) -> bool {
-        conv_relu_pool(image, kernel, bias, pooled, Some(argmax));
+        conv_relu_pool(image, kernel, bias, pooled, argmax);
         true
     }
 
@@ -297,6 +291,28 @@ impl<
         let kernel = bytemuck::try_from_bytes(bytemuck::cast_slice(kernel.get(..9 * COUT)?)).ok()?;
         Some((image, kernel))
     }
+
+    /// Forward, keeping each pooling window's winner for backward when
+    /// `winners`.
+    #[inline]
+    fn run(params: &[f32], input: &I, state: &mut ConvState<FLAT>, winners: bool) {
+        let () = Self::SIZES;
+        let (kernel, bias) = params.split_at(Self::KERNEL);
+        let bias: &[f32; COUT] = view(bias);
+        let ConvState { pooled, argmax } = state;
+        if let Some((image, kernel)) = Self::single_channel(input, kernel) {
+            if P::single_channel_forward(image, kernel, bias, pooled, winners.then_some(&mut *argmax)) {
+                return;
+            }
+        }
+        P::channels_forward::<H, W, CIN, COUT, KS, FLAT>(
+            bytemuck::cast_slice(core::slice::from_ref(input)),
+            kernel,
+            bias,
+            pooled,
+            winners.then_some(argmax),
+        );
+    }
 }
 
 impl<
@@ -350,21 +366,13 @@ impl<
 
     #[inline]
     fn forward(params: &[f32], input: &mut I, state: &mut Self::State, _rate: f32, _rng: &mut impl RngCore) {
-        let () = Self::SIZES;
-        let (kernel, bias) = params.split_at(Self::KERNEL);
-        let bias: &[f32; COUT] = view(bias);
-        if let Some((image, kernel)) = Self::single_channel(input, kernel) {
-            if P::single_channel_forward(image, kernel, bias, &mut state.pooled, &mut state.argmax) {
-                return;
-            }
-        }
-        P::channels_forward::<H, W, CIN, COUT, KS, FLAT>(
-            bytemuck::cast_slice(core::slice::from_ref(input)),
-            kernel,
-            bias,
-            &mut state.pooled,
-            &mut state.argmax,
-        );
+        Self::run(params, input, state, true);
+    }
+
+    /// The pooled map alone: no pooling winners kept.
+    #[inline]
+    fn infer(params: &[f32], input: &mut I, state: &mut Self::State) {
+        Self::run(params, input, state, false);
     }
 
     #[inline]

@@ -2,10 +2,10 @@
 //! came out of a ReLU), with dropout before it and ReLU after it where the
 //! stack has them.
 
-use super::{Layer, Tensor, Zeroed};
+use super::{Layer, Streamed, Tensor, Zeroed};
 use crate::kernels::dense::{dense_backward_listed, dense_listed, nonzero_positions};
 use crate::kernels::dropout::dropout;
-use crate::kernels::relu;
+use crate::kernels::{axpy, relu};
 use crate::model::{fill_uniform, glorot_limit};
 use bytemuck::Pod;
 use core::marker::PhantomData;
@@ -211,6 +211,61 @@ impl<const IN: usize, const OUT: usize, I: Pod + Send + Sync, const RELU: bool, 
                 if let Some(d) = input_grad.get_mut(usize::from(cell)) {
                     *d *= keep_scale;
                 }
+            }
+        }
+    }
+}
+
+impl<const IN: usize, const OUT: usize, I: Pod + Send + Sync, const RELU: bool, const DROPOUT: bool> Streamed
+    for Dense<IN, OUT, I, RELU, DROPOUT>
+{
+    fn drop_out(input: &mut I, rate: f32, rng: &mut impl RngCore) {
+        if DROPOUT && rate > 0.0 {
+            dropout(bytemuck::cast_mut::<I, [f32; IN]>(input), rate, rng);
+        }
+    }
+
+    fn backward_inputs(
+        params: &[f32],
+        input: &I,
+        state: &mut Self::State,
+        out_grad: &[f32; OUT],
+        bias_grad: &mut [f32; OUT],
+        input_grad: &mut I,
+        rate: f32,
+    ) {
+        let input: &[f32; IN] = bytemuck::cast_ref(input);
+        let input_grad: &mut [f32; IN] = bytemuck::cast_mut(input_grad);
+        let (kernel, _) = params.split_at(IN * OUT);
+        let active = state.active();
+        dense_backward_listed(
+            input,
+            active,
+            view(kernel),
+            out_grad,
+            None,
+            bias_grad,
+            Some(&mut *input_grad),
+        );
+        if DROPOUT && rate > 0.0 {
+            // Kept values were scaled by 1 / (1 - rate) on the way forward;
+            // the gradient elsewhere is zero.
+            let keep_scale = 1.0 / (1.0 - rate);
+            for &cell in active {
+                if let Some(d) = input_grad.get_mut(usize::from(cell)) {
+                    *d *= keep_scale;
+                }
+            }
+        }
+    }
+
+    fn step_kernel(params: &mut [f32], input: &I, out_grad: &[f32; OUT], lr: f32, _: &mut impl RngCore) {
+        let input: &[f32; IN] = bytemuck::cast_ref(input);
+        let (kernel, _) = params.split_at_mut(IN * OUT);
+        let kernel: &mut [[f32; OUT]; IN] = view_mut(kernel);
+        for (&x, row) in input.iter().zip(kernel.iter_mut()) {
+            if x != 0.0 {
+                axpy(-lr * x, out_grad, row);
             }
         }
     }

@@ -148,6 +148,36 @@ macro_rules! __stack_layers {
     ) => {
         ::core::compile_error!("stack!: Dropout stands after Flatten, before a Dense layer");
     };
+    // Dense in 8 bits, Relu.
+    (
+        head: $head:tt, shape: [1, 1, $n:tt], map: [$map:ty], flat: true, dropout: $d:tt,
+        params: [$($p:tt)*], layers: [$($l:tt)*],
+        rest: [Dense($out:tt, i8), Relu $(, $($rest:tt)*)?]
+    ) => {
+        $crate::__stack_layers! {
+            head: $head,
+            shape: [1, 1, $out],
+            map: [[f32; $out]],
+            flat: true,
+            dropout: false,
+            params: [$($p)* + 2 * $out + usize::div_ceil($n * $out, 4)],
+            layers: [$($l)* [$crate::stack::Dense8<{ $n }, { $out }, $map, true, $d>]],
+            rest: [$($($rest)*)?]
+        }
+    };
+    // The last Dense in 8 bits: the logits.
+    (
+        head: $head:tt, shape: [1, 1, $n:tt], map: [$map:ty], flat: true, dropout: $d:tt,
+        params: [$($p:tt)*], layers: [$($l:tt)*],
+        rest: [Dense($out:tt, i8) $(,)?]
+    ) => {
+        $crate::__stack_layers! {
+            @done head: $head,
+            logits: [[f32; $out]],
+            params: [$($p)* + 2 * $out + usize::div_ceil($n * $out, 4)],
+            layers: [$($l)* [$crate::stack::Dense8<{ $n }, { $out }, $map, false, $d>]]
+        }
+    };
     // Dense, Relu.
     (
         head: $head:tt, shape: [1, 1, $n:tt], map: [$map:ty], flat: true, dropout: $d:tt,

@@ -27,7 +27,9 @@
 //! - `Flatten`: the map as a vector, in height-width-channel order (Keras's);
 //! - `Dropout`: before a dense layer, at the rate the trainer is given;
 //! - `Dense(OUT)`: with bias; followed by `Relu` but for the last, whose
-//!   outputs are the logits of a softmax cross-entropy.
+//!   outputs are the logits of a softmax cross-entropy; `Dense(OUT, i8)`
+//!   keeps its kernel in 8 bits with a scale per output ([`Dense8`],
+//!   trained by [`StreamingSgdTrainer`](crate::train::StreamingSgdTrainer)).
 //!
 //! Every layer but the first takes a map that came out of a ReLU: its zeros
 //! pass no gradient, so a dense layer lists its input's non-zero cells and
@@ -39,18 +41,22 @@
 //! layer's `(in, out)`), so optimizers step them as one slice.
 
 mod book;
+mod book8;
 mod conv;
 mod deep;
 mod dense;
+mod dense8;
 mod macros;
 mod split;
 pub(crate) mod workspace;
 
 pub use book::Book;
+pub use book8::Book8;
 pub use conv::ConvState;
 pub use conv::{ConvParams, ConvRelu, Full, MaxPool2, Pooling};
 pub use deep::Deep;
 pub use dense::{Dense, DenseParams, DenseState};
+pub use dense8::{Dense8, Dense8Params};
 pub use split::{Last, Split, SplitAt, WithSizes};
 pub use workspace::Workspace;
 
@@ -114,9 +120,17 @@ pub trait Layer {
     /// Its parameters as a type of their own (kernel then bias, `f32`,
     /// no padding): how a schedule that keeps part of a stack's gradient
     /// sizes its buffers.
-    type Params: crate::ParamBuffer + Zeroed + Send + Sync;
+    type Params: Zeroed + Zeroable + Send + Sync + 'static;
     /// How many `f32` parameters it has, kernel then bias.
     const PARAMS: usize;
+
+    /// Whether it keeps a kernel in 8 bits ([`Dense8`]), whose gradient
+    /// only [`StreamingSgdTrainer`](crate::train::StreamingSgdTrainer)'s
+    /// update in place stands for.
+    const INT8: bool = false;
+    /// How many parameters its `f32` export has (each 8-bit kernel as
+    /// `f32`): the layout of its [`tensors`](Self::tensors).
+    const F32_PARAMS: usize = Self::PARAMS;
 
     /// The largest buffer its kernels keep on the stack, in bytes.
     const FRAME_BYTES: usize;
@@ -134,6 +148,37 @@ pub trait Layer {
     /// draw per value in order), its bias zero.
     fn init_glorot(params: &mut [f32], rng: &mut impl RngCore);
 
+    /// Writes its `f32` export ([`F32_PARAMS`](Self::F32_PARAMS) values)
+    /// to `f32_params`.
+    fn export(params: &[f32], f32_params: &mut [f32]) {
+        let n = Self::PARAMS.min(params.len()).min(f32_params.len());
+        f32_params[..n].copy_from_slice(&params[..n]);
+    }
+
+    /// Takes its parameters from their `f32` export: an 8-bit kernel on
+    /// the grid of the first of `scales` (which it then passes over), or
+    /// of scales of its own when `scales` is empty.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a weight that is not finite,
+    /// [`Error::InvalidConfig`] for a scale that is not finite and positive.
+    fn import(f32_params: &[f32], params: &mut [f32], scales: &mut &[f32]) -> Result<(), Error> {
+        let _ = scales;
+        let n = Self::PARAMS.min(params.len()).min(f32_params.len());
+        params[..n].copy_from_slice(&f32_params[..n]);
+        Ok(())
+    }
+
+    /// `f` of each 8-bit kernel's scales, in order.
+    fn scales(params: &[f32], f: &mut impl FnMut(&[f32])) {
+        let _ = (params, f);
+    }
+
+    /// `f` of each value of its `f32` export, in order.
+    fn each_exported(params: &[f32], f: &mut impl FnMut(f32)) {
+        params.iter().take(Self::PARAMS).for_each(|&v| f(v));
+    }
+
     /// Forward of one sample: `input` (which a layer may change in place:
     /// dropout), its output into `state`. Dropout, where the layer has it,
     /// at `rate` drawn from `rng`.
@@ -144,6 +189,12 @@ pub trait Layer {
         rate: f32,
         rng: &mut impl RngCore,
     );
+
+    /// Forward of one sample for inference: no dropout, and nothing kept
+    /// for backward that costs work (a convolution's pooling winners).
+    fn infer(params: &[f32], input: &mut Self::In, state: &mut Self::State) {
+        Self::forward(params, input, state, 0.0, &mut workspace::NoDraws);
+    }
 
     /// The output [`forward`](Self::forward) wrote.
     fn output(state: &Self::State) -> &Self::Out;
@@ -172,6 +223,41 @@ pub trait Layer {
         active: Option<&[u16]>,
         rate: f32,
         input_grad: Option<&mut Self::In>,
+    );
+}
+
+/// A dense layer whose kernel a schedule updates one sample at a time
+/// ([`StreamingSgdTrainer`](crate::train::StreamingSgdTrainer)): [`Dense`]
+/// in `f32`, [`Dense8`] on its 8-bit grid. The kernel's gradient is never
+/// formed whole.
+pub trait Streamed: Layer {
+    /// Dropout on the input, as [`forward`](Layer::forward) draws it from
+    /// `rng`, where the layer has it.
+    fn drop_out(input: &mut Self::In, rate: f32, rng: &mut impl RngCore);
+
+    /// Backward to the bias and the input of the sample forward ran (its
+    /// input as forward left it): the bias's gradient added to
+    /// `bias_grad`, the input's written to `input_grad` at the cells
+    /// [`listed`](Layer::listed) (which it may list again).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_inputs(
+        params: &[f32],
+        input: &Self::In,
+        state: &mut Self::State,
+        out_grad: &Self::Out,
+        bias_grad: &mut Self::Out,
+        input_grad: &mut Self::In,
+        rate: f32,
+    );
+
+    /// Adds `-lr * input (outer) out_grad` to the kernel (random bits, for
+    /// rounding, from `rng`).
+    fn step_kernel(
+        params: &mut [f32],
+        input: &Self::In,
+        out_grad: &Self::Out,
+        lr: f32,
+        rng: &mut impl RngCore,
     );
 }
 
@@ -208,10 +294,11 @@ pub struct ChainParams<A, B> {
     pub second: B,
 }
 
-// SAFETY: two `Pod` values of `f32` only (every layer's parameters are
-// `f32` arrays, 4-byte aligned): no padding, every bit pattern valid.
-unsafe impl<A: Pod, B: Pod> Zeroable for ChainParams<A, B> {}
-// SAFETY: as above; `Copy` and `'static` as its parts are.
+// SAFETY: two `Zeroable` values: all zero bytes form a valid value.
+unsafe impl<A: Zeroable, B: Zeroable> Zeroable for ChainParams<A, B> {}
+// SAFETY: two `Pod` values (an `f32` layer's parameters: `f32` arrays,
+// 4-byte aligned), so no padding, every bit pattern valid; `Copy` and
+// `'static` as its parts are.
 unsafe impl<A: Pod, B: Pod> Pod for ChainParams<A, B> {}
 
 impl<A: Zeroed, B: Zeroed> Zeroed for ChainParams<A, B> {
@@ -274,10 +361,38 @@ where
     };
     const CONVS: usize = A::CONVS + B::CONVS;
     const DENSES: usize = A::DENSES + B::DENSES;
+    const INT8: bool = A::INT8 || B::INT8;
+    const F32_PARAMS: usize = A::F32_PARAMS + B::F32_PARAMS;
 
     fn tensors(at: usize, convs: usize, denses: usize, f: &mut impl FnMut(Tensor)) {
         A::tensors(at, convs, denses, f);
-        B::tensors(at + A::PARAMS, convs + A::CONVS, denses + A::DENSES, f);
+        B::tensors(at + A::F32_PARAMS, convs + A::CONVS, denses + A::DENSES, f);
+    }
+
+    fn export(params: &[f32], f32_params: &mut [f32]) {
+        let (first, second) = params.split_at(A::PARAMS.min(params.len()));
+        let (f32_first, f32_second) = f32_params.split_at_mut(A::F32_PARAMS.min(f32_params.len()));
+        A::export(first, f32_first);
+        B::export(second, f32_second);
+    }
+
+    fn import(f32_params: &[f32], params: &mut [f32], scales: &mut &[f32]) -> Result<(), Error> {
+        let (first, second) = params.split_at_mut(A::PARAMS.min(params.len()));
+        let (f32_first, f32_second) = f32_params.split_at(A::F32_PARAMS.min(f32_params.len()));
+        A::import(f32_first, first, scales)?;
+        B::import(f32_second, second, scales)
+    }
+
+    fn scales(params: &[f32], f: &mut impl FnMut(&[f32])) {
+        let (first, second) = params.split_at(A::PARAMS.min(params.len()));
+        A::scales(first, f);
+        B::scales(second, f);
+    }
+
+    fn each_exported(params: &[f32], f: &mut impl FnMut(f32)) {
+        let (first, second) = params.split_at(A::PARAMS.min(params.len()));
+        A::each_exported(first, f);
+        B::each_exported(second, f);
     }
 
     fn init_glorot(params: &mut [f32], rng: &mut impl RngCore) {
@@ -303,6 +418,13 @@ where
             rate,
             rng,
         );
+    }
+
+    #[inline]
+    fn infer(params: &[f32], input: &mut Self::In, state: &mut Self::State) {
+        let (first, second) = params.split_at(A::PARAMS.min(params.len()));
+        A::infer(first, input, &mut state.first);
+        B::infer(second, A::output_mut(&mut state.first), &mut state.second);
     }
 
     #[inline]
@@ -497,6 +619,78 @@ pub trait Stack {
     /// Each tensor of the parameters, in their order (see [`Tensor`]).
     fn for_each_tensor(mut f: impl FnMut(Tensor)) {
         Self::Layers::tensors(0, 0, 0, &mut f);
+    }
+
+    /// Writes the `f32` export of `params` (each 8-bit kernel as `f32`,
+    /// Keras's layout) as the parameters of `F`, the same layers in `f32`.
+    /// Fails when the crate builds if `F`'s parameters are not that export.
+    ///
+    /// ```
+    /// use rand_core::SeedableRng;
+    /// use tinycnn::stack::{Book, Book8, Stack};
+    /// let mut params8 = Book8::boxed_params();
+    /// Book8::init_glorot(&mut params8, &mut rand_pcg::Pcg32::seed_from_u64(1));
+    /// let mut params = Book::boxed_params();
+    /// Book8::export::<Book>(&params8, &mut params);
+    /// let mut again = Book8::boxed_params();
+    /// let mut scales = Vec::new();
+    /// Book8::for_each_scales(&params8, |s| scales.extend_from_slice(s));
+    /// Book8::import::<Book>(&params, &mut again, &scales).unwrap();
+    /// // By bytes: an 8-bit kernel's slots, read as f32, may be NaN.
+    /// assert!(bytemuck::bytes_of(&*again) == bytemuck::bytes_of(&*params8));
+    /// ```
+    fn export<F: Stack>(params: &Self::Params, out: &mut F::Params) {
+        const {
+            assert!(
+                F::PARAMETERS == <Self::Layers as Layer>::F32_PARAMS && !<F::Layers as Layer>::INT8,
+                "export: the stack given is not this one's f32 export"
+            )
+        };
+        Self::Layers::export(
+            crate::ParamBuffer::as_flat(params),
+            crate::ParamBuffer::as_flat_mut(out),
+        );
+    }
+
+    /// Takes `params` from `f32_params`, the parameters of `F` (this
+    /// stack's `f32` export): each 8-bit kernel on the grid of its scales
+    /// in `scales` (each kernel's in turn, as
+    /// [`for_each_scales`](Self::for_each_scales) gives them: every
+    /// 8-bit value comes back exactly from an export taken with them), or
+    /// on scales of its own (twice each column's largest magnitude over
+    /// 127) when `scales` is empty.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN or infinite parameter,
+    /// [`Error::InvalidConfig`] for a scale that is not finite and positive;
+    /// `params` is left as it was.
+    fn import<F: Stack>(
+        f32_params: &F::Params,
+        params: &mut Self::Params,
+        scales: &[f32],
+    ) -> Result<(), Error> {
+        const {
+            assert!(
+                F::PARAMETERS == <Self::Layers as Layer>::F32_PARAMS && !<F::Layers as Layer>::INT8,
+                "import: the stack given is not this one's f32 export"
+            )
+        };
+        let f32_params = crate::ParamBuffer::as_flat(f32_params);
+        if !crate::kernels::all_finite(f32_params) {
+            return Err(Error::NonFinite { what: "parameter" });
+        }
+        if !scales.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return Err(Error::InvalidConfig {
+                what: "kernel scales must be finite and positive",
+            });
+        }
+        let mut scales = scales;
+        Self::Layers::import(f32_params, crate::ParamBuffer::as_flat_mut(params), &mut scales)
+    }
+
+    /// `f` of each 8-bit kernel's scales (one per output), in order.
+    fn for_each_scales(params: &Self::Params, mut f: impl FnMut(&[f32])) {
+        Self::Layers::scales(crate::ParamBuffer::as_flat(params), &mut f);
     }
 
     /// Glorot-uniform initialization of every kernel (Keras's default), one

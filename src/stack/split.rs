@@ -1,7 +1,7 @@
 //! A stack's layers cut where a schedule needs them: at the wide dense
 //! layer ([`Split`]) or before the last layer ([`Last`]).
 
-use super::{Chain, ConvRelu, Dense, DenseState, Layer, Pooling, Stack};
+use super::{Chain, ConvRelu, Dense, Dense8, DenseState, Layer, Pooling, Stack};
 use bytemuck::Pod;
 use core::marker::PhantomData;
 
@@ -93,6 +93,36 @@ impl<
     }
 }
 
+/// The last convolution, then a wide layer in 8 bits.
+impl<
+        const H: usize,
+        const W: usize,
+        const CIN: usize,
+        const COUT: usize,
+        const KS: usize,
+        const FLAT: usize,
+        I: Pod + Send + Sync,
+        P: Pooling,
+        const HIDDEN: usize,
+        const DROPOUT: bool,
+        B: Layer<In = [f32; HIDDEN]>,
+    > Split
+    for Chain<
+        ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>,
+        Chain<Dense8<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>, B>,
+    >
+{
+    type Front = ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>;
+    type Wide = Dense8<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>;
+    type Back = B;
+    const DROPOUT: bool = DROPOUT;
+
+    #[inline]
+    fn with_sizes<F: WithSizes<Self>>(f: F) -> F::Output {
+        f.call::<FLAT, HIDDEN>()
+    }
+}
+
 /// A convolution before the rest of the front.
 impl<
         C: Layer,
@@ -166,7 +196,12 @@ pub trait Last: Layer {
     /// Every layer but the last.
     type Body: Layer<In = Self::In>;
     /// The last layer.
-    type Last: Layer<In = <Self::Body as Layer>::Out, Out = Self::Out, Junctions = ()>;
+    type Last: Layer<
+        In = <Self::Body as Layer>::Out,
+        Out = Self::Out,
+        Junctions = (),
+        Params: crate::ParamBuffer,
+    >;
 }
 
 impl<A, const IN: usize, const OUT: usize, J: Pod + Send + Sync, const DROPOUT: bool> Last

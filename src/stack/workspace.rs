@@ -132,7 +132,7 @@ fn forward_no_dropout<'s, S: Stack>(
     state: &'s mut StateOf<S>,
 ) -> Result<&'s S::Logits, Error> {
     check_input::<S>(input)?;
-    S::Layers::forward(params.as_flat(), input, state, 0.0, &mut NoDraws);
+    S::Layers::infer(params.as_flat(), input, state);
     Ok(S::Layers::output(state))
 }
 

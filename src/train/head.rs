@@ -2,9 +2,9 @@
 //! (in flash, on a microcontroller), so training needs RAM for one small
 //! layer, not for the whole model.
 
+use super::check::{batch_scale, checked_loss};
 use super::fit::{Epoch, Progress};
 use super::optim::Optimizer;
-use super::pass::{batch_scale, checked_loss};
 use super::schedule::Train;
 use crate::data::{Inputs, Samples};
 use crate::kernels::{argmax, dense};
@@ -202,7 +202,7 @@ where
     /// head's logits.
     fn forward(&mut self, params: &[f32], head: &HeadOf<S>) -> Result<&S::Logits, Error> {
         check_input::<S>(&self.input)?;
-        BodyOf::<S>::forward(params, &mut self.input, &mut self.body, 0.0, &mut NoDraws);
+        BodyOf::<S>::infer(params, &mut self.input, &mut self.body);
         let features = BodyOf::<S>::output_mut(&mut self.body);
         LastOf::<S>::forward(head.as_flat(), features, &mut self.last, 0.0, &mut NoDraws);
         Ok(LastOf::<S>::output(&self.last))

@@ -3,19 +3,19 @@
 //! threads, `host::ParallelTrainer`), the one trait they share ([`Train`]),
 //! optimizers, dropout, and the loop that drives epochs.
 
+pub(crate) mod check;
 pub(crate) mod fit;
 mod head;
 mod optim;
-pub(crate) mod pass;
 mod schedule;
 mod streaming;
 mod trainer;
 
 pub use crate::kernels::dropout::dropout;
+pub use check::DIVERGED_LOSS;
 pub use fit::{Epoch, EpochStats, History, Progress};
 pub use head::{Head, HeadOf, HeadTrainer, Tuning};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
-pub use pass::DIVERGED_LOSS;
 pub use schedule::Train;
-pub use streaming::{StreamedParams, StreamingSgdTrainer};
+pub use streaming::StreamingSgdTrainer;
 pub use trainer::Trainer;

@@ -42,7 +42,7 @@ use rand_core::RngCore;
 /// let (first, last) = ten_epochs(&mut Trainer::<Book<4, 4, 2, 8, 4, 2>>::new(), &mut params);
 /// assert!(last < first / 2.0);
 /// let mut params = start;
-/// let (first, last) = ten_epochs(&mut StreamingSgdTrainer::<8, 4, 4, 2, 8, 4, 2>::new(0.5).unwrap(), &mut params);
+/// let (first, last) = ten_epochs(&mut StreamingSgdTrainer::<8, Book<4, 4, 2, 8, 4, 2>>::new(0.5).unwrap(), &mut params);
 /// assert!(last < first / 2.0);
 /// ```
 pub trait Train<M: ?Sized, O: ?Sized> {

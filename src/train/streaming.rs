@@ -1,246 +1,62 @@
-//! SGD without a gradient buffer the size of the model: the update of dense1
-//! (99% of the parameters) is applied sample by sample from what the batch
-//! kept, so training fits beside the parameters in a small RAM.
+//! SGD without a gradient buffer the size of the model: the update of the
+//! wide dense layer (nearly all of the parameters) is applied sample by
+//! sample from what the batch kept, so training fits beside the parameters
+//! in a small RAM.
 
+use super::check::{batch_scale, checked_loss};
 use super::fit::{Epoch, Progress};
-use super::optim::check_learning_rate;
-use super::optim::Sgd;
-use super::pass::{batch_scale, checked_loss, Grads, LayerGrads, Pass, Target};
+use super::optim::{check_learning_rate, Sgd};
 use super::schedule::Train;
 use crate::data::Inputs;
-use crate::kernels::dropout::{check_rate, dropout, SampleStream};
-use crate::kernels::{add_outer_stochastic, axpy, conv_relu_pool};
-use crate::model::{Network, Params, Params8};
-use crate::stack::Zeroed;
+use crate::kernels::axpy;
+use crate::kernels::dropout::{check_rate, SampleStream};
+use crate::model::{evaluate_each, Evaluation, ParamBuffer};
+use crate::stack::workspace::{check_input, NoDraws};
+use crate::stack::{Book, Layer, Logits, Split, Stack, Streamed, Tensor, Zeroed};
 use crate::Error;
 use bytemuck::Zeroable;
 use rand_core::RngCore;
 
-/// Parameters [`StreamingSgdTrainer`] trains: [`Params`] (dense1 updated
-/// in `f32`) or [`Params8`] (dense1 updated on its 8-bit grid, each change
-/// stochastically rounded with dither drawn from the epoch's generator).
-/// Sealed: the crate implements it for those two.
-pub trait StreamedParams<
-    const H: usize,
-    const W: usize,
-    const K: usize,
-    const FLAT: usize,
-    const HIDDEN: usize,
-    const CLASSES: usize,
->: Network<H, W, K, FLAT, HIDDEN, CLASSES> + sealed::Steps<K, FLAT, HIDDEN, CLASSES>
-{
-}
+/// The layers of stack `S` before its wide layer.
+type Front<S> = <<S as Stack>::Layers as Split>::Front;
+/// The wide layer.
+type Wide<S> = <<S as Stack>::Layers as Split>::Wide;
+/// The layers after it.
+type Back<S> = <<S as Stack>::Layers as Split>::Back;
 
-mod sealed {
-    use crate::kernels::ConvKernel;
-    use rand_core::RngCore;
-
-    /// The layers SGD steps with the batch's gradient.
-    pub struct SmallLayers<'a, const K: usize, const HIDDEN: usize, const CLASSES: usize> {
-        pub conv_kernel: &'a mut ConvKernel<K>,
-        pub conv_bias: &'a mut [f32; K],
-        pub dense1_bias: &'a mut [f32; HIDDEN],
-        pub dense2_kernel: &'a mut [[f32; CLASSES]; HIDDEN],
-        pub dense2_bias: &'a mut [f32; CLASSES],
-    }
-
-    /// How the parameters take their steps.
-    pub trait Steps<const K: usize, const FLAT: usize, const HIDDEN: usize, const CLASSES: usize> {
-        /// The layers whose batch gradient the schedule adds up.
-        fn small_layers(&mut self) -> SmallLayers<'_, K, HIDDEN, CLASSES>;
-
-        /// One sample's step of dense1's kernel: `-lr * input (outer)
-        /// hidden_grad`.
-        fn step_dense1(
-            &mut self,
-            input: &[f32; FLAT],
-            hidden_grad: &[f32; HIDDEN],
-            lr: f32,
-            rng: &mut impl RngCore,
-        );
-    }
-}
-
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES> for Params<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-}
-
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-}
-
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > sealed::Steps<K, FLAT, HIDDEN, CLASSES> for Params<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-    fn small_layers(&mut self) -> sealed::SmallLayers<'_, K, HIDDEN, CLASSES> {
-        sealed::SmallLayers {
-            conv_kernel: &mut self.conv_kernel,
-            conv_bias: &mut self.conv_bias,
-            dense1_bias: &mut self.dense1_bias,
-            dense2_kernel: &mut self.dense2_kernel,
-            dense2_bias: &mut self.dense2_bias,
-        }
-    }
-
-    fn step_dense1(
-        &mut self,
-        input: &[f32; FLAT],
-        hidden_grad: &[f32; HIDDEN],
-        lr: f32,
-        _: &mut impl RngCore,
-    ) {
-        for (&x, row) in input.iter().zip(self.dense1_kernel.iter_mut()) {
-            if x != 0.0 {
-                axpy(-lr * x, hidden_grad, row);
-            }
-        }
-    }
-}
-
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > sealed::Steps<K, FLAT, HIDDEN, CLASSES> for Params8<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-    fn small_layers(&mut self) -> sealed::SmallLayers<'_, K, HIDDEN, CLASSES> {
-        sealed::SmallLayers {
-            conv_kernel: &mut self.conv_kernel,
-            conv_bias: &mut self.conv_bias,
-            dense1_bias: &mut self.dense1_bias,
-            dense2_kernel: &mut self.dense2_kernel,
-            dense2_bias: &mut self.dense2_bias,
-        }
-    }
-
-    fn step_dense1(
-        &mut self,
-        input: &[f32; FLAT],
-        hidden_grad: &[f32; HIDDEN],
-        lr: f32,
-        rng: &mut impl RngCore,
-    ) {
-        let mut delta = [0.0f32; HIDDEN];
-        for (d, &g) in delta.iter_mut().zip(hidden_grad) {
-            *d = -lr * g;
-        }
-        let kernel = &mut self.dense1_kernel;
-        add_outer_stochastic(&mut kernel.values, &mut kernel.scales, input, &delta, rng);
-    }
-}
-
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Params8<H, W, K, FLAT, HIDDEN, CLASSES>
-{
-    /// Working memory of training these parameters with
-    /// [`StreamingSgdTrainer`], batches of up to 32, beyond the parameters
-    /// ([`Params8::BYTES`]); the permutation adds 4 bytes per training
-    /// sample. With both, the whole network trains in 256 KiB:
-    ///
-    /// ```
-    /// use tinycnn::FashionParams8;
-    /// assert_eq!(FashionParams8::TRAINING_BYTES_SGD, 41_400);
-    /// assert!(FashionParams8::BYTES + FashionParams8::TRAINING_BYTES_SGD + 4 * 2000 < 256 * 1024);
-    /// ```
-    pub const TRAINING_BYTES_SGD: usize = StreamingSgdTrainer::<32, H, W, K, FLAT, HIDDEN, CLASSES>::BYTES;
-}
-
-#[cfg(feature = "std")]
-impl<
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-        P: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
-    > StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES> for std::boxed::Box<P>
-{
-}
-
-#[cfg(feature = "std")]
-impl<
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-        P: sealed::Steps<K, FLAT, HIDDEN, CLASSES>,
-    > sealed::Steps<K, FLAT, HIDDEN, CLASSES> for std::boxed::Box<P>
-{
-    fn small_layers(&mut self) -> sealed::SmallLayers<'_, K, HIDDEN, CLASSES> {
-        (**self).small_layers()
-    }
-
-    fn step_dense1(
-        &mut self,
-        input: &[f32; FLAT],
-        hidden_grad: &[f32; HIDDEN],
-        lr: f32,
-        rng: &mut impl RngCore,
-    ) {
-        (**self).step_dense1(input, hidden_grad, lr, rng);
-    }
-}
-
-/// Plain SGD in two passes over each mini-batch, holding at most `MAX_BATCH`
-/// samples' worth of hidden-layer gradients (400 bytes each by default)
-/// instead of a gradient of the whole model.
+/// Plain SGD on a stack `S` (by default the book's network) in two passes
+/// over each mini-batch, holding at most `MAX_BATCH` samples' worth of
+/// gradients at the wide layer's outputs (400 bytes each for the book's
+/// network) instead of a gradient of the whole model.
 ///
 /// Pass one runs forward and backward for every sample with the batch's
-/// starting parameters, adds up the gradients of the small layers (conv,
-/// biases, dense2: 1,210 values) and keeps each sample's hidden-layer
-/// gradient. Pass two reads each sample again, recomputes its pooled map
-/// (with the same dropout mask, regenerated from a per-sample seed) and
-/// subtracts `lr * x (outer) dh / batch` from dense1 in place; then the small
-/// layers step. The result equals [`Trainer`](super::Trainer) with
-/// [`Sgd`](super::Sgd) up to rounding, for about 15% more work (one more
-/// convolution per sample).
+/// starting parameters, adds up the gradients of every parameter but the
+/// wide layer's kernel (1,210 values for the book's network) and keeps each
+/// sample's gradient at the wide layer's outputs. Pass two reads each
+/// sample again, recomputes the wide layer's input (with the same dropout
+/// mask, drawn again from a per-sample seed) and subtracts
+/// `lr * x (outer) dh / batch` from the kernel in place; then the other
+/// parameters step. The result equals [`Trainer`](super::Trainer) with
+/// [`Sgd`] up to rounding, for one more pass of the convolutions per sample.
 ///
-/// It trains [`Params`] or [`Params8`], whose dense1 kernel lives in 8 bits:
-/// there pass two adds each sample's update to the grid stochastically
-/// rounded ([`add_outer_stochastic`](crate::kernels::add_outer_stochastic),
+/// The wide layer may keep its kernel in 8 bits (`Dense(OUT, i8)`,
+/// [`Dense8`](crate::stack::Dense8); [`Book8`](crate::stack::Book8) for the
+/// book's network): pass two then adds each sample's update to the grid
+/// stochastically rounded ([`add_outer_stochastic`](crate::kernels::add_outer_stochastic),
 /// random bits from the generator given to the step), so no `f32` copy of
-/// the kernel exists either; `Params8::BYTES + Self::BYTES` is the whole
-/// training's RAM but the permutation.
+/// the kernel exists either; `S::PARAMETER_BYTES + Self::BYTES` is the
+/// whole training's RAM but the permutation.
 ///
 /// ```
 /// use rand_core::SeedableRng;
+/// use tinycnn::stack::Book;
 /// use tinycnn::train::{Epoch, StreamingSgdTrainer};
 /// use tinycnn::Params;
 /// let data: Vec<_> = (0..64).map(|i| ([[(i % 2) as f32; 4]; 4], i % 2)).collect();
 /// let mut params = Params::<4, 4, 2, 8, 4, 2>::zeroed();
 /// let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
 /// params.init_glorot(&mut rng);
-/// let mut trainer = StreamingSgdTrainer::<8, 4, 4, 2, 8, 4, 2>::new(0.5).unwrap();
+/// let mut trainer = StreamingSgdTrainer::<8, Book<4, 4, 2, 8, 4, 2>>::new(0.5).unwrap();
 /// let mut order = [0u32; 64];
 /// let mut losses = Vec::new();
 /// for epoch in 0..20 {
@@ -249,57 +65,51 @@ impl<
 /// }
 /// assert!(losses[19] < losses[0] / 4.0);
 /// ```
-#[derive(Clone, Debug)]
-pub struct StreamingSgdTrainer<
-    const MAX_BATCH: usize = 32,
-    const H: usize = 28,
-    const W: usize = 28,
-    const K: usize = 10,
-    const FLAT: usize = 1960,
-    const HIDDEN: usize = 100,
-    const CLASSES: usize = 10,
-> {
-    conv_kernel_grad: [[[f32; K]; 3]; 3],
-    conv_bias_grad: [f32; K],
-    dense1_bias_grad: [f32; HIDDEN],
-    dense2_kernel_grad: [[f32; CLASSES]; HIDDEN],
-    dense2_bias_grad: [f32; CLASSES],
-    hidden_grads: [[f32; HIDDEN]; MAX_BATCH],
+// In the order written, so that where its arrays fall (and so the firmware's
+// instruction counts) does not move with unrelated changes.
+#[repr(C)]
+pub struct StreamingSgdTrainer<const MAX_BATCH: usize = 32, S: Stack = Book>
+where
+    S::Layers: Split,
+{
+    front_grads: <Front<S> as Layer>::Params,
+    wide_bias_grad: <Wide<S> as Layer>::Out,
+    back_grads: <Back<S> as Layer>::Params,
+    hidden_grads: [<Wide<S> as Layer>::Out; MAX_BATCH],
     mask_seeds: [u64; MAX_BATCH],
-    /// The pass lists the non-zero cells again in backward rather than
-    /// keep the list: this schedule exists for a small RAM.
-    pass: Pass<H, W, K, FLAT, HIDDEN, CLASSES>,
+    input: S::Input,
+    front: <Front<S> as Layer>::State,
+    front_junctions: <Front<S> as Layer>::Junctions,
+    wide: <Wide<S> as Layer>::State,
+    wide_input_grad: <Wide<S> as Layer>::In,
+    back: <Back<S> as Layer>::State,
+    back_junctions: <Back<S> as Layer>::Junctions,
+    logits_grad: S::Logits,
     lr: f32,
     dropout: f32,
 }
 
-// SAFETY: only `f32` and `u64` arrays, a `Pass` (`f32` and `u8` arrays and
-// an empty cell list) and two `f32`: all zero bytes form a valid value.
-unsafe impl<
-        const MAX_BATCH: usize,
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Zeroable for StreamingSgdTrainer<MAX_BATCH, H, W, K, FLAT, HIDDEN, CLASSES>
+// SAFETY: the gradients and maps are `Zeroable` (parameters' types, `Pod`
+// maps and the layers' states), the seeds `u64`, the rates `f32`: all zero
+// bytes form a valid value.
+unsafe impl<const MAX_BATCH: usize, S: Stack> Zeroable for StreamingSgdTrainer<MAX_BATCH, S> where
+    S::Layers: Split
 {
 }
 
-impl<
-        const MAX_BATCH: usize,
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > StreamingSgdTrainer<MAX_BATCH, H, W, K, FLAT, HIDDEN, CLASSES>
+impl<const MAX_BATCH: usize, S: Stack> StreamingSgdTrainer<MAX_BATCH, S>
+where
+    S::Layers: Split,
+    Wide<S>: Streamed,
+    <Wide<S> as Layer>::Out: Zeroed,
+    <Front<S> as Layer>::Out: Zeroed,
+    <Front<S> as Layer>::Params: ParamBuffer,
+    <Back<S> as Layer>::Params: ParamBuffer,
 {
-    /// Working memory beyond the parameters (the permutation adds 4 bytes
-    /// per training sample).
-    pub const BYTES: usize = core::mem::size_of::<Self>() + 2 * K * W * 4;
+    /// Working memory beyond the parameters: this trainer and the largest
+    /// buffer a layer's kernel keeps on the stack (the permutation adds 4
+    /// bytes per training sample).
+    pub const BYTES: usize = size_of::<Self>() + S::Layers::FRAME_BYTES;
 
     /// A trainer with learning rate `lr` and no dropout.
     ///
@@ -331,14 +141,19 @@ impl<
     /// [`configure`](Self::configure) before training.
     pub const fn zeroed_state() -> Self {
         Self {
-            conv_kernel_grad: [[[0.0; K]; 3]; 3],
-            conv_bias_grad: [0.0; K],
-            dense1_bias_grad: [0.0; HIDDEN],
-            dense2_kernel_grad: [[0.0; CLASSES]; HIDDEN],
-            dense2_bias_grad: [0.0; CLASSES],
-            hidden_grads: [[0.0; HIDDEN]; MAX_BATCH],
+            front_grads: Zeroed::ZERO,
+            wide_bias_grad: Zeroed::ZERO,
+            back_grads: Zeroed::ZERO,
+            hidden_grads: [Zeroed::ZERO; MAX_BATCH],
             mask_seeds: [0; MAX_BATCH],
-            pass: Pass::new(),
+            input: Zeroed::ZERO,
+            front: Zeroed::ZERO,
+            front_junctions: Zeroed::ZERO,
+            wide: Zeroed::ZERO,
+            wide_input_grad: Zeroed::ZERO,
+            back: Zeroed::ZERO,
+            back_junctions: Zeroed::ZERO,
+            logits_grad: Zeroed::ZERO,
             lr: 0.0,
             dropout: 0.0,
         }
@@ -366,6 +181,37 @@ impl<
         Ok(())
     }
 
+    /// Forward of the input in place through every layer, dropout drawn
+    /// from `stream`; returns the loss against `label` with its gradient
+    /// (times `scale`) at the logits.
+    fn forward(
+        &mut self,
+        params: &[f32],
+        label: usize,
+        scale: f32,
+        rate: f32,
+        stream: &mut impl RngCore,
+    ) -> Result<f32, Error> {
+        check_input::<S>(&self.input)?;
+        let (front, wide, back) = split_params::<S>(params);
+        Front::<S>::forward(front, &mut self.input, &mut self.front, rate, stream);
+        Wide::<S>::forward(
+            wide,
+            Front::<S>::output_mut(&mut self.front),
+            &mut self.wide,
+            rate,
+            stream,
+        );
+        Back::<S>::forward(
+            back,
+            Wide::<S>::output_mut(&mut self.wide),
+            &mut self.back,
+            rate,
+            stream,
+        );
+        Back::<S>::output(&self.back).cross_entropy(label, scale, &mut self.logits_grad)
+    }
+
     /// One SGD step on the samples at `batch` (at most `MAX_BATCH`); returns
     /// the batch's mean loss. On a diverged batch (as
     /// [`Trainer::train_batch`](super::Trainer::train_batch)) returns
@@ -375,89 +221,139 @@ impl<
     /// [`Error::Empty`], [`Error::Length`] for a batch over `MAX_BATCH`,
     /// [`Error::InvalidConfig`] before [`configure`](Self::configure),
     /// [`Error::Diverged`], and whatever reading a sample returns.
-    pub fn train_batch<P, S>(
+    pub fn train_batch<D>(
         &mut self,
-        params: &mut P,
-        samples: &S,
+        params: &mut S::Params,
+        samples: &D,
         batch: &[u32],
         rng: &mut impl RngCore,
     ) -> Result<f32, Error>
     where
-        P: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
-        S: Inputs<[[f32; W]; H]> + ?Sized,
+        D: Inputs<S::Input> + ?Sized,
     {
         let scale = batch_scale(batch, MAX_BATCH)?;
         self.configure(self.lr, self.dropout)?;
-        self.conv_kernel_grad = [[[0.0; K]; 3]; 3];
-        self.conv_bias_grad = [0.0; K];
-        self.dense1_bias_grad = [0.0; HIDDEN];
-        self.dense2_kernel_grad = [[0.0; CLASSES]; HIDDEN];
-        self.dense2_bias_grad = [0.0; CLASSES];
+        self.front_grads.as_flat_mut().fill(0.0);
+        self.wide_bias_grad = Zeroed::ZERO;
+        self.back_grads.as_flat_mut().fill(0.0);
         let rate = self.dropout;
         let mut loss_sum = 0.0f32;
 
-        // Pass one: every gradient but dense1's kernel, with the starting
-        // parameters; each sample's gradient at dense1's outputs is kept.
-        let kept = self.hidden_grads.iter_mut().zip(&mut self.mask_seeds);
-        for (&index, (hidden_grad, seed)) in batch.iter().zip(kept) {
-            let label = samples.read(index as usize, &mut self.pass.image)?;
-            *seed = rng.next_u64();
-            self.pass.forward(params, rate, &mut SampleStream(*seed))?;
-            let grads = Grads {
-                conv_kernel: &mut self.conv_kernel_grad,
-                conv_bias: &mut self.conv_bias_grad,
-                dense1_bias: &mut self.dense1_bias_grad,
-                hidden: hidden_grad,
-                dense2: LayerGrads {
-                    kernel: &mut self.dense2_kernel_grad,
-                    bias: &mut self.dense2_bias_grad,
-                },
+        // Pass one: every gradient but the wide layer's kernel, with the
+        // starting parameters; each sample's gradient at the wide layer's
+        // outputs is kept.
+        for (position, &index) in batch.iter().enumerate() {
+            let (Some(hidden_grad), Some(seed)) = (
+                self.hidden_grads.get_mut(position),
+                self.mask_seeds.get_mut(position),
+            ) else {
+                break;
             };
-            loss_sum += self.pass.backward(params, Target { label, scale }, rate, grads)?;
+            let label = samples.read(index as usize, &mut self.input)?;
+            *seed = rng.next_u64();
+            let mut stream = SampleStream(*seed);
+            let (front, wide, back) = split_params::<S>(params.as_flat());
+            let Self {
+                front_grads,
+                wide_bias_grad,
+                back_grads,
+                input,
+                front: front_state,
+                front_junctions,
+                wide: wide_state,
+                wide_input_grad,
+                back: back_state,
+                back_junctions,
+                logits_grad,
+                ..
+            } = self;
+            check_input::<S>(input)?;
+            Front::<S>::forward(front, input, front_state, rate, &mut stream);
+            let wide_input = Front::<S>::output_mut(front_state);
+            Wide::<S>::forward(wide, wide_input, wide_state, rate, &mut stream);
+            Back::<S>::forward(
+                back,
+                Wide::<S>::output_mut(wide_state),
+                back_state,
+                rate,
+                &mut stream,
+            );
+            loss_sum += Back::<S>::output(back_state).cross_entropy(label, scale, logits_grad)?;
+            Back::<S>::backward(
+                back,
+                back_grads.as_flat_mut(),
+                Wide::<S>::output(wide_state),
+                back_state,
+                back_junctions,
+                logits_grad,
+                None,
+                rate,
+                Some(hidden_grad),
+            );
+            Wide::<S>::backward_inputs(
+                wide,
+                Front::<S>::output(front_state),
+                wide_state,
+                hidden_grad,
+                wide_bias_grad,
+                wide_input_grad,
+                rate,
+            );
+            Front::<S>::backward(
+                front,
+                front_grads.as_flat_mut(),
+                input,
+                front_state,
+                front_junctions,
+                wide_input_grad,
+                Wide::<S>::listed(wide_state),
+                rate,
+                None,
+            );
         }
+        let kept: &[<Wide<S> as Layer>::Out] = self.hidden_grads.get(..batch.len()).unwrap_or_default();
         let loss = checked_loss(
             loss_sum,
             scale,
             [
-                self.conv_kernel_grad.as_flattened().as_flattened(),
-                &self.conv_bias_grad,
-                &self.dense1_bias_grad,
-                self.dense2_kernel_grad.as_flattened(),
-                &self.dense2_bias_grad,
-                self.hidden_grads
-                    .get(..batch.len())
-                    .unwrap_or_default()
-                    .as_flattened(),
+                self.front_grads.as_flat(),
+                bytemuck::cast_slice(core::slice::from_ref(&self.wide_bias_grad)),
+                self.back_grads.as_flat(),
+                bytemuck::cast_slice(kept),
             ],
         )?;
 
-        // Pass two: dense1's kernel, one sample at a time, with the starting
-        // convolution (the conv update waits until every sample is through).
-        let kept = self.hidden_grads.iter().zip(&self.mask_seeds);
-        for (&index, (hidden_grad, &seed)) in batch.iter().zip(kept) {
-            let pooled = &mut self.pass.ws.pooled;
-            samples.read(index as usize, &mut self.pass.image)?;
-            let (conv_kernel, conv_bias) = params.conv();
-            conv_relu_pool(&self.pass.image, conv_kernel, conv_bias, pooled, None);
-            if rate > 0.0 {
-                dropout(pooled, rate, &mut SampleStream(seed));
-            }
-            params.step_dense1(pooled, hidden_grad, self.lr, rng);
-        }
+        // Pass two: the wide layer's kernel, one sample at a time, with the
+        // starting convolutions (their update waits until every sample is
+        // through).
         let lr = self.lr;
+        for ((&index, hidden_grad), &seed) in batch.iter().zip(&self.hidden_grads).zip(&self.mask_seeds) {
+            samples.read(index as usize, &mut self.input)?;
+            let mut stream = SampleStream(seed);
+            let flat = params.as_flat_mut();
+            let (front, rest) = flat.split_at_mut(<Front<S> as Layer>::PARAMS.min(flat.len()));
+            let wide = rest.get_mut(..<Wide<S> as Layer>::PARAMS).unwrap_or_default();
+            Front::<S>::infer(front, &mut self.input, &mut self.front);
+            let wide_input = Front::<S>::output_mut(&mut self.front);
+            Wide::<S>::drop_out(wide_input, rate, &mut stream);
+            Wide::<S>::step_kernel(wide, wide_input, hidden_grad, lr, rng);
+        }
         let step = |values: &mut [f32], grads: &[f32]| axpy(-lr, grads, values);
-        let layers = params.small_layers();
-        step(
-            layers.conv_kernel.as_flattened_mut().as_flattened_mut(),
-            self.conv_kernel_grad.as_flattened().as_flattened(),
-        );
-        step(layers.conv_bias, &self.conv_bias_grad);
-        step(layers.dense1_bias, &self.dense1_bias_grad);
-        step(
-            layers.dense2_kernel.as_flattened_mut(),
-            self.dense2_kernel_grad.as_flattened(),
-        );
-        step(layers.dense2_bias, &self.dense2_bias_grad);
+        let flat = params.as_flat_mut();
+        let (front, rest) = flat.split_at_mut(<Front<S> as Layer>::PARAMS.min(flat.len()));
+        let (wide, back) = rest.split_at_mut(<Wide<S> as Layer>::PARAMS.min(rest.len()));
+        // Tensor by tensor, as the step of each would run alone.
+        each_tensor::<Front<S>>(front, self.front_grads.as_flat(), step);
+        let bias = wide
+            .len()
+            .saturating_sub(size_of::<<Wide<S> as Layer>::Out>() / 4);
+        if let Some(wide_bias) = wide.get_mut(bias..) {
+            step(
+                wide_bias,
+                bytemuck::cast_slice(core::slice::from_ref(&self.wide_bias_grad)),
+            );
+        }
+        each_tensor::<Back<S>>(back, self.back_grads.as_flat(), step);
         Ok(loss)
     }
 
@@ -467,15 +363,14 @@ impl<
     ///
     /// # Errors
     /// As [`Trainer::train_epoch`](super::Trainer::train_epoch).
-    pub fn train_epoch<N, S, R, P>(
+    pub fn train_epoch<D, R, P>(
         &mut self,
-        params: &mut N,
-        samples: &S,
+        params: &mut S::Params,
+        samples: &D,
         mut epoch: Epoch<'_, R, P>,
     ) -> Result<f32, Error>
     where
-        N: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
-        S: Inputs<[[f32; W]; H]> + ?Sized,
+        D: Inputs<S::Input> + ?Sized,
         R: RngCore,
         P: Progress,
     {
@@ -484,31 +379,56 @@ impl<
         })
     }
 
-    /// Loss and accuracy of `params` on `samples`, in this trainer's memory.
+    /// Loss and accuracy of `params` on `samples` (no dropout), in this
+    /// trainer's memory.
     ///
     /// # Errors
-    /// As [`Params::evaluate`].
-    pub fn evaluate<N, S>(&mut self, params: &N, samples: &S) -> Result<crate::Evaluation, Error>
+    /// [`Error::Empty`], [`Error::NonFinite`], [`Error::LabelOutOfRange`],
+    /// and whatever reading a sample returns.
+    pub fn evaluate<D>(&mut self, params: &S::Params, samples: &D) -> Result<Evaluation, Error>
     where
-        N: Network<H, W, K, FLAT, HIDDEN, CLASSES>,
-        S: Inputs<[[f32; W]; H]> + ?Sized,
+        D: Inputs<S::Input> + ?Sized,
     {
-        crate::model::layers::evaluate(params, samples, &mut self.pass.ws)
+        let mut input = self.input;
+        evaluate_each(samples, &mut input, |input, label| {
+            self.input = *input;
+            let loss = self.forward(params.as_flat(), label, 1.0, 0.0, &mut NoDraws)?;
+            Ok((loss, Back::<S>::output(&self.back).class() == label))
+        })
     }
 }
 
-impl<
-        const MAX_BATCH: usize,
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-        N: StreamedParams<H, W, K, FLAT, HIDDEN, CLASSES>,
-    > Train<N, Sgd> for StreamingSgdTrainer<MAX_BATCH, H, W, K, FLAT, HIDDEN, CLASSES>
+/// The parameters of the front, the wide layer and the back, in `flat`.
+fn split_params<S: Stack>(flat: &[f32]) -> (&[f32], &[f32], &[f32])
+where
+    S::Layers: Split,
 {
-    type Input = [[f32; W]; H];
+    let (front, rest) = flat.split_at(<Front<S> as Layer>::PARAMS.min(flat.len()));
+    let (wide, back) = rest.split_at(<Wide<S> as Layer>::PARAMS.min(rest.len()));
+    (front, wide, back)
+}
+
+/// `step` of each of `L`'s tensors in `params` with its gradient in
+/// `grads` (both `L`'s own, `f32`).
+fn each_tensor<L: Layer>(params: &mut [f32], grads: &[f32], mut step: impl FnMut(&mut [f32], &[f32])) {
+    L::tensors(0, 0, 0, &mut |tensor: Tensor| {
+        let range = tensor.at..tensor.at + tensor.len();
+        if let (Some(values), Some(grads)) = (params.get_mut(range.clone()), grads.get(range)) {
+            step(values, grads);
+        }
+    });
+}
+
+impl<const MAX_BATCH: usize, S: Stack> Train<S::Params, Sgd> for StreamingSgdTrainer<MAX_BATCH, S>
+where
+    S::Layers: Split,
+    Wide<S>: Streamed,
+    <Wide<S> as Layer>::Out: Zeroed,
+    <Front<S> as Layer>::Out: Zeroed,
+    <Front<S> as Layer>::Params: ParamBuffer,
+    <Back<S> as Layer>::Params: ParamBuffer,
+{
+    type Input = S::Input;
 
     fn set_dropout(&mut self, rate: f32) -> Result<(), Error> {
         StreamingSgdTrainer::set_dropout(self, rate)
@@ -519,9 +439,9 @@ impl<
     }
 
     /// Steps at `optimizer`'s learning rate.
-    fn train_batch<D: Inputs<[[f32; W]; H]> + Sync + ?Sized>(
+    fn train_batch<D: Inputs<S::Input> + Sync + ?Sized>(
         &mut self,
-        params: &mut N,
+        params: &mut S::Params,
         optimizer: &mut Sgd,
         samples: &D,
         batch: &[u32],
@@ -531,26 +451,25 @@ impl<
         StreamingSgdTrainer::train_batch(self, params, samples, batch, rng)
     }
 
-    fn evaluate<D: Inputs<[[f32; W]; H]> + Sync + ?Sized>(
+    fn evaluate<D: Inputs<S::Input> + Sync + ?Sized>(
         &mut self,
-        params: &N,
+        params: &S::Params,
         samples: &D,
-    ) -> Result<crate::Evaluation, Error> {
+    ) -> Result<Evaluation, Error> {
         StreamingSgdTrainer::evaluate(self, params, samples)
     }
 }
 
 /// The same value as [`StreamingSgdTrainer::zeroed_state`], as
 /// [`Zeroed::ZERO`].
-impl<
-        const MAX_BATCH: usize,
-        const H: usize,
-        const W: usize,
-        const K: usize,
-        const FLAT: usize,
-        const HIDDEN: usize,
-        const CLASSES: usize,
-    > Zeroed for StreamingSgdTrainer<MAX_BATCH, H, W, K, FLAT, HIDDEN, CLASSES>
+impl<const MAX_BATCH: usize, S: Stack> Zeroed for StreamingSgdTrainer<MAX_BATCH, S>
+where
+    S::Layers: Split,
+    Wide<S>: Streamed,
+    <Wide<S> as Layer>::Out: Zeroed,
+    <Front<S> as Layer>::Out: Zeroed,
+    <Front<S> as Layer>::Params: ParamBuffer,
+    <Back<S> as Layer>::Params: ParamBuffer,
 {
     const ZERO: Self = Self::zeroed_state();
 }

@@ -4,9 +4,9 @@
 //! after each sample's forward pass, so only one sample's maps exist at a
 //! time, whatever the batch size.
 
+use super::check::{batch_scale, checked_loss};
 use super::fit::{Epoch, History, Progress};
 use super::optim::Optimizer;
-use super::pass::{batch_scale, checked_loss};
 use super::schedule::Train;
 use crate::data::Inputs;
 use crate::kernels::dropout::check_rate;
@@ -212,6 +212,12 @@ impl<S: Stack> Trainer<S> {
         rng: &mut impl RngCore,
         input_grad: Option<&mut S::Input>,
     ) -> Result<f32, Error> {
+        const {
+            assert!(
+                !<S::Layers as Layer>::INT8,
+                "Trainer forms every parameter's gradient: a stack with a Dense(_, i8) layer trains with StreamingSgdTrainer"
+            )
+        };
         self.ws.check_input()?;
         let params = params.as_flat();
         let Workspace { state, input } = &mut self.ws;

@@ -29,8 +29,8 @@ use crate::kernels::dropout::check_rate;
 use crate::model::Evaluation;
 use crate::model::ParamBuffer;
 use crate::stack::{Book, Layer, Split, SplitAt, Stack, WithSizes, Workspace};
+use crate::train::check::batch_scale;
 use crate::train::fit::Batches;
-use crate::train::pass::batch_scale;
 use crate::train::{Epoch, Optimizer, Progress, Train};
 use crate::Error;
 use core::any::Any;
@@ -103,6 +103,12 @@ where
     /// # Errors
     /// [`Error::InvalidConfig`] for no threads.
     pub fn new(threads: usize) -> Result<Self, Error> {
+        const {
+            assert!(
+                !<S::Layers as Layer>::INT8,
+                "ParallelTrainer steps every parameter with the optimizer: a stack with a Dense(_, i8) layer trains with StreamingSgdTrainer"
+            )
+        };
         if threads == 0 {
             return Err(Error::InvalidConfig {
                 what: "at least one thread is needed",

@@ -13,7 +13,7 @@ use crate::kernels::{all_finite, axpy, relu};
 use crate::model::ParamBuffer;
 use crate::stack::workspace::check_input;
 use crate::stack::{DenseState, Layer, Logits, Split, SplitAt, Stack, Zeroed};
-use crate::train::pass::checked_loss;
+use crate::train::check::checked_loss;
 use crate::train::{Schedule, State, Update};
 use crate::Error;
 use bytemuck::Zeroable;
