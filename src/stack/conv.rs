@@ -291,28 +291,6 @@ impl<
         let kernel = bytemuck::try_from_bytes(bytemuck::cast_slice(kernel.get(..9 * COUT)?)).ok()?;
         Some((image, kernel))
     }
-
-    /// Forward, keeping each pooling window's winner for backward when
-    /// `winners`.
-    #[inline]
-    fn run(params: &[f32], input: &I, state: &mut ConvState<FLAT>, winners: bool) {
-        let () = Self::SIZES;
-        let (kernel, bias) = params.split_at(Self::KERNEL);
-        let bias: &[f32; COUT] = view(bias);
-        let ConvState { pooled, argmax } = state;
-        if let Some((image, kernel)) = Self::single_channel(input, kernel) {
-            if P::single_channel_forward(image, kernel, bias, pooled, winners.then_some(&mut *argmax)) {
-                return;
-            }
-        }
-        P::channels_forward::<H, W, CIN, COUT, KS, FLAT>(
-            bytemuck::cast_slice(core::slice::from_ref(input)),
-            kernel,
-            bias,
-            pooled,
-            winners.then_some(argmax),
-        );
-    }
 }
 
 impl<
@@ -366,13 +344,36 @@ impl<
 
     #[inline]
     fn forward(params: &[f32], input: &mut I, state: &mut Self::State, _rate: f32, _rng: &mut impl RngCore) {
-        Self::run(params, input, state, true);
+        let () = Self::SIZES;
+        let (kernel, bias) = params.split_at(Self::KERNEL);
+        let bias: &[f32; COUT] = view(bias);
+        let ConvState { pooled, argmax } = state;
+        if let Some((image, kernel)) = Self::single_channel(input, kernel) {
+            if P::single_channel_forward(image, kernel, bias, pooled, Some(&mut *argmax)) {
+                return;
+            }
+        }
+        P::channels_forward::<H, W, CIN, COUT, KS, FLAT>(
+            bytemuck::cast_slice(core::slice::from_ref(input)),
+            kernel,
+            bias,
+            pooled,
+            Some(argmax),
+        );
     }
 
-    /// The pooled map alone: no pooling winners kept.
+    /// The one-channel 3x3 convolution without its pooling winners; any
+    /// other as [`forward`](Layer::forward) (one instance of the
+    /// multi-channel kernel keeps it inlined).
     #[inline]
     fn infer(params: &[f32], input: &mut I, state: &mut Self::State) {
-        Self::run(params, input, state, false);
+        let (kernel, bias) = params.split_at(Self::KERNEL);
+        if let Some((image, kernel)) = Self::single_channel(input, kernel) {
+            if P::single_channel_forward(image, kernel, view(bias), &mut state.pooled, None) {
+                return;
+            }
+        }
+        Self::forward(params, input, state, 0.0, &mut super::workspace::NoDraws);
     }
 
     #[inline]
