@@ -78,6 +78,19 @@ impl<const IN: usize, const OUT: usize> DenseState<IN, OUT> {
     }
 }
 
+/// The gradient at a dropout's input from the gradient at its output, in
+/// place at the `active` cells: kept values were scaled by `1 / (1 - rate)`
+/// on the way forward; the gradient elsewhere is zero.
+#[inline]
+pub(super) fn scale_kept<const IN: usize>(grad: &mut [f32; IN], active: &[u16], rate: f32) {
+    let keep_scale = 1.0 / (1.0 - rate);
+    for &cell in active {
+        if let Some(d) = grad.get_mut(usize::from(cell)) {
+            *d *= keep_scale;
+        }
+    }
+}
+
 /// The first `size_of::<T>()` bytes of `values` as a `T`.
 #[inline]
 pub(super) fn view<T: Pod>(values: &[f32]) -> &T {
@@ -203,15 +216,7 @@ impl<const IN: usize, const OUT: usize, I: Pod + Send + Sync, const RELU: bool, 
             input_grad.as_deref_mut().map(bytemuck::cast_mut),
         );
         if let Some(input_grad) = input_grad.filter(|_| DROPOUT && rate > 0.0) {
-            // Kept values were scaled by 1 / (1 - rate) on the way forward;
-            // the gradient elsewhere is zero.
-            let input_grad: &mut [f32; IN] = bytemuck::cast_mut(input_grad);
-            let keep_scale = 1.0 / (1.0 - rate);
-            for &cell in active {
-                if let Some(d) = input_grad.get_mut(usize::from(cell)) {
-                    *d *= keep_scale;
-                }
-            }
+            scale_kept::<IN>(bytemuck::cast_mut(input_grad), active, rate);
         }
     }
 }
@@ -248,14 +253,7 @@ impl<const IN: usize, const OUT: usize, I: Pod + Send + Sync, const RELU: bool, 
             Some(&mut *input_grad),
         );
         if DROPOUT && rate > 0.0 {
-            // Kept values were scaled by 1 / (1 - rate) on the way forward;
-            // the gradient elsewhere is zero.
-            let keep_scale = 1.0 / (1.0 - rate);
-            for &cell in active {
-                if let Some(d) = input_grad.get_mut(usize::from(cell)) {
-                    *d *= keep_scale;
-                }
-            }
+            scale_kept(input_grad, active, rate);
         }
     }
 

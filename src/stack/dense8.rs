@@ -3,7 +3,7 @@
 //! [`StreamingSgdTrainer`](crate::train::StreamingSgdTrainer) with
 //! stochastic rounding. `Dense(OUT, i8)` in [`stack!`](crate::stack!).
 
-use super::dense::{view, view_mut, DenseState};
+use super::dense::{scale_kept, view, view_mut, DenseState};
 use super::{Layer, Streamed, Tensor, Zeroed};
 use crate::kernels::dense::nonzero_positions;
 use crate::kernels::dropout::dropout;
@@ -282,14 +282,7 @@ fn backward_inputs<const IN: usize, const OUT: usize, const DROPOUT: bool>(
     }
     scaled_i8_input_grad_listed(active, values, &scaled, input_grad);
     if DROPOUT && rate > 0.0 {
-        // Kept values were scaled by 1 / (1 - rate) on the way forward;
-        // the gradient elsewhere is zero.
-        let keep_scale = 1.0 / (1.0 - rate);
-        for &cell in active {
-            if let Some(d) = input_grad.get_mut(usize::from(cell)) {
-                *d *= keep_scale;
-            }
-        }
+        scale_kept(input_grad, active, rate);
     }
 }
 

@@ -63,65 +63,42 @@ pub trait WithSizes<L: Split + ?Sized> {
         L::Back: Layer<In = [f32; HIDDEN]>;
 }
 
-/// The last convolution, then the wide layer.
-impl<
-        const H: usize,
-        const W: usize,
-        const CIN: usize,
-        const COUT: usize,
-        const KS: usize,
-        const FLAT: usize,
-        I: Pod + Send + Sync,
-        P: Pooling,
-        const HIDDEN: usize,
-        const DROPOUT: bool,
-        B: Layer<In = [f32; HIDDEN]>,
-    > Split
-    for Chain<
-        ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>,
-        Chain<Dense<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>, B>,
-    >
-{
-    type Front = ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>;
-    type Wide = Dense<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>;
-    type Back = B;
-    const DROPOUT: bool = DROPOUT;
+/// The last convolution, then the wide layer `$wide` (in `f32` or 8 bits).
+macro_rules! split_at_wide {
+    ($wide:ident) => {
+        impl<
+                const H: usize,
+                const W: usize,
+                const CIN: usize,
+                const COUT: usize,
+                const KS: usize,
+                const FLAT: usize,
+                I: Pod + Send + Sync,
+                P: Pooling,
+                const HIDDEN: usize,
+                const DROPOUT: bool,
+                B: Layer<In = [f32; HIDDEN]>,
+            > Split
+            for Chain<
+                ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>,
+                Chain<$wide<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>, B>,
+            >
+        {
+            type Front = ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>;
+            type Wide = $wide<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>;
+            type Back = B;
+            const DROPOUT: bool = DROPOUT;
 
-    #[inline]
-    fn with_sizes<F: WithSizes<Self>>(f: F) -> F::Output {
-        f.call::<FLAT, HIDDEN>()
-    }
+            #[inline]
+            fn with_sizes<F: WithSizes<Self>>(f: F) -> F::Output {
+                f.call::<FLAT, HIDDEN>()
+            }
+        }
+    };
 }
 
-/// The last convolution, then a wide layer in 8 bits.
-impl<
-        const H: usize,
-        const W: usize,
-        const CIN: usize,
-        const COUT: usize,
-        const KS: usize,
-        const FLAT: usize,
-        I: Pod + Send + Sync,
-        P: Pooling,
-        const HIDDEN: usize,
-        const DROPOUT: bool,
-        B: Layer<In = [f32; HIDDEN]>,
-    > Split
-    for Chain<
-        ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>,
-        Chain<Dense8<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>, B>,
-    >
-{
-    type Front = ConvRelu<H, W, CIN, COUT, KS, FLAT, I, P>;
-    type Wide = Dense8<FLAT, HIDDEN, [f32; FLAT], true, DROPOUT>;
-    type Back = B;
-    const DROPOUT: bool = DROPOUT;
-
-    #[inline]
-    fn with_sizes<F: WithSizes<Self>>(f: F) -> F::Output {
-        f.call::<FLAT, HIDDEN>()
-    }
-}
+split_at_wide!(Dense);
+split_at_wide!(Dense8);
 
 /// A convolution before the rest of the front.
 impl<
