@@ -17,5 +17,5 @@ pub use fit::{Epoch, EpochStats, History, Progress};
 pub use head::{Head, HeadOf, HeadTrainer, Tuning};
 pub use optim::{Adam, AdamConfig, Optimizer, Schedule, Sgd, SgdMomentum, State, Update};
 pub use schedule::Train;
-pub use streaming::StreamingSgdTrainer;
+pub use streaming::{StreamingSgdTrainer, Streams};
 pub use trainer::Trainer;

@@ -99,12 +99,7 @@ unsafe impl<const MAX_BATCH: usize, S: Stack> Zeroable for StreamingSgdTrainer<M
 
 impl<const MAX_BATCH: usize, S: Stack> StreamingSgdTrainer<MAX_BATCH, S>
 where
-    S::Layers: Split,
-    Wide<S>: Streamed,
-    <Wide<S> as Layer>::Out: Zeroed,
-    <Front<S> as Layer>::Out: Zeroed,
-    <Front<S> as Layer>::Params: ParamBuffer,
-    <Back<S> as Layer>::Params: ParamBuffer,
+    S: Streams,
 {
     /// Working memory beyond the parameters: this trainer and the largest
     /// buffer a layer's kernel keeps on the stack (the permutation adds 4
@@ -398,6 +393,32 @@ where
     }
 }
 
+/// A stack [`StreamingSgdTrainer`] trains: its layers [`Split`] at a wide
+/// dense layer that updates sample by sample ([`Streamed`]: `Dense(OUT)`
+/// or `Dense(OUT, i8)`), the layers around it in `f32`. Every such stack
+/// has it.
+pub trait Streams:
+    Stack<
+    Layers: Split<
+        Front: Layer<Out: Zeroed, Params: ParamBuffer>,
+        Wide: Streamed<Out: Zeroed>,
+        Back: Layer<Params: ParamBuffer>,
+    >,
+>
+{
+}
+
+impl<S> Streams for S where
+    S: Stack<
+        Layers: Split<
+            Front: Layer<Out: Zeroed, Params: ParamBuffer>,
+            Wide: Streamed<Out: Zeroed>,
+            Back: Layer<Params: ParamBuffer>,
+        >,
+    >
+{
+}
+
 /// The parameters of the front, the wide layer and the back, in `flat`.
 fn split_params<S: Stack>(flat: &[f32]) -> (&[f32], &[f32], &[f32])
 where
@@ -421,12 +442,7 @@ fn each_tensor<L: Layer>(params: &mut [f32], grads: &[f32], mut step: impl FnMut
 
 impl<const MAX_BATCH: usize, S: Stack> Train<S::Params, Sgd> for StreamingSgdTrainer<MAX_BATCH, S>
 where
-    S::Layers: Split,
-    Wide<S>: Streamed,
-    <Wide<S> as Layer>::Out: Zeroed,
-    <Front<S> as Layer>::Out: Zeroed,
-    <Front<S> as Layer>::Params: ParamBuffer,
-    <Back<S> as Layer>::Params: ParamBuffer,
+    S: Streams,
 {
     type Input = S::Input;
 
@@ -464,12 +480,7 @@ where
 /// [`Zeroed::ZERO`].
 impl<const MAX_BATCH: usize, S: Stack> Zeroed for StreamingSgdTrainer<MAX_BATCH, S>
 where
-    S::Layers: Split,
-    Wide<S>: Streamed,
-    <Wide<S> as Layer>::Out: Zeroed,
-    <Front<S> as Layer>::Out: Zeroed,
-    <Front<S> as Layer>::Params: ParamBuffer,
-    <Back<S> as Layer>::Params: ParamBuffer,
+    S: Streams,
 {
     const ZERO: Self = Self::zeroed_state();
 }
